@@ -1,0 +1,94 @@
+"""The local transport: commands run as subprocesses on this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from kong.errors import TransportError
+from kong.remote.base import CommandResult, Transport, TransportStats
+
+
+class LocalTransport(Transport):
+    label = "local"
+
+    def __init__(self) -> None:
+        self.stats = TransportStats()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        self.stats.add(round_trips=1, sent=len(stdin or b""))
+        try:
+            proc = subprocess.run(
+                list(argv),
+                input=stdin if stdin is not None else b"",
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise TransportError(f"command not found: {argv[0]}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TransportError(f"`{argv[0]}` timed out after {timeout} s") from exc
+        self.stats.add(received=len(proc.stdout) + len(proc.stderr))
+        return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o644) -> None:
+        self.stats.add(round_trips=1, sent=sum(len(c) for c in files.values()))
+        for path, content in files.items():
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".tmp")
+            tmp.write_bytes(content)
+            tmp.chmod(mode)
+            tmp.replace(target)
+
+    def read_range(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        self.stats.add(round_trips=1)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read() if length is None else fh.read(length)
+        except FileNotFoundError:
+            return b""
+        self.stats.add(received=len(data))
+        return data
+
+    def sizes(self, paths: Sequence[str]) -> dict[str, int | None]:
+        self.stats.add(round_trips=1)
+        result: dict[str, int | None] = {}
+        for path in paths:
+            try:
+                result[path] = os.stat(path).st_size
+            except FileNotFoundError:
+                result[path] = None
+        return result
+
+    def remove_trees(self, paths: Sequence[str]) -> None:
+        self.stats.add(round_trips=1)
+        for path in paths:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.unlink(path)
+
+    def stream(self, path: str, offset: int = 0, poll_interval: float = 0.5) -> Iterator[bytes]:
+        while True:
+            chunk = self.read_range(path, offset)
+            if chunk:
+                offset += len(chunk)
+                yield chunk
+            else:
+                time.sleep(poll_interval)
+
+    def home(self) -> str:
+        return os.path.expanduser("~")
