@@ -1,0 +1,590 @@
+"""Pooled asyncssh connections, served by one event-loop thread.
+
+An ``SSHPool`` owns one event loop running in a daemon thread and, per target
+host, a ``HostPool`` of connections that each carry up to ``max_sessions``
+channels. Everything asynchronous lives here; ``kong.remote.ssh`` wraps it in
+the synchronous ``Transport`` interface. An ``SSHPool`` is a plain object (no
+module globals), so the per-user agent (issue 11) can own one and serve it
+over a socket unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import getpass
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncssh
+
+from kong.errors import ConnectionLost, HostKeyError, TransportError
+from kong.remote.base import TransportStats
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: (host label, instructions, [(prompt, echo), ...]) -> one answer per prompt
+PromptCallback = Callable[[str, str, Sequence[tuple[str, bool]]], Sequence[str]]
+
+
+class PromptUnavailable(TransportError):
+    """The server asked for a password or one-time code and nobody can answer."""
+
+
+_terminal_lock = threading.Lock()
+
+
+def terminal_prompt(
+    label: str, instructions: str, prompts: Sequence[tuple[str, bool]]
+) -> list[str]:
+    """Ask on the terminal; without one, fail at once rather than hang a script or cron job."""
+    if not (sys.stdin and sys.stdin.isatty()):
+        raise PromptUnavailable(
+            f"{label} asks for a password or one-time code and this process has no terminal: "
+            f"connect once from a terminal"
+        )
+    # Two connections opening at once must not interleave their questions.
+    with _terminal_lock:
+        if instructions:
+            print(instructions, file=sys.stderr)
+        answers = []
+        for text, echo in prompts:
+            question = text or "Response: "
+            answers.append(input(question) if echo else getpass.getpass(question))
+        return answers
+
+
+def keyring_secret(user: str | None, host: str) -> str | None:
+    """The password or key passphrase stored under service ``kong``, key ``user@host``."""
+    try:
+        import keyring
+
+        return keyring.get_password("kong", f"{user or getpass.getuser()}@{host}")
+    except Exception:  # no backend, locked store, D-Bus down: behave as if nothing is stored
+        return None
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to connect. ``None`` means: take it from ssh config or the defaults."""
+
+    host: str
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    jump_host: str | None = None
+    #: ssh client config files; None reads ``~/.ssh/config`` as ``ssh`` does
+    config: tuple[str, ...] | None = None
+    connect_timeout: float = 30.0
+    keepalive_interval: float = 30.0
+
+    @property
+    def label(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.host}{port}"
+
+    def accept_hint(self) -> str:
+        port = f"-p {self.port} " if self.port else ""
+        user = f"{self.user}@" if self.user else ""
+        kh = self.known_hosts or "~/.ssh/known_hosts"
+        opt = f"-o UserKnownHostsFile={self.known_hosts} " if self.known_hosts else ""
+        return (
+            f"check the key, then accept it by running `ssh {opt}{port}{user}{self.host}` once "
+            f"(or `ssh-keyscan {port}{self.host} >> {kh}`; after a key change "
+            f"`ssh-keygen -R {self.host}` first)"
+        )
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "connect_timeout": self.connect_timeout,
+            "keepalive_interval": self.keepalive_interval,
+        }
+        if self.port is not None:
+            kwargs["port"] = self.port
+        if self.user is not None:
+            kwargs["username"] = self.user
+        if self.identity_file is not None:
+            kwargs["client_keys"] = [os.path.expanduser(self.identity_file)]
+        if self.known_hosts is not None:
+            # Never None: asyncssh reads None as "do not check host keys".
+            kwargs["known_hosts"] = os.path.expanduser(self.known_hosts)
+        if self.config is not None:
+            kwargs["config"] = [os.path.expanduser(c) for c in self.config]
+        return kwargs
+
+
+class _LoopThread:
+    """One event loop in a daemon thread; sync code submits coroutines to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name="kong-ssh-loop", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError("a blocking transport call was made from the SSH event-loop thread")
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except BaseException:
+            # Ctrl-C or a timeout here must not leave a channel running unattended.
+            fut.cancel()
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+@dataclass
+class _Conn:
+    """One pooled connection (or one being opened: ``conn`` is None until ``ready``)."""
+
+    ready: asyncio.Future[None]
+    conn: asyncssh.SSHClientConnection | None = None
+    jump: asyncssh.SSHClientConnection | None = None
+    in_use: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    closed: bool = False
+    prompted: bool = False
+
+
+class _Client(asyncssh.SSHClient):
+    """Routes passwords and keyboard-interactive prompts to keyring or the person."""
+
+    def __init__(self, pool: HostPool, entry: _Conn, secret: str | None) -> None:
+        self._pool = pool
+        self._entry = entry
+        self._secret = secret
+        self.prompt_error: PromptUnavailable | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._pool._lost(self._entry)
+
+    async def _ask(
+        self, instructions: str, prompts: Sequence[tuple[str, bool]]
+    ) -> list[str] | None:
+        if self.prompt_error is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            # In a worker thread: a person typing a code must not stall other hosts.
+            answers = await loop.run_in_executor(
+                None, self._pool.prompt, self._pool.target.label, instructions, prompts
+            )
+        except PromptUnavailable as exc:
+            self.prompt_error = exc
+            return None
+        self._entry.prompted = True
+        return list(answers)
+
+    async def password_auth_requested(self) -> str | None:
+        if self._secret is not None:
+            secret, self._secret = self._secret, None
+            return secret
+        answers = await self._ask("", [(f"Password for {self._pool.target.label}: ", False)])
+        return answers[0] if answers else None
+
+    def kbdint_auth_requested(self) -> str:
+        return ""
+
+    async def kbdint_challenge_received(
+        self, name: str, instructions: str, lang: str, prompts: Sequence[tuple[str, bool]]
+    ) -> list[str] | None:
+        if not prompts:
+            # Servers send empty rounds to show messages; answering them asks nobody.
+            return []
+        if (
+            self._secret is not None
+            and len(prompts) == 1
+            and "password" in prompts[0][0].lower()
+        ):
+            secret, self._secret = self._secret, None
+            return [secret]
+        return await self._ask("\n".join(s for s in (name, instructions) if s), prompts)
+
+
+@dataclass
+class RunOutcome:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+class HostPool:
+    """Connections to one target; lives on the loop, every coroutine runs there."""
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        *,
+        max_sessions: int = 10,
+        max_connections: int = 4,
+        idle_timeout: float = 300.0,
+        prompt: PromptCallback | None = None,
+        channel_retries: int = 12,
+        stats: TransportStats | None = None,
+    ) -> None:
+        self.target = target
+        self.max_sessions = max_sessions
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.prompt: PromptCallback = prompt or terminal_prompt
+        self.channel_retries = channel_retries
+        self.stats = stats if stats is not None else TransportStats()
+        self.home: str | None = None
+        self._conns: list[_Conn] = []
+        self._cond: asyncio.Condition | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._secret: str | None = None
+        self._secret_loaded = False
+        self._interactive = False
+
+    # -- connections ---------------------------------------------------------
+
+    def connection_count(self) -> int:
+        return sum(1 for c in self._conns if not c.closed and c.conn is not None)
+
+    def _cap(self) -> int:
+        if self._interactive:
+            # Every new connection would cost the person another one-time code.
+            return max(1, sum(1 for c in self._conns if not c.closed))
+        return self.max_connections
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    def _lost(self, entry: _Conn) -> None:
+        if entry.closed:
+            return
+        entry.closed = True
+        if entry in self._conns:
+            self._conns.remove(entry)
+        if entry.jump is not None:
+            entry.jump.close()
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        cond = self._condition()
+        async with cond:
+            cond.notify_all()
+
+    async def _load_secret(self) -> str | None:
+        if not self._secret_loaded:
+            loop = asyncio.get_running_loop()
+            self._secret = await loop.run_in_executor(
+                None, keyring_secret, self.target.user, self.target.host
+            )
+            self._secret_loaded = True
+        return self._secret
+
+    async def _connect(self, entry: _Conn) -> None:
+        target = self.target
+        secret = await self._load_secret()
+        kwargs = target.connect_kwargs()
+        if secret is not None:
+            kwargs["passphrase"] = secret
+        client = _Client(self, entry, secret)
+        try:
+            if target.jump_host:
+                entry.jump = await self._connect_jump(secret)
+                kwargs["tunnel"] = entry.jump
+            conn, _ = await asyncssh.create_connection(
+                lambda: client, target.host, **kwargs
+            )
+        except BaseException as exc:
+            if entry.jump is not None:
+                entry.jump.close()
+            if client.prompt_error is not None:
+                raise client.prompt_error from None
+            raise self._connect_error(exc) from exc
+        entry.conn = conn
+        if entry.prompted:
+            self._interactive = True
+        with self.stats._lock:
+            self.stats.connections_opened += 1
+        log.debug("connected to %s (%d open)", target.label, self.connection_count() + 1)
+
+    async def _connect_jump(self, secret: str | None) -> asyncssh.SSHClientConnection:
+        jump = self.target.jump_host or ""
+        user: str | None = None
+        port: int | None = None
+        host = jump
+        if "@" in host:
+            user, host = host.rsplit("@", 1)
+        if ":" in host:
+            host, port_s = host.rsplit(":", 1)
+            port = int(port_s)
+        jt = SSHTarget(
+            host=host,
+            port=port,
+            user=user,
+            identity_file=self.target.identity_file,
+            known_hosts=self.target.known_hosts,
+            config=self.target.config,
+            connect_timeout=self.target.connect_timeout,
+            keepalive_interval=self.target.keepalive_interval,
+        )
+        kwargs = jt.connect_kwargs()
+        if secret is not None:
+            kwargs["passphrase"] = secret
+        try:
+            return await asyncssh.connect(host, **kwargs)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostKeyError(
+                f"host key of jump host {jt.label} is unknown or has changed: {jt.accept_hint()}"
+            ) from exc
+
+    def _connect_error(self, exc: BaseException) -> BaseException:
+        label = self.target.label
+        if isinstance(exc, HostKeyError | TransportError):
+            return exc
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            return HostKeyError(
+                f"host key of {label} is unknown or has changed: {self.target.accept_hint()}"
+            )
+        if isinstance(exc, asyncssh.PermissionDenied):
+            return TransportError(
+                f"{label} refused the login: load your key into ssh-agent, set IdentityFile in "
+                f"~/.ssh/config, or store a password with `keyring set kong USER@HOST`"
+            )
+        if isinstance(exc, asyncssh.KeyImportError):
+            return TransportError(
+                f"cannot load the SSH key for {label} ({exc}): add it to ssh-agent or store its "
+                f"passphrase with `keyring set kong USER@HOST`"
+            )
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+            return TransportError(f"cannot reach {label}: connection timed out")
+        if isinstance(exc, OSError | asyncssh.Error):
+            return TransportError(f"cannot reach {label}: {exc}")
+        return exc
+
+    async def _open_entry(self, entry: _Conn) -> None:
+        try:
+            await self._connect(entry)
+        except BaseException as exc:
+            entry.closed = True
+            if entry in self._conns:
+                self._conns.remove(entry)
+            entry.ready.set_exception(exc)
+            # Retrieved here so an unawaited failure is not logged as "never retrieved".
+            entry.ready.exception()
+        else:
+            entry.ready.set_result(None)
+            self._start_reaper()
+        await self._notify()
+
+    async def _acquire(self) -> _Conn:
+        cond = self._condition()
+        while True:
+            async with cond:
+                while True:
+                    live = [c for c in self._conns if not c.closed]
+                    free = [c for c in live if c.in_use < self.max_sessions]
+                    if free:
+                        entry = min(free, key=lambda c: c.in_use)
+                        break
+                    if len(live) < self._cap():
+                        entry = _Conn(ready=asyncio.get_running_loop().create_future())
+                        self._conns.append(entry)
+                        # A task, not inline: a cancelled caller must not abort a
+                        # connection other callers are waiting on.
+                        asyncio.get_running_loop().create_task(self._open_entry(entry))
+                        break
+                    await cond.wait()
+                entry.in_use += 1
+            try:
+                await asyncio.shield(entry.ready)
+            except BaseException:
+                await self._release(entry)
+                raise
+            if entry.closed or entry.conn is None:
+                await self._release(entry)
+                continue
+            return entry
+
+    async def _release(self, entry: _Conn) -> None:
+        cond = self._condition()
+        async with cond:
+            entry.in_use -= 1
+            entry.last_used = time.monotonic()
+            cond.notify_all()
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def _reap(self) -> None:
+        while self._conns:
+            await asyncio.sleep(max(0.05, min(self.idle_timeout / 2, 30.0)))
+            now = time.monotonic()
+            for entry in list(self._conns):
+                idle = entry.in_use == 0 and now - entry.last_used >= self.idle_timeout
+                if idle and entry.conn is not None and not entry.closed:
+                    log.debug("closing idle connection to %s", self.target.label)
+                    self._close_entry(entry)
+
+    def _close_entry(self, entry: _Conn) -> None:
+        entry.closed = True
+        if entry in self._conns:
+            self._conns.remove(entry)
+        if entry.conn is not None:
+            entry.conn.close()
+        if entry.jump is not None:
+            entry.jump.close()
+
+    async def close(self) -> None:
+        for entry in list(self._conns):
+            self._close_entry(entry)
+        for entry in list(self._conns):
+            if entry.conn is not None:
+                with contextlib.suppress(Exception):
+                    await entry.conn.wait_closed()
+        await self._notify()
+
+    # -- channels --------------------------------------------------------------
+
+    async def open_process(
+        self, command: str, stdin: bytes | None
+    ) -> tuple[_Conn, asyncssh.SSHClientProcess[bytes]]:
+        """Open a channel running ``command``; retry only while it cannot have run.
+
+        The caller must ``_release`` the returned entry.
+        """
+        delay = 0.01
+        last: BaseException | None = None
+        for _ in range(self.channel_retries):
+            entry = await self._acquire()
+            assert entry.conn is not None
+            try:
+                proc: asyncssh.SSHClientProcess[bytes] = await entry.conn.create_process(
+                    command, input=stdin, encoding=None
+                )
+                return entry, proc
+            except asyncssh.ChannelOpenError as exc:
+                await self._release(entry)
+                last = exc
+                if exc.code == asyncssh.OPEN_REQUEST_SESSION_FAILED and entry.closed:
+                    # The exec request was sent before the connection died: it may have run.
+                    raise ConnectionLost(
+                        f"connection to {self.target.label} dropped while starting `{command[:80]}`"
+                    ) from exc
+                if entry.closed:
+                    continue
+                # Over MaxSessions: the server frees closed sessions a little late.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as exc:
+                await self._release(entry)
+                last = exc
+                if entry.closed:
+                    continue
+                raise ConnectionLost(
+                    f"connection to {self.target.label} dropped while starting `{command[:80]}`"
+                ) from exc
+        raise TransportError(f"cannot open a channel to {self.target.label}: {last}")
+
+    async def run(self, command: str, stdin: bytes | None, timeout: float | None) -> RunOutcome:
+        entry, proc = await self.open_process(command, stdin)
+        self.stats.add(round_trips=1, sent=len(command) + len(stdin or b""))
+        try:
+            try:
+                result = await proc.wait(check=False, timeout=timeout)
+            except asyncssh.TimeoutError as exc:
+                proc.close()
+                raise TransportError(
+                    f"`{command[:80]}` on {self.target.label} timed out after {timeout} s"
+                ) from exc
+            except (asyncssh.Error, OSError) as exc:
+                raise self._cut_off(command) from exc
+            out = result.stdout if isinstance(result.stdout, bytes) else b""
+            err = result.stderr if isinstance(result.stderr, bytes) else b""
+            self.stats.add(received=len(out) + len(err))
+            if result.returncode is None:
+                raise self._cut_off(command)
+            return RunOutcome(result.returncode, out, err)
+        finally:
+            await self._release(entry)
+
+    def _cut_off(self, command: str) -> ConnectionLost:
+        return ConnectionLost(
+            f"connection to {self.target.label} dropped while `{command[:80]}` was running; "
+            f"it may or may not have taken effect"
+        )
+
+
+class SSHPool:
+    """The event-loop thread plus one ``HostPool`` per target; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._thread: _LoopThread | None = None
+        self._hosts: dict[tuple[Any, ...], HostPool] = {}
+
+    def _loop_thread(self) -> _LoopThread:
+        with self._lock:
+            if self._pid != os.getpid():
+                # After fork the loop thread is gone and the sockets are shared
+                # with the parent: start afresh rather than touch either.
+                self._thread = None
+                self._hosts = {}
+                self._pid = os.getpid()
+            if self._thread is None:
+                self._thread = _LoopThread()
+            return self._thread
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self._loop_thread().call(coro, timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop_thread().loop)
+
+    def host(self, key: tuple[Any, ...], factory: Callable[[], HostPool]) -> HostPool:
+        self._loop_thread()
+        with self._lock:
+            pool = self._hosts.get(key)
+            if pool is None:
+                pool = self._hosts[key] = factory()
+            return pool
+
+    def close_connections(self) -> None:
+        """Close every connection; the pool reopens them on next use."""
+        with self._lock:
+            thread, hosts = self._thread, list(self._hosts.values())
+        if thread is None:
+            return
+
+        async def _close_all() -> None:
+            await asyncio.gather(*(h.close() for h in hosts), return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            thread.call(_close_all(), timeout=10)
+
+    def shutdown(self) -> None:
+        """Close every connection, stop the loop thread and forget all hosts."""
+        self.close_connections()
+        with self._lock:
+            thread, self._thread, self._hosts = self._thread, None, {}
+        if thread is not None:
+            thread.stop()
+

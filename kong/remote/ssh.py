@@ -1,0 +1,299 @@
+"""The SSH transport: the ``Transport`` interface over pooled asyncssh connections.
+
+Each method is one remote command (one round trip) built from an argv with
+``shlex.join``; bulk data (file contents, path lists) travels on stdin, never on
+the command line, because the remote login shell receives the whole command
+line as one argument of at most 128 KiB. The connections themselves live in a
+``kong.remote.pool.SSHPool``; transports for the same target share them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import posixpath
+import shlex
+import tarfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import asyncssh
+
+from kong.errors import ConnectionLost, TransportError
+from kong.remote.base import CommandResult, Transport, TransportStats
+from kong.remote.pool import HostPool, PromptCallback, SSHPool, SSHTarget, _Conn
+
+#: Linux MAX_ARG_STRLEN (32 pages) including the terminating NUL: sshd passes the
+#: command line to ``$SHELL -c`` as one argument, and execve refuses longer ones.
+MAX_COMMAND_BYTES = 128 * 1024 - 1
+
+_READ_SCRIPT = 'test -f "$1" || exit 0; tail -c +"$2" -- "$1"'
+_SIZES_SCRIPT = (
+    'for p; do s=-; if [ -f "$p" ]; then s=$(wc -c 2>/dev/null < "$p") || s=-; fi; '
+    'echo "$s"; done'
+)
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The one string sent to sshd for ``argv``, refused if the remote side cannot take it."""
+    if not argv:
+        raise TransportError("empty command")
+    line = shlex.join(argv)
+    size = len(line.encode("utf-8", errors="surrogateescape"))
+    if size > MAX_COMMAND_BYTES:
+        raise TransportError(
+            f"command line of {size} bytes is over the remote limit of 128 KiB "
+            f"(MAX_ARG_STRLEN): pass bulk data on stdin instead (`{line[:60]}...`)"
+        )
+    return line
+
+
+class SSHTransport(Transport):
+    """Runs commands on one SSH target through a shared ``SSHPool``."""
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        *,
+        pool: SSHPool,
+        max_sessions: int = 10,
+        max_connections: int = 4,
+        idle_timeout: float = 300.0,
+        prompt: PromptCallback | None = None,
+    ) -> None:
+        self.target = target
+        self.label = target.label
+        self.stats = TransportStats()
+        self._pool = pool
+        self._key: tuple[Any, ...] = (target, max_sessions, max_connections, idle_timeout, prompt)
+        self._max_sessions = max_sessions
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._prompt = prompt
+        self._home_lock = threading.Lock()
+
+    def _host(self) -> HostPool:
+        # Looked up per call rather than held: after a fork the pool starts afresh.
+        return self._pool.host(
+            self._key,
+            lambda: HostPool(
+                self.target,
+                max_sessions=self._max_sessions,
+                max_connections=self._max_connections,
+                idle_timeout=self._idle_timeout,
+                prompt=self._prompt,
+                stats=self.stats,
+            ),
+        )
+
+    def connection_count(self) -> int:
+        """Connections open right now (for tests and ``kong agent status``)."""
+        host = self._host()
+
+        async def _count() -> int:
+            return host.connection_count()
+
+        return self._pool.call(_count())
+
+    # -- Transport -------------------------------------------------------------
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        line = command_line(argv)
+        outcome = self._pool.call(self._host().run(line, stdin, timeout))
+        return CommandResult(tuple(argv), outcome.exit_code, outcome.stdout, outcome.stderr)
+
+    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o644) -> None:
+        if not files:
+            return
+        buf = io.BytesIO()
+        now = time.time()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path, content in files.items():
+                remote = self.expand(path)
+                info = tarfile.TarInfo(remote.lstrip("/"))
+                info.size = len(content)
+                info.mode = mode
+                info.mtime = int(now)
+                tar.addfile(info, io.BytesIO(content))
+        # -p: the given mode exactly, not filtered by the remote umask; as root,
+        # --no-same-owner keeps files owned by the login user rather than uid 0 of the tar.
+        argv = ["tar", "-x", "-p", "--no-same-owner", "-f", "-", "-C", "/"]
+        self.run_checked(argv, stdin=buf.getvalue())
+
+    def read_range(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        if length is not None and length <= 0:
+            return b""
+        script = _READ_SCRIPT + ("" if length is None else ' | head -c "$3"')
+        argv = ["sh", "-c", script, "sh", self.expand(path), str(offset + 1)]
+        if length is not None:
+            argv.append(str(length))
+        return self.run_checked(argv).stdout
+
+    def sizes(self, paths: Sequence[str]) -> dict[str, int | None]:
+        if not paths:
+            return {}
+        remote = [self.expand(p) for p in paths]
+        stdin = b"".join(p.encode("utf-8", errors="surrogateescape") + b"\0" for p in remote)
+        out = self.run_checked(["xargs", "-0", "sh", "-c", _SIZES_SCRIPT, "sh"], stdin=stdin)
+        lines = out.stdout.decode("ascii", errors="replace").split()
+        if len(lines) != len(paths):
+            raise TransportError(
+                f"size query on {self.label} returned {len(lines)} answers for {len(paths)} paths"
+            )
+        return {p: (None if s == "-" else int(s)) for p, s in zip(paths, lines, strict=True)}
+
+    def remove_trees(self, paths: Sequence[str]) -> None:
+        if not paths:
+            return
+        remote = [self.expand(p) for p in paths]
+        for p in remote:
+            if posixpath.normpath(p) in ("/", "//"):
+                raise TransportError(f"refusing to remove {p!r} on {self.label}")
+        stdin = b"".join(p.encode("utf-8", errors="surrogateescape") + b"\0" for p in remote)
+        self.run_checked(["xargs", "-0", "rm", "-rf", "--"], stdin=stdin)
+
+    def stream(self, path: str, offset: int = 0, poll_interval: float = 0.5) -> Iterator[bytes]:
+        """Follow ``path`` with ``tail -F`` on one channel; resume after a dropped connection.
+
+        Reading is idempotent, so unlike ``run`` a cut-off stream is reopened
+        from the last byte received.
+        """
+        remote = self.expand(path)
+        host = self._host()
+        while True:
+            argv = ["tail", "-c", f"+{offset + 1}", "-F", "--", remote]
+            line = command_line(argv)
+            entry, proc = self._pool.call(host.open_process(line, None))
+            self.stats.add(round_trips=1, sent=len(line))
+            try:
+                while True:
+                    chunk = self._pool.call(_read_chunk(proc))
+                    if not chunk:
+                        break
+                    self.stats.add(received=len(chunk))
+                    offset += len(chunk)
+                    yield chunk
+            finally:
+                self._pool.call(_close_process(host, entry, proc))
+            if not entry.closed:
+                # tail itself ended (killed remotely): do not spin on it.
+                time.sleep(poll_interval)
+
+    def home(self) -> str:
+        host = self._host()
+        with self._home_lock:
+            if host.home is None:
+                out = self.run_checked(["sh", "-c", 'printf "%s" "$HOME"']).text()
+                if not out.startswith("/"):
+                    raise TransportError(f"{self.label} reports no usable $HOME ({out!r})")
+                host.home = out
+            return host.home
+
+    def close(self) -> None:
+        host = self._host()
+        self._pool.call(host.close())
+
+
+async def _read_chunk(proc: asyncssh.SSHClientProcess[bytes]) -> bytes:
+    try:
+        data = await proc.stdout.read(65536)
+    except (asyncssh.Error, OSError):
+        return b""
+    return data if isinstance(data, bytes) else b""
+
+
+async def _close_process(
+    host: HostPool, entry: _Conn, proc: asyncssh.SSHClientProcess[bytes]
+) -> None:
+    proc.close()
+    with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+        await asyncio.wait_for(proc.wait_closed(), 5)
+    await host._release(entry)
+
+
+_default_pool: SSHPool | None = None
+_default_lock = threading.Lock()
+_transports: dict[tuple[Any, ...], SSHTransport] = {}
+
+_OPTIONS = {"max_connections", "idle_timeout", "prompt", "config", "connect_timeout", "pool"}
+
+
+def default_pool() -> SSHPool:
+    """The process-wide pool that ``ssh_transport`` uses unless given another."""
+    global _default_pool
+    with _default_lock:
+        if _default_pool is None:
+            _default_pool = SSHPool()
+        return _default_pool
+
+
+def ssh_transport(
+    host: str,
+    *,
+    port: int | None = None,
+    user: str | None = None,
+    identity_file: str | None = None,
+    known_hosts: str | None = None,
+    jump_host: str | None = None,
+    max_sessions: int = 10,
+    **options: Any,
+) -> SSHTransport:
+    """A transport to ``host`` (a name or a ``~/.ssh/config`` alias) from a shared pool.
+
+    Calls with the same settings return the same transport, so they share
+    connections and counters. Options: ``max_connections`` (4), ``idle_timeout``
+    seconds (300), ``prompt`` (a ``PromptCallback`` for passwords and one-time
+    codes; default asks on the terminal), ``config`` (ssh config files instead of
+    ``~/.ssh/config``), ``connect_timeout`` seconds (30), ``pool`` (an ``SSHPool``
+    instead of the process-wide one).
+    """
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise TypeError(f"ssh_transport() got unknown options: {', '.join(sorted(unknown))}")
+    config = options.get("config")
+    if isinstance(config, str):
+        config = (config,)
+    target = SSHTarget(
+        host=host,
+        port=port,
+        user=user,
+        identity_file=identity_file,
+        known_hosts=known_hosts,
+        jump_host=jump_host,
+        config=tuple(config) if config is not None else None,
+        connect_timeout=float(options.get("connect_timeout", 30.0)),
+    )
+    pool: SSHPool = options.get("pool") or default_pool()
+    settings: dict[str, Any] = {
+        "max_sessions": max_sessions,
+        "max_connections": int(options.get("max_connections", 4)),
+        "idle_timeout": float(options.get("idle_timeout", 300.0)),
+        "prompt": options.get("prompt"),
+    }
+    key = (id(pool), target, *settings.values())
+    with _default_lock:
+        transport = _transports.get(key)
+        if transport is None or transport._pool is not pool:
+            transport = _transports[key] = SSHTransport(target, pool=pool, **settings)
+        return transport
+
+
+__all__ = [
+    "MAX_COMMAND_BYTES",
+    "ConnectionLost",
+    "SSHPool",
+    "SSHTarget",
+    "SSHTransport",
+    "command_line",
+    "default_pool",
+    "ssh_transport",
+]
