@@ -1,0 +1,132 @@
+"""The local driver: jobs run in the background on the host, no scheduler.
+
+The host is this machine, or (with ``host:`` in the profile) any machine kong
+reaches over SSH. Jobs are started by ``local_runner.py``, copied next to the
+job dirs, which detaches from kong (a job keeps running after kong exits) and
+runs at most ``max_parallel`` jobs at a time, queueing the rest.
+
+Profile options: ``max_parallel`` (default: the host's core count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kong import db
+from kong.drivers.base import DriverBase, ProgressCallback
+from kong.errors import ConnectionLost, DriverError
+from kong.model.job import Job, JobStatus
+
+_RUNNER_SOURCE = (Path(__file__).parent / "local_runner.py").read_bytes()
+_RUNNER_NAME = f"local_runner-{hashlib.sha256(_RUNNER_SOURCE).hexdigest()[:12]}.py"
+
+
+class LocalDriver(DriverBase):
+    name = "local"
+    OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {"max_parallel": int}
+    default_poll_interval = 0.5
+
+    @cached_property
+    def runner(self) -> str:
+        return f"{self.base_dir}/{_RUNNER_NAME}"
+
+    def _slots(self) -> str:
+        value = self.profile.options.get("max_parallel")
+        if value is not None:
+            return str(value)
+        return "0"  # the runner reads 0 as "the host's core count"
+
+    def _runner(self, command: str, args: Sequence[str], dirs: Sequence[str]) -> str:
+        result = self.transport.run(
+            ["python3", self.runner, command, *args],
+            stdin="".join(f"{d}\n" for d in dirs).encode(),
+        )
+        if not result.ok:
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise DriverError(
+                f"local runner `{command}` failed on {self.transport.label}: "
+                f"{err[-1] if err else result.exit_code}"
+            )
+        return result.text()
+
+    def submit(self, jobs: Sequence[Job], progress: ProgressCallback | None = None) -> None:
+        jobs = [j for j in jobs if j.status == JobStatus.CREATED]
+        if not jobs:
+            return
+        files = {self.job_paths(j).script: self.render(j).encode() for j in jobs}
+        files[self.runner] = _RUNNER_SOURCE
+        self.transport.upload(files)
+        dirs = {self.job_paths(j).job_dir: j for j in jobs}
+        try:
+            out = self._runner("start", [self._slots(), f"{self.base_dir}/slots"], list(dirs))
+        except ConnectionLost:
+            # The runner may have taken some jobs; their `state` files say so, and a
+            # repeated submit finds them as "exists" instead of starting them again.
+            raise
+        now = datetime.now(UTC).isoformat()
+        with db.write():
+            for line in out.splitlines():
+                word, _, rest = line.partition(" ")
+                job_dir, _, pid = rest.partition(" ")
+                job = dirs.get(job_dir)
+                if job is None or word not in ("started", "exists"):
+                    continue
+                job.status = JobStatus.SUBMITTED
+                job.batch_job_id = pid or job.batch_job_id
+                job.set_data(submitted_at=now)
+        if progress:
+            progress(len(jobs), len(jobs))
+
+    def sync_status(self, jobs: Sequence[Job]) -> None:
+        jobs = [j for j in jobs if j.status not in (JobStatus.CREATED,)]
+        if not jobs:
+            return
+        dirs = {self.job_paths(j).job_dir: j for j in jobs}
+        out = self._runner("status", [], list(dirs))
+        updates: list[tuple[Job, JobStatus, dict[str, Any]]] = []
+        for line in out.splitlines():
+            info = json.loads(line)
+            job = dirs.get(info["dir"])
+            if job is None:
+                continue
+            updates.append((job, *_interpret(info)))
+        with db.write():
+            for job, status, data in updates:
+                if job.status != status:
+                    job.status = status
+                if data:
+                    job.set_data(**data)
+
+    def kill(self, jobs: Sequence[Job]) -> None:
+        jobs = [j for j in jobs if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING,
+                                                 JobStatus.UNKNOWN)]
+        if not jobs:
+            return
+        self._runner("kill", [], [self.job_paths(j).job_dir for j in jobs])
+        with db.write():
+            for job in jobs:
+                job.status = JobStatus.FAILED
+                job.set_data(killed=True)
+
+
+def _interpret(info: dict[str, Any]) -> tuple[JobStatus, dict[str, Any]]:
+    state = info["state"]
+    if state == "EXITED":
+        code = int(info["exit_code"])
+        ok = code == 0 and not info.get("killed")
+        return (JobStatus.COMPLETED if ok else JobStatus.FAILED), {"exit_code": code}
+    if state == "KILLED" or (info.get("killed") and state.endswith("_LOST")):
+        return JobStatus.FAILED, {"killed": True}
+    if state == "RUNNING":
+        return JobStatus.RUNNING, {"pid": info.get("pid")}
+    if state == "QUEUED":
+        return JobStatus.SUBMITTED, {}
+    # The runner or the job vanished without an exit code (e.g. the host rebooted):
+    # absence is not completion.
+    return JobStatus.UNKNOWN, {"lost": state}
