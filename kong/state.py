@@ -278,7 +278,7 @@ class State:
             jobs = list({j.job_id: j for j in jobs}.values())
         return jobs
 
-    def _select(self, names: JobSpec | Sequence[JobSpec], recursive: bool) -> list[Job]:
+    def select_jobs(self, names: JobSpec | Sequence[JobSpec], recursive: bool) -> list[Job]:
         if isinstance(names, (str, int, Job)):
             return self.get_jobs(names, recursive)
         found: dict[int, Job] = {}
@@ -354,6 +354,25 @@ class State:
             result[top_id][status] = n
         return result
 
+    def sizes(self, jobs: Sequence[Job]) -> dict[int, int]:
+        """Bytes in each job's output dir (one command per profile)."""
+        result: dict[int, int] = {}
+        for sizes in self._each_profile(jobs, lambda d, g: d.sizes(g)).values():
+            result.update(sizes)
+        return result
+
+    def job_data(self, job_ids: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
+        """Selected keys of the ``data`` of many jobs, without loading whole rows."""
+        out: dict[int, dict[str, Any]] = {}
+        s = db.session()
+        for start in range(0, len(job_ids), 5000):
+            chunk = job_ids[start : start + 5000]
+            for job_id, data in s.execute(
+                select(Job.job_id, Job.data).where(Job.job_id.in_(chunk))
+            ):
+                out[job_id] = {k: (data or {}).get(k) for k in keys}
+        return out
+
     # -- jobs ---------------------------------------------------------------------------
 
     def create_job(self, *args: Any, **kwargs: Any) -> Job:
@@ -376,7 +395,7 @@ class State:
         progress: ProgressCallback | None = None,
     ) -> list[Job]:
         """Submit the selected jobs that are still CREATED; returns them."""
-        jobs = [j for j in self._select(name, recursive) if j.status == JobStatus.CREATED]
+        jobs = [j for j in self.select_jobs(name, recursive) if j.status == JobStatus.CREATED]
         if not jobs or not confirm(f"Submit {len(jobs)} job(s)?"):
             return []
         self._each_profile(jobs, lambda d, g: d.submit(g, progress))
@@ -390,7 +409,7 @@ class State:
     ) -> list[Job]:
         """Kill the selected jobs that are queued or running; returns them."""
         live = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.UNKNOWN)
-        jobs = [j for j in self._select(name, recursive) if j.status in live]
+        jobs = [j for j in self.select_jobs(name, recursive) if j.status in live]
         if not jobs or not confirm(f"Kill {len(jobs)} job(s)?"):
             return []
         self._each_profile(jobs, lambda d, g: d.kill(g))
@@ -405,7 +424,7 @@ class State:
         progress: ProgressCallback | None = None,
     ) -> list[Job]:
         """Run the selected jobs again (only FAILED ones with ``failed_only``)."""
-        jobs = self._select(name, recursive)
+        jobs = self.select_jobs(name, recursive)
         if failed_only:
             jobs = [j for j in jobs if j.status == JobStatus.FAILED]
         if not jobs or not confirm(f"Resubmit {len(jobs)} job(s)?"):
@@ -484,7 +503,7 @@ class State:
         poll; otherwise it blocks. Raises ``TimeoutError`` after ``timeout`` s.
         With ``notify``, the config's notification targets hear of the result.
         """
-        jobs = self._select(jobspecs, recursive)
+        jobs = self.select_jobs(jobspecs, recursive)
         it = self._wait_iter(jobs, notify, timeout, poll_interval, update_interval)
         if progress:
             return it

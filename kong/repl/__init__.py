@@ -1,0 +1,5 @@
+"""The interactive shell: ``kong`` with no arguments."""
+
+from kong.repl.shell import run_repl
+
+__all__ = ["run_repl"]
