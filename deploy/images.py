@@ -162,7 +162,9 @@ def _debootstrap(spec: ImageSpec, target: Path, log: Callable[[str], None]) -> N
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         debootstrap_log = tmp / "debootstrap" / "debootstrap.log"
-        detail = debootstrap_log.read_text(errors="replace")[-3000:] if debootstrap_log.exists() else ""
+        detail = (
+            debootstrap_log.read_text(errors="replace")[-3000:] if debootstrap_log.exists() else ""
+        )
         raise EngineError(
             f"debootstrap of {spec.name} failed (exit {result.returncode}): "
             f"{(result.stdout + result.stderr).strip()[-2000:]}\n{detail}"
@@ -240,10 +242,11 @@ def build_image(name: str, log: Callable[[str], None] = print) -> BuildResult:
     with file_lock(build_dir() / f"{name}.lock"):
         if image_exists(ref):
             return BuildResult(ref, True, True, time.monotonic() - start)
-        log(f"building image {ref} (first time: debootstrap, about 1-3 minutes) ...")
+        log(f"building image {ref} ...")
         rootfs = build_dir() / "rootfs" / f"{name}-{rootfs_key(spec)}"
         rootfs_cached = rootfs.is_dir()
         if not rootfs_cached:
+            log(f"no cached root filesystem for {name}: debootstrap (about 0.5-3 minutes)")
             _debootstrap(spec, rootfs, log)
         _prepare_rootfs(spec, rootfs)
         _import(spec, rootfs, ref)
@@ -260,7 +263,15 @@ def build_with_dockerfile(name: str, log: Callable[[str], None] = print) -> Buil
     start = time.monotonic()
     log(f"docker build -t {ref} -f deploy/{name}/Dockerfile deploy")
     _run(
-        ["docker", "build", "-t", ref, "-f", str(DEPLOY_DIR / name / "Dockerfile"), str(DEPLOY_DIR)],
+        [
+            "docker",
+            "build",
+            "-t",
+            ref,
+            "-f",
+            str(DEPLOY_DIR / name / "Dockerfile"),
+            str(DEPLOY_DIR),
+        ],
         f"docker build of {name}",
     )
     return BuildResult(ref, False, False, time.monotonic() - start)

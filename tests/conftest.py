@@ -1,0 +1,1 @@
+pytest_plugins = ["tests.clusters", "tests.fixtures_state"]
