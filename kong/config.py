@@ -163,6 +163,8 @@ class Config:
             else:
                 data = {}
         self._lines = _Lines(text)
+        if not isinstance(data, dict):
+            raise self._fail((), f"expected a mapping at the top level, got {type(data).__name__}")
         self.data: dict[str, Any] = dict(data)
         self._validate()
 
@@ -193,8 +195,6 @@ class Config:
                 )
 
     def _validate(self) -> None:
-        if not isinstance(self.data, dict):
-            raise self._fail((), "expected a mapping at the top level")
         self._check_mapping(self.data, TOP_LEVEL_KEYS, ())
         raw_profiles = self.data.get("profiles") or {DEFAULT_PROFILE: {"driver": "local"}}
         self.profiles: dict[str, Profile] = {}
@@ -227,7 +227,10 @@ class Config:
         options = {k: v for k, v in body.items() if k not in CONNECTION_KEYS}
         from kong.drivers import driver_options
 
-        schema = driver_options(driver)
+        try:
+            schema = driver_options(driver)
+        except ConfigError as exc:  # e.g. a driver this version of kong does not ship yet
+            raise self._fail((*path, "driver"), str(exc)) from None
         for key, value in options.items():
             if key not in schema:
                 known = ", ".join(sorted(set(schema) | set(CONNECTION_KEYS))) or "none"

@@ -60,7 +60,8 @@ class Job(Base):
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.folder_id", ondelete="CASCADE"))
     command: Mapped[str] = mapped_column(Text)
     # Deferred: listing 100,000 jobs must not parse 100,000 JSON documents.
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True)
+    # nullable as in migration 0001; kong always writes a dict (readers use `data or {}`)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True, nullable=True)
     status: Mapped[JobStatus] = mapped_column(
         SAEnum(JobStatus, native_enum=False, length=16, validate_strings=True),
         default=JobStatus.CREATED,
@@ -195,7 +196,7 @@ class JobList(Sequence[Job]):
         status_at = JobRow._fields.index("status")
         rows = [
             JobRow._make((*r[:status_at], by_name[r[status_at]], *r[status_at + 1 :]))
-            for r in result.tuples()
+            for r in result
         ]
         return cls(rows)
 
