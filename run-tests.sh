@@ -24,6 +24,6 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
 export TESTCONTAINERS_RYUK_DISABLED=true
-.venv/bin/ruff check kong tests deploy benchmarks
+.venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/pytest -q "$@"
