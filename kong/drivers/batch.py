@@ -25,12 +25,17 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong import db
 from kong.drivers.base import DriverBase, ProgressCallback
+from kong.drivers.script import JobPaths
 from kong.errors import ConnectionLost, DriverError, TransportError
 from kong.model.job import Job, JobStatus
+
+if TYPE_CHECKING:
+    from kong.config import Config, Profile
+    from kong.remote import Transport
 
 #: options every batch driver accepts (profile-wide and per job)
 BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -42,12 +47,23 @@ BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
 
 # One remote loop submits every job: lines "<job_id>\t<command>" on stdin, where
 # <command> was built with shlex.join and so is a list of safely quoted words.
+# The loop holds a lock ("$1", where the host has flock) while it lives: after a
+# dropped connection it may still be submitting (it dies only at its next write),
+# and a reconcile must not look for tokens before it is gone (WAIT_FOR_SUBMITS).
 _SUBMIT_LOOP = r"""
+if command -v flock >/dev/null 2>&1 && [ -w "${1%/*}" ]; then exec 9>>"$1"; flock 9; fi
 while IFS='	' read -r kong_id kong_cmd; do
-    kong_out=$(eval "$kong_cmd" 2>&1 </dev/null)
+    kong_out=$(eval "$kong_cmd" 2>&1 </dev/null 9>&-)
     kong_rc=$?
     printf 'KONG\t%s\t%s\t%s\n' "$kong_id" "$kong_rc" "$(printf '%s' "$kong_out" | tr '\n\t' '  ')"
 done
+"""
+
+#: Shell lines for the top of a ``find_tokens`` script run with the lock path
+#: (``BatchDriver.submit_lock``) as "$1": wait until no submit loop of this kong is
+#: running on the host, so that every job it submitted is visible.
+WAIT_FOR_SUBMITS = r"""
+if command -v flock >/dev/null 2>&1 && [ -f "$1" ]; then flock -w 120 "$1" true; fi
 """
 
 # Read the exit_code files that job scripts leave, for jobs the scheduler forgot.
@@ -69,11 +85,29 @@ class SchedulerInfo:
     extra: dict[str, Any] = field(default_factory=dict)  # node, times, ...
 
 
+@dataclass(frozen=True)
+class SubmitEntry:
+    """One job on its way to the scheduler: script uploaded, intent (token) recorded."""
+
+    job: Job
+    paths: JobPaths
+    options: dict[str, Any]
+    token: str
+
+
 class BatchDriver(DriverBase):
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = dict(BATCH_OPTIONS)
     default_poll_interval = 5.0
     #: shown in messages, e.g. "sbatch"
     submit_tool: ClassVar[str] = "submit"
+
+    def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
+        super().__init__(config, profile, transport)
+        # State.wait and DriverBase.wait poll at default_poll_interval: the profile's
+        # poll_interval option must reach them.
+        value = profile.options.get("poll_interval")
+        if value is not None:
+            self.default_poll_interval = float(value)
 
     # -- what each scheduler provides ---------------------------------------------------
 
@@ -115,6 +149,10 @@ class BatchDriver(DriverBase):
         return result.text()
 
     @property
+    def submit_lock(self) -> str:
+        return f"{self.base_dir}/.submit.lock"
+
+    @property
     def poll_interval(self) -> float:
         value = self.profile.options.get("poll_interval")
         return float(value) if value is not None else self.default_poll_interval
@@ -133,7 +171,7 @@ class BatchDriver(DriverBase):
                 tokens[job.job_id] = self.token(job, attempt)
                 job.set_data(attempt=attempt, submitting=tokens[job.job_id])
         files: dict[str, bytes] = {}
-        lines = []
+        entries = []
         for job in jobs:
             paths = self.job_paths(job)
             options = self.job_options(job)
@@ -142,14 +180,26 @@ class BatchDriver(DriverBase):
                                  scratch=self.scratch(options, job))
             files[paths.script] = script.encode()
             files[f"{paths.log_dir}/.kong"] = b""  # the scheduler opens logs before the script runs
-            lines.append(f"{job.job_id}\t{shlex.join(self.submit_argv(job, paths.script, token))}")
+            entries.append(SubmitEntry(job, paths, options, token))
         self.transport.upload(files)
         try:
-            output = self.run_script(_SUBMIT_LOOP, "\n".join(lines) + "\n")
+            output = self.submit_remote(entries)
         except ConnectionLost:
             self._reconcile_after_drop(jobs)
             raise
         self._record_submissions(jobs, output, progress)
+
+    def submit_remote(self, entries: Sequence[SubmitEntry]) -> str:
+        """Submit the uploaded scripts in one remote command. Returns one line per
+        job, ``KONG\t<job id>\t<exit code>\t<output>``, the output being what
+        ``parse_submit`` reads; a job without a line is reconciled by its token.
+        This runs ``submit_argv`` once per job in a shell loop; a scheduler that
+        takes many jobs in one call overrides it."""
+        lines = "".join(
+            f"{e.job.job_id}\t{shlex.join(self.submit_argv(e.job, e.paths.script, e.token))}\n"
+            for e in entries
+        )
+        return self.run_script(_SUBMIT_LOOP, lines, self.submit_lock)
 
     def _record_submissions(
         self, jobs: Sequence[Job], output: str, progress: ProgressCallback | None
