@@ -5,14 +5,32 @@ long-lived State, so every command has exactly one implementation.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
+from click.shell_completion import CompletionItem
 
 from kong import __version__
 from kong.errors import KongError
+
+STATUS_NAMES = ["UNKNOWN", "CREATED", "SUBMITTED", "RUNNING", "FAILED", "COMPLETED"]
+
+#: other spellings of commands: the seed REPL's names (create_job, submit_job, ...)
+ALIASES = {
+    "create_job": "create-job",
+    "submit_job": "submit",
+    "submit-job": "submit",
+    "kill_job": "kill",
+    "kill-job": "kill",
+    "resubmit_job": "resubmit",
+    "resubmit-job": "resubmit",
+    "refresh": "update",
+    "quit": "exit",
+}
 
 
 class Context:
@@ -21,20 +39,68 @@ class Context:
     def __init__(self, profile: str | None = None, state: Any = None, interactive: bool = False):
         self._profile = profile
         self._state = state
+        # The REPL builds the State in a thread while the first prompt is shown.
+        self._lock = threading.Lock()
         self.interactive = interactive
+        self.exit_requested = False
 
     @property
     def state(self) -> Any:
         if self._state is None:
-            from kong.state import State
+            with self._lock:
+                if self._state is None:
+                    from kong.state import State
 
-            self._state = State.get_instance(profile=self._profile)
+                    self._state = State.get_instance(profile=self._profile)
         return self._state
+
+    @property
+    def state_ready(self) -> bool:
+        return self._state is not None
 
 
 pass_context = click.make_pass_decorator(Context)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class SpecType(click.ParamType):
+    """A JobSpec or folder path; completes folder paths and job ids from the database."""
+
+    name = "jobspec"
+
+    def __init__(self, folders_only: bool = False) -> None:
+        self.folders_only = folders_only
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        from kong.repl.completion import complete_spec
+
+        try:
+            obj = ctx.find_object(Context) or Context()
+            candidates = complete_spec(obj.state, incomplete, folders_only=self.folders_only)
+        except Exception:  # a broken config or database must not break the user's shell
+            return []
+        return [CompletionItem(c.text, help=c.meta) for c in candidates]
+
+
+JOBSPEC = SpecType()
+FOLDER = SpecType(folders_only=True)
+
+
+class KongGroup(click.Group):
+    """A click group that also answers to the alias spellings in ``ALIASES``."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        # Help and error messages name the command, not the alias that was typed.
+        return (cmd.name if cmd is not None else name), cmd, rest
 
 
 def _confirm(yes: bool) -> Callable[[str], bool]:
@@ -48,7 +114,7 @@ def _confirm(yes: bool) -> Callable[[str], bool]:
     return ask
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
+@click.group(cls=KongGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
 @click.option("-p", "--profile", metavar="NAME",
               help="Profile (cluster) that new jobs go to; default: the config's default_profile.")
 @click.version_option(__version__, "-V", "--version", prog_name="kong")
@@ -60,26 +126,31 @@ def cli(ctx: click.Context, profile: str | None) -> None:
     folders; wherever a command takes JOBSPEC it accepts a job id (12), a range
     (10..20, or dir/10..20), a folder path (/runs/a, ../b), DIR/* for the jobs
     directly in DIR, or a glob on folder names (runs/2024-*).
+
+    Aliases: create_job, submit_job, kill_job, resubmit_job (the seed's names),
+    refresh (update), quit (exit). Shell completion for bash: eval "$(_KONG_COMPLETE=bash_source
+    kong)" (zsh_source, fish_source for other shells).
     """
     if ctx.obj is None:
         ctx.obj = Context(profile=profile)
     if ctx.invoked_subcommand is None:
         from kong.repl import run_repl
 
-        run_repl(ctx.obj)
+        code = run_repl(ctx.obj)
+        if code:
+            raise SystemExit(code)
 
 
 # -- folders ----------------------------------------------------------------------------
 
 
 @cli.command("ls")
-@click.argument("path", default=".", required=False)
+@click.argument("path", default=".", required=False, type=JOBSPEC)
 @click.option("-R", "--recursive", is_flag=True, help="List the jobs of all folders below PATH.")
 @click.option("-u", "--refresh", is_flag=True,
               help="Ask the clusters for the current status first (one query per profile).")
 @click.option("-s", "--status", "statuses", multiple=True, metavar="STATUS",
-              type=click.Choice(["UNKNOWN", "CREATED", "SUBMITTED", "RUNNING", "FAILED",
-                                 "COMPLETED"], case_sensitive=False),
+              type=click.Choice(STATUS_NAMES, case_sensitive=False),
               help="Show only jobs in this status (repeatable).")
 @click.option("-S", "--sizes", is_flag=True, help="Show the size of each job's output dir.")
 @click.option("-x", "--extra", "extra", multiple=True, metavar="KEY",
@@ -98,8 +169,9 @@ def ls_command(
 ) -> None:
     """List the folders and jobs in PATH (default: the current folder).
 
-    Folders show their job counts per status (C created, S submitted, R
-    running, F failed, C completed, U unknown) over everything below them.
+    PATH may also be any JobSpec (an id, a range, a glob); then only jobs are
+    listed. Folders show how many jobs in them and below them are in each
+    status. Times are local.
     """
     from kong import ui
     from kong.model.job import JobList
@@ -150,46 +222,50 @@ def _row(job: Any) -> Any:
 
 
 @cli.command("mkdir")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, required=True, type=FOLDER)
 @click.option("-p", "--parents", is_flag=True,
               help="Create missing parent folders; no error if the folder exists.")
 @pass_context
 def mkdir_command(obj: Context, paths: Sequence[str], parents: bool) -> None:
-    """Create folders."""
+    """Create the folders PATHS (relative to the current folder, or absolute)."""
     for path in paths:
         obj.state.mkdir(path, exist_ok=parents, create_parent=parents)
 
 
 @cli.command("mv")
-@click.argument("source")
-@click.argument("dest")
+@click.argument("source", type=JOBSPEC)
+@click.argument("dest", type=FOLDER)
 @pass_context
 def mv_command(obj: Context, source: str, dest: str) -> None:
-    """Move jobs or folders into folder DEST, or rename a folder when DEST does not exist."""
+    """Move jobs or folders SOURCE into folder DEST, or rename a folder when DEST does not
+    exist."""
     moved = obj.state.mv(source, dest)
     click.echo(f"moved {len(moved)} item(s)")
 
 
 @cli.command("rm")
-@click.argument("spec")
+@click.argument("spec", type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Remove folders and everything in them.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 def rm_command(obj: Context, spec: str, recursive: bool, yes: bool) -> None:
-    """Remove jobs (killing them if they run, deleting their files) or folders."""
+    """Remove jobs (killing them if they run, deleting their files) or folders.
+
+    Asks before removing anything unless -y is given; without a terminal to
+    ask on, it refuses instead.
+    """
     from kong import ui
 
     with ui.spinner("Removing"):
         removed = obj.state.rm(spec, recursive=recursive, confirm=_confirm(yes))
-    if not removed:
-        click.echo("nothing removed")
+    click.echo("removed" if removed else "nothing removed")
 
 
 @cli.command("cd")
-@click.argument("path", default="/", required=False)
+@click.argument("path", default="/", required=False, type=FOLDER)
 @pass_context
 def cd_command(obj: Context, path: str) -> None:
-    """Change the current folder (in the interactive shell)."""
+    """Change the current folder to PATH (default: /); meant for the interactive shell."""
     obj.state.cd(path)
 
 
@@ -226,8 +302,10 @@ def _option_value(value: str) -> Any:
 
 @cli.command("create-job", context_settings={"ignore_unknown_options": True})
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--profile", metavar="NAME", help="Profile (cluster) to run on.")
-@click.option("-f", "--folder", metavar="PATH", help="Folder for the job (default: current).")
+@click.option("--profile", metavar="NAME",
+              help="Profile (cluster) to run on; default: the current profile.")
+@click.option("-f", "--folder", metavar="PATH", type=FOLDER,
+              help="Folder for the job (default: current).")
 @click.option("-c", "--cores", type=click.IntRange(min=1), default=1, show_default=True,
               help="Cores for the job (KONG_JOB_NPROC).")
 @click.option("-m", "--memory", type=click.IntRange(min=1), metavar="MB",
@@ -271,18 +349,28 @@ def create_job_command(
         **options,
     )
     if submit:
-        obj.state.submit_job(job)
+        from kong import ui
+
+        with ui.spinner("Submitting"):
+            obj.state.submit_job(job)
     click.echo(f"created job {job.job_id}" + (" (submitted)" if submit else ""))
 
 
+def _bulk_progress(bar: Any) -> Callable[[int, int], None]:
+    task = bar.task_ids[0]
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return progress
+
+
 @cli.command("submit")
-@click.argument("specs", nargs=-1, required=True)
+@click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.", default=True,
-              hidden=True)
 @pass_context
-def submit_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool) -> None:
-    """Submit the selected jobs that have not been submitted yet."""
+def submit_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
+    """Submit the selected jobs that have not been submitted yet (status CREATED)."""
     from kong import ui
 
     jobs = [j for j in obj.state.select_jobs(list(specs), recursive) if j.status.name == "CREATED"]
@@ -290,15 +378,13 @@ def submit_command(obj: Context, specs: Sequence[str], recursive: bool, yes: boo
         click.echo("no jobs to submit (all selected jobs were submitted before)")
         return
     with ui.progress_bar("Submitting", len(jobs)) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.update(bar.task_ids[0], advance=done)
-
-        submitted = obj.state.submit_job(jobs, progress=progress)
+        submitted = obj.state.submit_job(jobs, progress=_bulk_progress(bar))
+        bar.update(bar.task_ids[0], completed=len(submitted))
     click.echo(f"submitted {len(submitted)} job(s)")
 
 
 @cli.command("kill")
-@click.argument("specs", nargs=-1, required=True)
+@click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
@@ -312,7 +398,7 @@ def kill_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool)
 
 
 @cli.command("resubmit")
-@click.argument("specs", nargs=-1, required=True)
+@click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("-F", "--failed", "failed_only", is_flag=True, help="Only jobs that FAILED.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -323,21 +409,34 @@ def resubmit_command(
     """Run the selected jobs again from scratch (earlier batch ids kept in their history)."""
     from kong import ui
 
-    with ui.spinner("Resubmitting"):
-        jobs = obj.state.resubmit_job(list(specs), recursive=recursive, failed_only=failed_only,
-                                      confirm=_confirm(yes))
-    click.echo(f"resubmitted {len(jobs)} job(s)")
+    state = obj.state
+    jobs = state.select_jobs(list(specs), recursive)
+    if failed_only:
+        jobs = [j for j in jobs if j.status.name == "FAILED"]
+    if not jobs:
+        click.echo("no jobs to resubmit")
+        return
+    # Ask before the progress bar takes over the terminal.
+    if not _confirm(yes)(f"Resubmit {len(jobs)} job(s)?"):
+        click.echo("resubmitted 0 job(s)")
+        return
+    with ui.progress_bar("Resubmitting", len(jobs)) as bar:
+        done = state.resubmit_job(jobs, progress=_bulk_progress(bar))
+        bar.update(bar.task_ids[0], completed=len(done))
+    click.echo(f"resubmitted {len(done)} job(s)")
 
 
 @cli.command("wait")
-@click.argument("specs", nargs=-1, required=True)
+@click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("-n", "--notify", is_flag=True,
-              help="When done, notify the targets under `notify:` in the config.")
+              help="When done (or timed out), send one notification to the targets under "
+                   "`notify:` in the config.")
 @click.option("-t", "--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Give up after this long (exit code 3).")
 @click.option("-i", "--poll-interval", type=click.FloatRange(min=0.05), metavar="SECONDS",
               help="Seconds between status queries (default: the driver's).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, only the final line.")
 @pass_context
 def wait_command(
     obj: Context,
@@ -346,35 +445,41 @@ def wait_command(
     notify: bool,
     timeout: float | None,
     poll_interval: float | None,
+    quiet: bool,
 ) -> None:
     """Wait until the selected jobs have finished, showing progress.
 
-    Exit code 0 when all COMPLETED, 1 when any FAILED, 3 on timeout.
+    Exit code 0 when all COMPLETED, 1 when any did not, 3 on timeout.
     """
     from kong import ui
     from kong.notify import summary
 
     state = obj.state
+    if notify and not state.config.notify:
+        click.echo("kong: warning: --notify, but the config has no `notify:` targets", err=True)
     it = state.wait(list(specs), recursive=recursive, notify=notify, timeout=timeout,
                     poll_interval=poll_interval, progress=True)
     jobs: Sequence[Any] = []
-    with ui.progress_bar("Waiting", 0) as bar:
+    with ui.progress_bar("Waiting", None, disable=quiet) as bar:
         task = bar.task_ids[0]
         for jobs in it:
             done = sum(1 for j in jobs if j.status.finished)
             bar.update(task, total=len(jobs), completed=done,
                        description=f"Waiting ({summary(jobs)})")
-    click.echo(f"done: {summary(jobs)}")
+    click.echo(f"done: {summary(jobs) or 'no jobs'}")
     if any(j.status.name != "COMPLETED" for j in jobs):
         raise SystemExit(1)
 
 
 @cli.command("update")
-@click.argument("specs", nargs=-1)
+@click.argument("specs", nargs=-1, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @pass_context
 def update_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
-    """Refresh the status of the selected jobs (default: all below the current folder)."""
+    """Refresh the status of the selected jobs (default: all below the current folder).
+
+    One status query per profile, however many jobs. Alias: refresh.
+    """
     from kong import ui
     from kong.notify import summary
 
@@ -386,37 +491,262 @@ def update_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
 
 
 @cli.command("info")
-@click.argument("specs", nargs=-1, required=True)
+@click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @pass_context
 def info_command(obj: Context, specs: Sequence[str], recursive: bool, as_json: bool) -> None:
     """Show everything kong knows about the selected jobs."""
-    from rich.table import Table
-
     from kong import ui
 
     jobs = obj.state.select_jobs(list(specs), recursive)
     if as_json:
         ui.print_json([ui.job_dict(j) for j in jobs])
         return
-    for job in jobs:
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
-        d = ui.job_dict(job, with_data=False)
-        for key, value in d.items():
-            if key == "status":
-                value = f"[{ui.STATUS_STYLE[job.status]}]{value}[/]"
-            elif key in ("created_at", "updated_at"):
-                value = ui.local_time(getattr(job, key))
-            table.add_row(key, "-" if value is None else str(value))
-        table.add_row("log dir", job.log_dir)
-        table.add_row("output dir", job.output_dir)
-        for key, value in sorted((job.data or {}).items()):
-            table.add_row(f"data.{key}", str(value))
-        ui.console.print(table)
-        ui.console.print()
+    ui.render_info(jobs)
+
+
+# -- logs -------------------------------------------------------------------------------
+
+
+def _one_job(obj: Context, spec: str) -> Any:
+    jobs = obj.state.select_jobs(spec, False)
+    if len(jobs) != 1:
+        raise KongError(f"{spec} selects {len(jobs)} jobs; give one job id")
+    return jobs[0]
+
+
+def _log_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-e", "--stderr", "which", flag_value="stderr", default="stdout",
+                        help="The job's stderr instead of its stdout.")(f)
+
+
+def _tail_bytes(path: str, n: int, chunk: int = 64 * 1024) -> tuple[bytes, int]:
+    """The last ``n`` lines of a local file, reading only its end; and the file size."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; a missing log is no error
+    except FileNotFoundError:
+        return b"", 0
+    with fh:
+        size = fh.seek(0, os.SEEK_END)
+        got = b""
+        start = size
+        while start > 0 and got.count(b"\n") <= n:
+            begin = max(start - chunk, 0)
+            fh.seek(begin)
+            got = fh.read(start - begin) + got
+            start = begin
+    lines = got.splitlines(keepends=True)
+    return b"".join(lines[-n:]) if n > 0 else b"", size
+
+
+@cli.command("tail")
+@click.argument("spec", type=JOBSPEC)
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many lines from the end to show.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing what the job writes (a local job: until it ends; "
+                   "a cluster job: until Ctrl-C).")
+@_log_option
+@pass_context
+def tail_command(obj: Context, spec: str, lines: int, follow: bool, which: str) -> None:
+    """Show the end of a job's log. Cluster logs are fetched lazily: only the end is read."""
+    import time
+
+    from kong import ui
+    from kong.remote.local import LocalTransport
+
+    state = obj.state
+    job = _one_job(obj, spec)
+    driver = job._driver()
+    remote = driver.log_path(job, which)
+    if isinstance(driver.transport, LocalTransport):
+        data, offset = _tail_bytes(remote, lines)
+        click.echo(data, nl=False)
+        if not follow:
+            return
+        last_check = time.monotonic()
+        finished = job.status.finished or job.status.name == "CREATED"
+        while True:
+            try:
+                with open(remote, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                offset += len(data)
+                click.echo(data, nl=False)
+                continue
+            if finished:
+                return
+            time.sleep(0.2)
+            if time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                state.refresh_jobs([job])
+                # One more read after the job ended catches its last lines.
+                finished = job.status.finished
+        return
+    from kong.remote.logsync import LogCache
+
+    cache = LogCache(state.config.data_dir / "logcache")
+    key = driver.log_cache_key(job, which)
+    with ui.spinner(f"Fetching the log from {driver.transport.label}"):
+        data = cache.tail(driver.transport, remote, key, lines, finished=job.status.finished)
+    click.echo(data, nl=False)
+    if follow and not job.status.finished:
+        for chunk in cache.follow(driver.transport, remote, key):
+            click.echo(chunk, nl=False)
+
+
+@cli.command("less")
+@click.argument("spec", type=JOBSPEC)
+@_log_option
+@pass_context
+def less_command(obj: Context, spec: str, which: str) -> None:
+    """Page through a job's log ($PAGER, else less). A cluster log is synced to the local
+    cache first, fetching only the bytes not cached yet."""
+    import shlex
+    import shutil
+    import signal
+    import subprocess
+
+    from kong import ui
+    from kong.remote.local import LocalTransport
+
+    job = _one_job(obj, spec)
+    driver = job._driver()
+    if isinstance(driver.transport, LocalTransport):
+        path = driver.log_path(job, which)
+    else:
+        with ui.spinner(f"Fetching the log from {driver.transport.label}"):
+            path = str(driver.sync_log(job, which))
+    if not os.path.exists(path):
+        click.echo(f"(job {job.job_id} has no {which} yet)", err=True)
+        return
+    pager = os.environ.get("PAGER") or ("less -R" if shutil.which("less") else "")
+    if not sys.stdout.isatty() or not pager:
+        with open(path, "rb") as fh:
+            out = click.get_binary_stream("stdout")
+            shutil.copyfileobj(fh, out)
+            out.flush()
+        return
+    # Ctrl-C belongs to the pager while it runs (less uses it to stop a search).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        subprocess.run([*shlex.split(pager), path], check=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- profiles ---------------------------------------------------------------------------
+
+
+@cli.group("profile", invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
+@click.pass_context
+def profile_group(ctx: click.Context) -> None:
+    """Profiles (clusters): list them, show or switch the default, test a connection.
+
+    Without a subcommand: list.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(profile_list_command)
+
+
+@profile_group.command("list")
+@pass_context
+def profile_list_command(obj: Context) -> None:
+    """List the profiles of the config with driver and host; * marks the current one."""
+    from kong import ui
+
+    state = obj.state
+    rows = []
+    for name, prof in state.config.profiles.items():
+        host = prof.host or "(this machine)"
+        if prof.user:
+            host = f"{prof.user}@{host}"
+        if prof.port:
+            host = f"{host}:{prof.port}"
+        rows.append(["*" if name == state.profile else " ", name, prof.driver, host,
+                     prof.remote_dir or "-"])
+    ui.render_table(["", "profile", "driver", "host", "remote dir"], rows)
+
+
+@profile_group.command("show")
+@pass_context
+def profile_show_command(obj: Context) -> None:
+    """Print the current profile (where create-job puts new jobs)."""
+    click.echo(obj.state.profile)
+
+
+@profile_group.command("use")
+@click.argument("name")
+@pass_context
+def profile_use_command(obj: Context, name: str) -> None:
+    """Make NAME the profile new jobs go to, for the rest of this shell session.
+
+    (From a terminal, use kong --profile NAME, or default_profile in config.yml.)
+    """
+    state = obj.state
+    state.profile = state.config.profile(name).name
+    click.echo(f"profile: {state.profile}")
+
+
+@profile_group.command("test")
+@click.argument("name", required=False)
+@click.option("-c", "--count", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many round trips to time after connecting.")
+@pass_context
+def profile_test_command(obj: Context, name: str | None, count: int) -> None:
+    """Run `true` on the host of profile NAME (default: current) and time the round trip."""
+    import time
+
+    from kong import ui
+    from kong.remote import transport_for
+
+    state = obj.state
+    prof = state.config.profile(name or state.profile)
+    with ui.spinner(f"Connecting ({prof.name})"):
+        transport = transport_for(prof)
+        t0 = time.perf_counter()
+        transport.run_checked(["true"])
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            transport.run_checked(["true"])
+            times.append(time.perf_counter() - t0)
+    best = min(times) * 1000
+    mean = sum(times) / len(times) * 1000
+    click.echo(f"{prof.name}: ok via {transport.label}: first command {first * 1000:.1f} ms "
+               f"(with connecting), round trip {best:.1f} ms best, {mean:.1f} ms mean "
+               f"of {count}")
+
+
+# -- the shell --------------------------------------------------------------------------
+
+
+@cli.command("help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_command(ctx: click.Context, command: str | None) -> None:
+    """Show the list of commands, or the help of COMMAND."""
+    root = ctx.find_root()
+    if command is None:
+        click.echo(root.get_help())
+        return
+    cmd = cli.get_command(root, command)
+    if cmd is None:
+        raise click.UsageError(f"no such command: {command}")
+    with click.Context(cmd, info_name=cmd.name, parent=root) as sub:
+        click.echo(cmd.get_help(sub))
+
+
+@cli.command("exit")
+@pass_context
+def exit_command(obj: Context) -> None:
+    """Leave the interactive shell (as does Ctrl-D). Alias: quit."""
+    obj.exit_requested = True
 
 
 # -- entry point ------------------------------------------------------------------------

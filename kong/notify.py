@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kong.errors import ConfigError
 
@@ -21,8 +21,10 @@ EVENTS = ("finished", "failed", "timeout", "progress")
 
 
 def summary(jobs: Sequence[Job]) -> str:
+    """``3 completed, 1 failed``: counts per status, in a fixed order."""
     counts = Counter(j.status.name for j in jobs)
-    return ", ".join(f"{n} {name.lower()}" for name, n in sorted(counts.items()))
+    order = ["COMPLETED", "FAILED", "RUNNING", "SUBMITTED", "CREATED", "UNKNOWN"]
+    return ", ".join(f"{counts[name]} {name.lower()}" for name in order if counts[name])
 
 
 class Notifier:
@@ -40,27 +42,58 @@ class Notifier:
                     raise ConfigError(f"notify entry {url}: unknown events {sorted(unknown)}")
                 self.targets.append((url, on))
 
-    def _send(self, event: str, title: str, body: str, **extra: Any) -> int:
+    def _send(self, event: str, title: str, body: str, kind: str = "info") -> int:
+        """Send to every target that wants ``event``; returns how many accepted it."""
         urls = [url for url, on in self.targets if event in on]
         if not urls:
             return 0
+        import logging
+
         import apprise
 
-        sender = apprise.Apprise()
+        # apprise logs each failure with its own wording; kong says it in one line below.
+        logging.getLogger("apprise").setLevel(logging.CRITICAL)
+        delivered = 0
         for url in urls:
-            sender.add(url)
-        ok = sender.notify(title=title, body=body)
-        return len(urls) if ok else 0
+            sender = apprise.Apprise()
+            if not sender.add(url):
+                _warn(f"notify target {_redact(url)} is not a URL apprise understands")
+                continue
+            if sender.notify(title=title, body=body, notify_type=kind):
+                delivered += 1
+            else:
+                _warn(f"could not deliver the notification to {_redact(url)}")
+        return delivered
 
     def finished(self, jobs: Sequence[Job], seconds: float) -> None:
+        completed = sum(1 for j in jobs if j.status.name == "COMPLETED")
         failed = sum(1 for j in jobs if j.status.name == "FAILED")
-        event = "failed" if failed else "finished"
-        word = "FAILED" if failed else "COMPLETED"
-        self._send(event, f"kong: {len(jobs)} job(s) done, {word}",
-                   f"{summary(jobs)} after {seconds:.0f} s")
+        others = len(jobs) - completed - failed
+        title = f"kong: {len(jobs)} job(s) done: {completed} completed, {failed} failed"
+        if others:
+            title += f", {others} not run"
+        self._send("failed" if failed else "finished", title,
+                   f"{summary(jobs)} after {seconds:.0f} s",
+                   kind="failure" if failed else "success")
 
     def timeout(self, jobs: Sequence[Job], seconds: float) -> None:
-        self._send("timeout", f"kong: wait TIMEOUT after {seconds:.0f} s", summary(jobs))
+        self._send("timeout", f"kong: wait TIMEOUT after {seconds:.0f} s", summary(jobs),
+                   kind="warning")
 
     def progress(self, jobs: Sequence[Job], seconds: float) -> None:
         self._send("progress", "kong: wait progress", f"{summary(jobs)} after {seconds:.0f} s")
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"kong: warning: {message}", file=sys.stderr)
+
+
+def _redact(url: str) -> str:
+    """A target URL without its credentials, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host = rest.rpartition("@")[2].split("/", 1)[0]
+    return f"{scheme}://{host}/..."
