@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kong.remote.pool import SSHPool
-from kong.remote.ssh import SSHTransport, ssh_transport
-from tests.test_ssh_transport import HostSshd, host_sshd, pytestmark  # noqa: F401
+from kong.remote.ssh import SSHTransport
+from tests.clusters import Cluster
+from tests.test_ssh_transport import remote_tmpdir, transport_for
 
 NASTY = " \t\n'\"$;`\\|&<>(){}[]*?~!#%^=-+,.:@"
 
@@ -25,18 +24,15 @@ words = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def quoting_transport(host_sshd: HostSshd) -> Iterator[SSHTransport]:  # noqa: F811
+def quoting_transport(sshd_server: Cluster) -> Iterator[SSHTransport]:
     pool = SSHPool()
-    yield ssh_transport(
-        host_sshd.host,
-        port=host_sshd.port,
-        user=host_sshd.user,
-        identity_file=host_sshd.identity_file,
-        known_hosts=host_sshd.known_hosts,
-        config=[os.devnull],
-        pool=pool,
-    )
+    yield transport_for(sshd_server, pool)
     pool.shutdown()
+
+
+@pytest.fixture(scope="module")
+def base(quoting_transport: SSHTransport) -> str:
+    return remote_tmpdir(quoting_transport)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -65,16 +61,17 @@ names = st.text(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=names, content=st.binary(max_size=200))
 def test_paths_round_trip(
-    quoting_transport: SSHTransport, tmp_path_factory: pytest.TempPathFactory, name: str,
-    content: bytes,
+    quoting_transport: SSHTransport, base: str, name: str, content: bytes
 ) -> None:
-    base = tmp_path_factory.mktemp("q")
-    path = f"{base}/{name} dir/{name}"
     t = quoting_transport
+    path = f"{base}/{name} dir/{name}"
     t.upload({path: content})
-    assert Path(path).read_bytes() == content
     assert t.sizes([path]) == {path: len(content)}
     assert t.read_range(path) == content
+    listing = t.run_checked(["find", base, "-mindepth", "1", "-print0"]).stdout
+    assert set(listing.split(b"\0")[:-1]) == {
+        f"{base}/{name} dir".encode(), path.encode()
+    }
     t.remove_trees([f"{base}/{name} dir"])
-    assert not Path(path).exists()
-    assert not (base / "pwned").exists()
+    assert t.sizes([path]) == {path: None}
+    assert t.run_checked(["ls", "-A", base]).stdout == b""

@@ -131,9 +131,12 @@ class LogCache:
             got = piece + got
             start = begin
             # n lines need n+1 newlines before them unless the log ends without one.
-            if got.count(b"\n") > n_lines:
+            newlines = got.count(b"\n")
+            if newlines > n_lines:
                 break
-            step *= 4
+            # Grow by what the lines seen so far suggest is still missing, at least 4x.
+            per_line = len(got) / max(newlines, 1)
+            step = max(step * 4, int((n_lines + 1 - newlines) * per_line * 1.25))
         return _last_lines(got, n_lines)
 
     def follow(
