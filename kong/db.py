@@ -70,8 +70,12 @@ def _make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("kong_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Writes take the write lock up front. Reads run without BEGIN, each statement
+        # on the newest snapshot: a session that stays open (a REPL) then sees what
+        # other processes wrote, and never pins an old snapshot that would keep the
+        # WAL from being checkpointed.
+        if conn.get_execution_options().get("kong_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -94,6 +98,28 @@ def init(url: str) -> None:
     _engine = engine
     _url = url
     _session = Session(bind=engine, expire_on_commit=False, autoflush=False)
+    event.listen(_session, "do_orm_execute", _fresh_reads)
+
+
+_writes_in_progress = 0
+
+
+def _fresh_reads(orm_execute_state: Any) -> None:
+    """Let every top-level SELECT refresh the objects it loads.
+
+    Objects outlive transactions (``expire_on_commit=False``, so that 100,000 listed
+    jobs are not reloaded one by one after a write), so without this a query would
+    hand back an object as this process last saw it, missing what another kong
+    process (a ``kong wait``, a second REPL) changed since. Not inside ``write()``,
+    where it would overwrite changes not yet flushed.
+    """
+    if (
+        _writes_in_progress == 0
+        and orm_execute_state.is_select
+        and not orm_execute_state.is_column_load
+        and not orm_execute_state.is_relationship_load
+    ):
+        orm_execute_state.update_execution_options(populate_existing=True)
 
 
 def _current_revision(engine: Engine) -> str | None:
@@ -163,16 +189,20 @@ def write() -> Iterator[Session]:
     Any read transaction the session still holds is ended first, so the write
     starts from the newest snapshot instead of failing to upgrade a stale one.
     """
+    global _writes_in_progress
     with _write_lock:
         s = session()
         s.commit()
         s.connection(execution_options={"kong_write": True})
+        _writes_in_progress += 1
         try:
             yield s
             s.commit()
         except BaseException:
             s.rollback()
             raise
+        finally:
+            _writes_in_progress -= 1
 
 
 def end_read() -> None:

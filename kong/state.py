@@ -140,7 +140,7 @@ class State:
                 current = [f.parent or f for f in current]
             elif _GLOB_CHARS.search(part):
                 current = [
-                    c for f in current for c in f.children if fnmatch.fnmatchcase(c.name, part)
+                    c for f in current for c in f.subfolders() if fnmatch.fnmatchcase(c.name, part)
                 ]
             else:
                 current = [c for f in current if (c := f.subfolder(part)) is not None]
@@ -232,7 +232,7 @@ class State:
             raise JobSpecError(f"not a JobSpec: {name!r}")
         if isinstance(name, int) or name.strip().isdigit():
             job_id = int(name)
-            job = s.get(Job, job_id)
+            job = s.get(Job, job_id, populate_existing=True)  # another process may have changed it
             if job is None:
                 raise Job.DoesNotExist(f"no job with id {job_id}")
             return [job]
@@ -302,7 +302,7 @@ class State:
         jobs: Sequence[Job]
         if len(folders) == 1:
             folder = folders[0]
-            children = list(folder.children)
+            children = folder.subfolders()
             if refresh:
                 self.refresh_jobs(self._jobs_in([folder], recursive))
             jobs = JobList.query(self._in_folder(folder, recursive))

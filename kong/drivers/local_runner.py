@@ -116,16 +116,18 @@ def _take_slot(slots: int, slot_dir: str) -> int | None:
 
 def run(slots: int, slot_dir: str, dirs: list[str]) -> None:
     pending = deque(dirs)
-    running: dict[int, tuple[str, int]] = {}
+    # Keep each Popen and reap through it: a dropped Popen reaps its child in __del__,
+    # and a later os.waitpid() on that pid would raise and kill the runner.
+    running: dict[int, tuple[str, int, subprocess.Popen[bytes]]] = {}
     while pending or running:
         for pid in list(running):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                d, slot = running.pop(pid)
+            d, slot, proc = running[pid]
+            code = proc.poll()
+            if code is not None:
+                del running[pid]
                 os.close(slot)  # frees the slot for any runner on this host
                 if not os.path.exists(os.path.join(d, "exit_code")):
                     # job.sh was killed before its exit trap could run
-                    code = os.waitstatus_to_exitcode(status)
                     _write(os.path.join(d, "exit_code"), str(128 - code if code < 0 else code))
         while pending:
             d = pending[0]
@@ -151,7 +153,7 @@ def run(slots: int, slot_dir: str, dirs: list[str]) -> None:
                     close_fds=True,
                     pass_fds=(),
                 )
-            running[proc.pid] = (d, free_slot)
+            running[proc.pid] = (d, free_slot, proc)
             _write(os.path.join(d, "state"), f"RUNNING {proc.pid} {time.time():.3f}")
         time.sleep(0.05 if running else 0.2)
 

@@ -80,6 +80,15 @@ class Folder(Base):
             folder = folder.parent
         return "/" + "/".join(reversed(parts))
 
+    def subfolders(self) -> list[Folder]:
+        """The folders directly in this one, by name, as the database has them now
+        (``children`` is loaded once and would miss folders made since)."""
+        return list(
+            db.session().scalars(
+                select(Folder).where(Folder.parent_id == self.folder_id).order_by(Folder.name)
+            )
+        )
+
     def subfolder(self, name: str) -> Folder | None:
         return db.session().scalars(
             select(Folder).where(Folder.parent_id == self.folder_id, Folder.name == name)
