@@ -1,0 +1,443 @@
+"""The Slurm driver: ``sbatch``, ``squeue``/``sacct`` (``scontrol`` without accounting),
+``scancel``, all in bulk through the transport.
+
+Mostly data over ``BatchDriver``: the ``#SBATCH`` header, the state table, the
+parsers of what Slurm prints, and three small remote scripts. Each script is one
+round trip whatever the number of jobs; job ids and tokens go on stdin, never on
+the command line, because one argument over SSH is limited to 128 KiB.
+
+Profile options (each also a per-job override in ``create_job(...)``): account,
+partition, qos, memory (``"4G"`` or MB), cores (the default of ``create_job``'s
+``cores``), nodes, tasks, licenses, plus the batch options walltime, extra,
+scratch_dir and poll_interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kong.drivers.batch import (
+    BATCH_OPTIONS,
+    WAIT_FOR_SUBMITS,
+    BatchDriver,
+    SchedulerInfo,
+    walltime_minutes,
+)
+from kong.errors import DriverError
+from kong.model.job import Job, JobStatus
+
+if TYPE_CHECKING:
+    from kong.config import Config, Profile
+    from kong.model.folder import Folder
+    from kong.remote import Transport
+
+log = logging.getLogger(__name__)
+
+#: Slurm's job states (squeue %T, sacct State, scontrol JobState) -> kong's.
+#: A job that will still run (queued, requeued, held for a reservation) is SUBMITTED;
+#: one that started and is not over is RUNNING; every end but success is FAILED.
+STATES: dict[str, JobStatus] = {
+    "PENDING": JobStatus.SUBMITTED,
+    "CONFIGURING": JobStatus.SUBMITTED,  # nodes allocated, still booting
+    "REQUEUED": JobStatus.SUBMITTED,
+    "REQUEUE_HOLD": JobStatus.SUBMITTED,
+    "REQUEUE_FED": JobStatus.SUBMITTED,
+    "RESV_DEL_HOLD": JobStatus.SUBMITTED,
+    "RUNNING": JobStatus.RUNNING,
+    "COMPLETING": JobStatus.RUNNING,  # the exit code is not final until COMPLETED
+    "SUSPENDED": JobStatus.RUNNING,
+    "STOPPED": JobStatus.RUNNING,
+    "RESIZING": JobStatus.RUNNING,
+    "SIGNALING": JobStatus.RUNNING,
+    "STAGE_OUT": JobStatus.RUNNING,
+    "COMPLETED": JobStatus.COMPLETED,
+    "FAILED": JobStatus.FAILED,
+    "CANCELLED": JobStatus.FAILED,
+    "TIMEOUT": JobStatus.FAILED,
+    "NODE_FAIL": JobStatus.FAILED,
+    "PREEMPTED": JobStatus.FAILED,
+    "OUT_OF_MEMORY": JobStatus.FAILED,
+    "BOOT_FAIL": JobStatus.FAILED,
+    "DEADLINE": JobStatus.FAILED,
+    "SPECIAL_EXIT": JobStatus.FAILED,
+    # Federation: a sibling cluster took the job; this cluster will never run it.
+    "REVOKED": JobStatus.FAILED,
+}
+
+SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "NodeList", "Submit", "Start", "End",
+                "Reason")
+SQUEUE_FORMAT = "%i|%j|%T|%r|%N|%V|%S"
+
+# Shell helpers of the scripts below: ``keep P IDS FILE`` prints the lines of FILE
+# whose first |-field is in the file IDS, prefixed with P; ``drop FILE IDS`` prints
+# the ids of IDS that start no line of FILE.
+_HELPERS = r"""
+keep() {
+    awk -F'|' -v p="$1" 'FILENAME == ARGV[1] { w[$1] = 1; next } ($1 in w) { print p $0 }' "$2" "$3"
+}
+drop() { awk -F'|' 'FILENAME == ARGV[1] { s[$1] = 1; next } !($1 in s)' "$1" "$2"; }
+t=$(mktemp -d "${TMPDIR:-/tmp}/kong-slurm.XXXXXX") || exit 1
+trap 'rm -rf "$t"' EXIT
+"""
+
+# status: one round trip. Lines: Q|<squeue line> for the live jobs, A|<sacct line>
+# for the others sacct knows, C|<scontrol line> for the rest slurmctld still holds,
+# NOACCT|<why> when sacct cannot answer, ERR|<why> when squeue fails, then END.
+_QUERY = _HELPERS + r"""
+cat > "$t/ids"
+if ! squeue -h -u "$(id -un)" -o "$1" > "$t/q" 2> "$t/err"; then
+    printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
+    exit 0
+fi
+keep 'Q|' "$t/ids" "$t/q"
+drop "$t/q" "$t/ids" > "$t/rest"
+if [ -s "$t/rest" ]; then
+    if ! command -v sacct >/dev/null 2>&1; then
+        echo 'NOACCT|sacct: command not found'
+        cp "$t/rest" "$t/rest2"
+    elif xargs -n 500 sh -c 'IFS=,; exec sacct -X -n -P --format="$0" -j "$*"' "$2" \
+            < "$t/rest" > "$t/a" 2> "$t/err"; then
+        keep 'A|' "$t/rest" "$t/a"
+        drop "$t/a" "$t/rest" > "$t/rest2"
+    else
+        printf 'NOACCT|%s\n' "$(tr '\n' ' ' < "$t/err")"
+        cp "$t/rest" "$t/rest2"
+    fi
+    if [ -s "$t/rest2" ]; then
+        scontrol show job -o 2>/dev/null | awk '
+            FILENAME == ARGV[1] { w[$1] = 1; next }
+            { id = substr($1, 7) } (id in w) { print "C|" $0 }' "$t/rest2" -
+    fi
+fi
+echo END
+"""
+
+# reconcile: one round trip. Tokens on stdin; lines Q|<name>|<id> (slurmctld) and
+# A|<name>|<id> (sacct, the last 7 days), then END.
+_FIND = WAIT_FOR_SUBMITS + _HELPERS + r"""
+cat > "$t/tokens"
+if ! squeue -h -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
+    printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
+    exit 0
+fi
+keep 'Q|' "$t/tokens" "$t/q"
+if command -v sacct >/dev/null 2>&1; then
+    xargs -n 200 sh -c 'IFS=,; exec sacct -X -n -P -S now-7days -o JobName,JobID --name "$*"' \
+        sh < "$t/tokens" > "$t/a" 2>/dev/null
+    keep 'A|' "$t/tokens" "$t/a"
+fi
+echo END
+"""
+
+_MEMORY = re.compile(r"^\d+[KMGT]?$")
+_ACCOUNTING_OFF = ("accounting storage is disabled", "not found", "no such file")
+
+# The fallback to squeue/scontrol is announced once per process and cluster.
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+class SlurmDriver(BatchDriver):
+    name = "slurm"
+    submit_tool = "sbatch"
+    OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
+        **BATCH_OPTIONS,
+        "account": str,
+        "partition": str,
+        "qos": str,
+        "memory": (str, int),
+        "cores": int,
+        "nodes": (int, str),
+        "tasks": int,
+        "licenses": str,
+    }
+
+    def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
+        super().__init__(config, profile, transport)
+        # The config checks option types only; a bad value must not wait for sbatch.
+        self.check_options(dict(profile.options))
+
+    # -- creating -----------------------------------------------------------------------
+
+    def create_job(
+        self,
+        folder: Folder,
+        command: str,
+        cores: int | None = None,
+        memory: int | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Job:
+        """As ``DriverBase.create_job``; ``cores`` defaults to the profile's ``cores``."""
+        if cores is None:
+            cores = int(self.profile.options.get("cores") or 1)
+        return super().create_job(folder, command, cores=cores, memory=memory, cwd=cwd,
+                                  env=env, **options)
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        super().check_options(options)
+        for key, value in options.items():
+            # a newline would end the #SBATCH line and put the rest into the script
+            if isinstance(value, str) and ("\n" in value or "\r" in value):
+                raise DriverError(f"option {key!r} of driver slurm: no newlines allowed")
+        for line in options.get("extra") or ():
+            if "\n" in line or "\r" in line:
+                raise DriverError("option 'extra' of driver slurm: one directive per line")
+        memory = options.get("memory")
+        if isinstance(memory, str) and not _MEMORY.match(memory.strip()):
+            raise DriverError(
+                f"option 'memory' of driver slurm: expected MB or a size like 4G, got {memory!r}"
+            )
+        for key in ("cores", "tasks"):
+            value = options.get(key)
+            if isinstance(value, int) and value < 1:
+                raise DriverError(f"option {key!r} of driver slurm: must be at least 1")
+
+    # -- what BatchDriver needs ---------------------------------------------------------
+
+    def header_lines(self, job: Job, options: dict[str, Any], token: str) -> list[str]:
+        paths = self.job_paths(job)
+        lines = [
+            f"--job-name={token}",
+            f"--comment={token}",
+            f"--output={_sbatch_path(paths.stdout)}",
+            f"--error={_sbatch_path(paths.stderr)}",
+            f"--cpus-per-task={job.cores}",
+        ]
+        walltime = options.get("walltime")
+        if walltime is not None:
+            lines.append(f"--time={walltime_minutes(walltime)}")
+        memory = job.memory if job.memory is not None else options.get("memory")
+        if memory is not None:
+            lines.append(f"--mem={str(memory).strip()}")
+        for key, flag in (("account", "account"), ("partition", "partition"), ("qos", "qos"),
+                          ("nodes", "nodes"), ("tasks", "ntasks"), ("licenses", "licenses")):
+            value = options.get(key)
+            if value is not None:
+                lines.append(f"--{flag}={value}")
+        header = [f"#SBATCH {line}" for line in lines]
+        for line in options.get("extra") or ():
+            # "--gres=gpu:1" is shorthand for "#SBATCH --gres=gpu:1"
+            header.append(f"#SBATCH {line}" if line.lstrip().startswith("-") else line)
+        return header
+
+    def submit_argv(self, job: Job, script: str, token: str) -> list[str]:
+        return ["sbatch", "--parsable", script]
+
+    def parse_submit(self, output: str) -> str:
+        return parse_sbatch(output)
+
+    def kill_argv(self) -> list[str]:
+        return ["scancel"]
+
+    def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
+        ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
+        if not ids:
+            return {}
+        lines = self._run(_QUERY, ids, SQUEUE_FORMAT, ",".join(SACCT_FIELDS))
+        infos: dict[str, SchedulerInfo] = {}
+        for line in lines:
+            kind, _, rest = line.partition("|")
+            parsed: tuple[str, SchedulerInfo] | None = None
+            if kind == "Q":
+                parsed = parse_squeue_line(rest)
+            elif kind == "A":
+                parsed = parse_sacct_line(rest)
+            elif kind == "C":
+                parsed = parse_scontrol_line(rest)
+            elif kind == "NOACCT":
+                self._warn_fallback(rest)
+            if parsed is not None:
+                infos[parsed[0]] = parsed[1]
+        return infos
+
+    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+        if not tokens:
+            return {}
+        found: dict[str, str] = {}
+        for line in self._run(_FIND, tokens, self.submit_lock):
+            kind, _, rest = line.partition("|")
+            name, _, batch_id = rest.partition("|")
+            batch_id = batch_id.strip()
+            if kind not in ("Q", "A") or not batch_id.isdigit():
+                continue
+            # The same token twice would be a double submission; the newest one is
+            # the one that may still run, and it is the one kong follows.
+            if name not in found or int(batch_id) > int(found[name]):
+                found[name] = batch_id
+        return found
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _run(self, script: str, stdin_lines: Sequence[str], *args: str) -> list[str]:
+        """Run one of the scripts above; its answer counts only when it ran to the end."""
+        stdin = "".join(f"{line}\n" for line in stdin_lines).encode()
+        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin)
+        lines = result.text().splitlines()
+        for line in lines:
+            if line.startswith("ERR|"):
+                raise DriverError(f"slurm on {self.transport.label}: {line[4:].strip()}")
+        if not lines or lines[-1] != "END":
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise DriverError(
+                f"slurm query on {self.transport.label} failed: "
+                f"{err[-1] if err else f'exit code {result.exit_code}'}"
+            )
+        return lines[:-1]
+
+    def _warn_fallback(self, why: str) -> None:
+        key = self.transport.label
+        with _warned_lock:
+            if key in _warned:
+                return
+            _warned.add(key)
+        why = why.strip() or "no reason given"
+        lower = why.lower()
+        what = ("accounting is off" if any(s in lower for s in _ACCOUNTING_OFF)
+                else "sacct failed")
+        message = (f"kong: slurm on {key}: {what} ({why}); finished jobs are read from "
+                   f"scontrol and their exit_code files instead of sacct")
+        log.warning(message)
+        if not logging.getLogger().hasHandlers():
+            print(message, file=sys.stderr)
+
+
+# -- parsers (pure functions, tested on sample lines) -----------------------------------
+
+
+def slurm_status(state: str) -> JobStatus:
+    """kong's status of a Slurm state word (``CANCELLED by 1000`` and ``CANCELLED+`` too)."""
+    word = state.strip().split(" ", 1)[0].rstrip("+").upper()
+    return STATES.get(word, JobStatus.UNKNOWN)
+
+
+def slurm_state_word(state: str) -> str:
+    return state.strip().split(" ", 1)[0].rstrip("+").upper()
+
+
+def parse_exit_code(text: str | None, status: JobStatus) -> int | None:
+    """``rc:signal`` as one shell-style code: the signal as 128+N, else rc.
+
+    A job Slurm ended itself (cancelled, node failure) reports ``0:0``: that is no
+    exit code of the job's, so a FAILED job gets None rather than a misleading 0.
+    """
+    if not text:
+        return None
+    rc_text, _, sig_text = text.strip().partition(":")
+    try:
+        rc = int(rc_text)
+        sig = int(sig_text) if sig_text else 0
+    except ValueError:
+        return None
+    if sig:
+        return 128 + sig
+    if rc == 0 and status == JobStatus.FAILED:
+        return None
+    return rc
+
+
+def parse_sbatch(output: str) -> str:
+    """The job id of ``sbatch --parsable`` (``123`` or ``123;cluster``), warnings around it."""
+    for word in reversed(output.split()):
+        batch_id = word.split(";", 1)[0]
+        if batch_id.isdigit():
+            return batch_id
+    raise DriverError(f"sbatch printed no job id: {output.strip()[:200]!r}")
+
+
+def _time(value: str | None) -> str | None:
+    if not value or value in ("N/A", "Unknown", "None", "(null)"):
+        return None
+    return value
+
+
+def _info(
+    state: str,
+    *,
+    exit_code: str | None,
+    reason: str | None,
+    node: str | None,
+    submit: str | None,
+    start: str | None,
+    end: str | None,
+) -> SchedulerInfo:
+    status = slurm_status(state)
+    word = slurm_state_word(state)
+    if reason in ("None", "(null)", ""):
+        reason = None
+    if reason is None and status == JobStatus.FAILED and word != "FAILED":
+        reason = state.strip()  # Slurm ended it: "CANCELLED by 2000", "TIMEOUT", ...
+    extra: dict[str, Any] = {
+        "node": node if node and node not in ("None assigned", "(null)") else None,
+        "submit_time": _time(submit),
+        "start_time": _time(start),
+        "end_time": _time(end) if status.finished else None,
+    }
+    return SchedulerInfo(
+        status=status,
+        state=word,
+        exit_code=parse_exit_code(exit_code, status) if status.finished else None,
+        reason=reason,
+        extra=extra,
+    )
+
+
+def parse_squeue_line(line: str) -> tuple[str, SchedulerInfo] | None:
+    """One line of ``squeue -h -o '%i|%j|%T|%r|%N|%V|%S'``."""
+    parts = line.rstrip("\n").split("|")
+    if len(parts) < 7 or not parts[0]:
+        return None
+    batch_id, _name, state, reason, node, submit, start = parts[:7]
+    return batch_id, _info(state, exit_code=None, reason=reason, node=node,
+                           submit=submit, start=start, end=None)
+
+
+def parse_sacct_line(line: str) -> tuple[str, SchedulerInfo] | None:
+    """One line of ``sacct -X -n -P --format=JobID,JobName,State,ExitCode,NodeList,
+    Submit,Start,End,Reason``. The job name is the one free-text field before the
+    last seven, so it is found from both ends."""
+    parts = line.rstrip("\n").split("|")
+    if len(parts) < len(SACCT_FIELDS) or not parts[0]:
+        return None
+    batch_id = parts[0]
+    state, exit_code, node, submit, start, end = parts[-7:-1]
+    reason = parts[-1]
+    return batch_id, _info(state, exit_code=exit_code, reason=reason, node=node,
+                           submit=submit, start=start, end=end)
+
+
+_SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/]*)=")
+
+
+def scontrol_fields(line: str) -> dict[str, str]:
+    """``Key=value`` pairs of ``scontrol show job -o``; values may hold spaces and '='."""
+    fields: dict[str, str] = {}
+    matches = list(_SCONTROL_KEY.finditer(line))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
+        fields.setdefault(m.group(1), line[m.end():end].strip())
+    return fields
+
+
+def parse_scontrol_line(line: str) -> tuple[str, SchedulerInfo] | None:
+    """One line of ``scontrol show job -o``."""
+    fields = scontrol_fields(line)
+    batch_id = fields.get("JobId")
+    state = fields.get("JobState")
+    if not batch_id or not state:
+        return None
+    return batch_id, _info(state, exit_code=fields.get("ExitCode"), reason=fields.get("Reason"),
+                           node=fields.get("NodeList"), submit=fields.get("SubmitTime"),
+                           start=fields.get("StartTime"), end=fields.get("EndTime"))
+
+
+def _sbatch_path(path: str) -> str:
+    # sbatch expands %j, %x, ... in --output; "%%" is a literal percent sign.
+    path = path.replace("%", "%%")
+    return f'"{path}"' if any(c.isspace() for c in path) else path
