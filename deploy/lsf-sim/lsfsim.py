@@ -1,0 +1,907 @@
+#!/usr/bin/env python3
+"""LSF SIMULATOR: bsub, bjobs, bkill and bhist of IBM Spectrum LSF 10.1, simulated.
+
+This is NOT IBM Spectrum LSF. It is a stand-in for tests, because real LSF cannot be
+installed here. One file serves every command: it is installed as ``bsub``,
+``bjobs``, ``bkill`` and ``bhist`` (symlinks) and dispatches on the name it was run
+as. It prints the formats IBM documents for LSF 10.1 (see README.md for the pages)
+and really runs the submitted scripts, as background processes of the calling user,
+with the ``LSB_*`` environment variables LSF sets.
+
+There is no daemon: every command first runs a scheduling pass (start pending jobs
+while job slots are free), and every job's runner process runs one when its job
+ends. State lives in a spool directory (``$LSF_SIM_SPOOL``, default
+``/var/spool/lsf-sim``), one JSON file per job, written atomically under a lock.
+Settings (``KEY=VALUE`` lines) are read from ``$LSF_SIM_CONF`` (default
+``/etc/lsf-sim.conf``):
+
+    CLUSTER=kong-sim           cluster name
+    SLOTS=8                    job slots of the one execution host
+    QUEUES=normal short long   queue names; the first is the default queue
+    CLEAN_PERIOD=3600          seconds a finished job stays visible to bjobs
+    JOB_TERMINATE_INTERVAL=10  seconds between bkill's SIGINT+SIGTERM and SIGKILL
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pwd
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+SPOOL = Path(os.environ.get("LSF_SIM_SPOOL", "/var/spool/lsf-sim"))
+CONF = Path(os.environ.get("LSF_SIM_CONF", "/etc/lsf-sim.conf"))
+FINISHED = ("DONE", "EXIT")
+
+
+# -- settings and state ---------------------------------------------------------------
+
+
+def settings() -> dict[str, str]:
+    values = {
+        "CLUSTER": "kong-sim",
+        "SLOTS": "8",
+        "QUEUES": "normal short long",
+        "CLEAN_PERIOD": "3600",
+        "JOB_TERMINATE_INTERVAL": "10",
+    }
+    with contextlib.suppress(OSError):
+        for line in CONF.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                values[key.strip()] = value.strip().strip('"')
+    return values
+
+
+def host() -> str:
+    return socket.gethostname().split(".")[0]
+
+
+def user() -> str:
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def jobs_dir() -> Path:
+    return SPOOL / "jobs"
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    SPOOL.mkdir(parents=True, exist_ok=True)
+    with open(SPOOL / "lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def save(job: dict[str, Any]) -> None:
+    path = jobs_dir() / f"{job['id']}.json"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(job))
+    tmp.rename(path)
+
+
+def load(job_id: int) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads((jobs_dir() / f"{job_id}.json").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def all_jobs() -> list[dict[str, Any]]:
+    jobs = []
+    for path in jobs_dir().glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            jobs.append(json.loads(path.read_text()))
+    return sorted(jobs, key=lambda j: j["id"])
+
+
+def next_id() -> int:
+    path = SPOOL / "next_id"
+    try:
+        value = int(path.read_text().strip())
+    except (OSError, ValueError):
+        value = 1
+    path.write_text(f"{value + 1}\n")
+    return value
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie counts as gone
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+# -- scheduling (no daemon: every command runs a pass) -----------------------------------
+
+
+def schedule() -> None:
+    slots = int(settings()["SLOTS"])
+    with locked():
+        jobs = all_jobs()
+        for job in jobs:
+            # A runner that died without recording its job's end: LSF would lose
+            # contact with the job; here it has certainly ended.
+            if job["stat"] == "RUN" and job.get("runner_started") and not pid_alive(
+                job.get("runner_pid")
+            ):
+                job.update(stat="EXIT", finish_time=time.time(), exit_code=None,
+                           exit_reason="TERM_EXTERNAL_SIGNAL: job killed by a signal "
+                           "external to LSF")
+                save(job)
+        used = sum(j["slots"] for j in jobs if j["stat"] == "RUN")
+        for job in jobs:
+            if job["stat"] != "PEND":
+                continue
+            if used + job["slots"] > slots and used > 0:
+                break  # first come, first served: no backfill
+            used += job["slots"]
+            job.update(stat="RUN", start_time=time.time(), exec_host=host(),
+                       runner_started=True)
+            save(job)
+            runner = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--run-job", str(job["id"])],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,
+            )
+            job["runner_pid"] = runner.pid
+            save(job)
+
+
+# -- formats ---------------------------------------------------------------------------
+
+
+def fmt_time(ts: float | None, suffix: str = "") -> str:
+    """bjobs' short time: ``Dec 28 19:56`` (day padded with a space)."""
+    if ts is None:
+        return ""
+    return time.strftime("%b %e %H:%M", time.localtime(ts)) + suffix
+
+
+def fmt_long_time(ts: float) -> str:
+    """bhist -l / bjobs -l event time: ``Thu Aug  1 12:43:25``."""
+    return time.strftime("%a %b %e %H:%M:%S", time.localtime(ts))
+
+
+def field_value(job: dict[str, Any], name: str) -> str:
+    stat = job["stat"]
+    if name == "jobid":
+        return str(job["id"])
+    if name == "stat":
+        return str(stat)
+    if name == "user":
+        return str(job["user"])
+    if name == "queue":
+        return str(job["queue"])
+    if name in ("job_name", "name"):
+        return str(job["name"])
+    if name in ("proj_name", "project", "proj"):
+        return str(job.get("project") or "default")
+    if name == "from_host":
+        return str(job["from_host"])
+    if name == "exec_host":
+        if not job.get("exec_host"):
+            return ""
+        return ":".join([job["exec_host"]] * job["slots"])
+    if name == "exit_code":
+        code = job.get("exit_code")
+        # LSF leaves EXIT_CODE empty for a job that ended well
+        return "" if code in (None, 0) or stat != "EXIT" else str(code)
+    if name == "exit_reason":
+        return str(job.get("exit_reason") or "")
+    if name == "submit_time":
+        return fmt_time(job["submit_time"])
+    if name == "start_time":
+        return fmt_time(job.get("start_time"))
+    if name == "finish_time":
+        if stat not in FINISHED:
+            return ""
+        return fmt_time(job.get("finish_time"), " L" if job.get("runlimit") else "")
+    if name in ("nreq_slot", "slots", "nalloc_slot"):
+        return str(job["slots"])
+    if name == "output_file":
+        return str(job.get("output") or "")
+    if name == "error_file":
+        return str(job.get("error") or "")
+    if name in ("sub_cwd", "cwd"):
+        return str(job["cwd"])
+    if name == "runtimelimit":
+        limit = job.get("runlimit")
+        return "" if not limit else f"{limit // 60:02d}:{limit % 60:02d}:00"
+    if name == "pend_reason":
+        return "Job slot limit reached" if stat == "PEND" else ""
+    if name == "pids":
+        return str(job.get("job_pid") or "")
+    if name == "command":
+        return str(job["command"])
+    raise KeyError(name)
+
+
+FIELD_NAMES = frozenset({
+    "jobid", "stat", "user", "queue", "job_name", "name", "proj_name", "project", "proj",
+    "from_host", "exec_host", "exit_code", "exit_reason", "submit_time", "start_time",
+    "finish_time", "nreq_slot", "slots", "nalloc_slot", "output_file", "error_file", "sub_cwd",
+    "cwd", "runtimelimit", "pend_reason", "pids", "command",
+})
+
+
+def json_key(name: str) -> str:
+    aliases = {"name": "JOB_NAME", "project": "PROJ_NAME", "proj": "PROJ_NAME",
+               "cwd": "SUB_CWD", "slots": "NREQ_SLOT"}
+    return aliases.get(name, name.upper())
+
+
+def json_text(value: str) -> str:
+    # LSF escapes '/' in its JSON output (e.g. "EXEC_CWD":"\/home\/user")
+    return json.dumps(value).replace("/", "\\/")
+
+
+# -- bsub ------------------------------------------------------------------------------
+
+# options that take a value; the rest of the known options are flags
+BSUB_VALUE_OPTS = {
+    "-J", "-o", "-oo", "-e", "-eo", "-q", "-P", "-n", "-W", "-M", "-R", "-cwd", "-G", "-app",
+    "-m", "-u", "-b", "-w", "-E", "-Ep", "-L", "-sla", "-g", "-gpu", "-We", "-c", "-D", "-S",
+    "-F", "-C", "-v", "-Jd", "-a", "-ext", "-Lp", "-k", "-i", "-is", "-outdir", "-t", "-T",
+    "-env", "-rnc", "-jsdl", "-U", "-data", "-datagrp",
+}
+BSUB_FLAGS = {"-x", "-B", "-N", "-r", "-rn", "-hl", "-K", "-H", "-I", "-Ip", "-Is", "-ti",
+              "-tty", "-XF", "-ul"}
+
+
+def parse_bsub_words(words: list[str], opts: dict[str, Any]) -> list[str]:
+    """Fill ``opts`` from bsub words; return the command words that follow them."""
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in BSUB_VALUE_OPTS:
+            if i + 1 >= len(words):
+                raise SystemExit(f"bsub: option requires an argument -- {word[1:]}")
+            value = words[i + 1]
+            if word == "-R":
+                opts.setdefault("-R", []).append(value)
+            else:
+                opts[word] = value
+            i += 2
+        elif word in BSUB_FLAGS:
+            opts[word] = True
+            i += 1
+        elif word.startswith("-") and word != "-":
+            raise SystemExit(f"bsub: illegal option -- {word[1:]}\n"
+                             "Usage: bsub [options] command [arguments]")
+        else:
+            return words[i:]
+    return []
+
+
+def parse_minutes(value: str) -> int:
+    """bsub -W [hour:]minute."""
+    parts = value.split("/")[0].split(":")
+    if len(parts) == 1:
+        return int(parts[0])
+    return int(parts[0]) * 60 + int(parts[1])
+
+
+def cmd_bsub(argv: list[str]) -> int:
+    cli: dict[str, Any] = {}
+    command_words = parse_bsub_words(argv, cli)
+    script_opts: dict[str, Any] = {}
+    if command_words:
+        command = shlex.join(command_words)
+        script = command + "\n"
+    else:
+        # `bsub < script`: the script comes on stdin, its #BSUB lines are options
+        script = sys.stdin.read()
+        if not script.strip():
+            print("bsub> ", end="")
+            print("No command is specified. Job not submitted.", file=sys.stderr)
+            return 255
+        for line in script.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#BSUB"):
+                try:
+                    parse_bsub_words(shlex.split(stripped[5:]), script_opts)
+                except ValueError as exc:
+                    print(f"bsub: bad #BSUB line {stripped!r}: {exc}", file=sys.stderr)
+                    return 255
+        command = next(
+            (ln.strip() for ln in script.splitlines()
+             if ln.strip() and not ln.strip().startswith("#")),
+            "",
+        )
+    # command-line options override the script's #BSUB lines
+    resources = script_opts.get("-R", []) + cli.get("-R", [])
+    opts = {**script_opts, **cli}
+    conf = settings()
+    queues = conf["QUEUES"].split()
+    queue = opts.get("-q")
+    if queue is not None and queue not in queues:
+        print(f"{queue}: No such queue. Job not submitted.", file=sys.stderr)
+        return 255
+    try:
+        slots = int(str(opts.get("-n", "1")).split(",")[0])
+        runlimit = parse_minutes(opts["-W"]) if "-W" in opts else None
+    except ValueError as exc:
+        print(f"bsub: bad value: {exc}. Job not submitted.", file=sys.stderr)
+        return 255
+    if slots > int(conf["SLOTS"]):
+        print(f"Bad argument for option -n: {slots} exceeds the slots of every host. "
+              "Job not submitted.", file=sys.stderr)
+        return 255
+    cwd = opts.get("-cwd") or os.getcwd()
+    env = dict(os.environ)
+    with locked():
+        jobs_dir().mkdir(parents=True, exist_ok=True)
+        job_id = next_id()
+
+        def expand(path: str | None) -> str | None:
+            if path is None:
+                return None
+            path = path.replace("%J", str(job_id)).replace("%I", "0")
+            return path if path.startswith("/") else os.path.join(cwd, path)
+
+        job_file = jobs_dir() / f"{job_id}.sh"
+        job_file.write_text(script)
+        job_file.chmod(0o700)
+        output = expand(opts.get("-oo") or opts.get("-o"))
+        error = expand(opts.get("-eo") or opts.get("-e"))
+        job = {
+            "id": job_id,
+            "name": opts.get("-J") or command[:4094],
+            "user": user(),
+            "queue": queue or queues[0],
+            "project": opts.get("-P"),
+            "from_host": host(),
+            "cwd": cwd,
+            "command": command,
+            "job_file": str(job_file),
+            "output": output,
+            "output_overwrite": "-oo" in opts,
+            "error": error,
+            "error_overwrite": "-eo" in opts,
+            "slots": slots,
+            "runlimit": runlimit,
+            "memlimit": opts.get("-M"),
+            "resreq": resources,
+            "env": env,
+            "stat": "PEND",
+            "submit_time": time.time(),
+            "start_time": None,
+            "finish_time": None,
+            "exit_code": None,
+            "exit_reason": None,
+            "exec_host": None,
+            "kill_time": None,
+            "events": [],
+        }
+        save(job)
+    if queue is None:
+        print(f"Job <{job_id}> is submitted to default queue <{job['queue']}>.")
+    else:
+        print(f"Job <{job_id}> is submitted to queue <{job['queue']}>.")
+    sys.stdout.flush()
+    schedule()
+    return 0
+
+
+# -- the runner of one job (LSF's sbatchd/res, simulated) -------------------------------
+
+
+def job_environment(job: dict[str, Any]) -> dict[str, str]:
+    env = dict(job["env"])
+    hosts = [job["exec_host"]] * job["slots"]
+    env.update(
+        LSB_JOBID=str(job["id"]),
+        LSB_JOBNAME=job["name"],
+        LSB_QUEUE=job["queue"],
+        LSB_HOSTS=" ".join(hosts),
+        LSB_MCPU_HOSTS=f"{job['exec_host']} {job['slots']}",
+        LSB_DJOB_NUMPROC=str(job["slots"]),
+        LSB_MAX_NUM_PROCESSORS=str(job["slots"]),
+        LSB_JOBINDEX="0",
+        LSB_JOBFILENAME=job["job_file"],
+        LSB_EXEC_CLUSTER=settings()["CLUSTER"],
+        LSB_SUB_HOST=job["from_host"],
+        LS_SUBCWD=job["cwd"],
+        LSB_SUBCWD=job["cwd"],
+        LSB_JOBEXIT_STAT="",
+        LSF_SIMULATOR="1",
+    )
+    del env["LSB_JOBEXIT_STAT"]
+    if job.get("output"):
+        env["LSB_OUTPUTFILE"] = job["output"]
+    if job.get("error"):
+        env["LSB_ERRORFILE"] = job["error"]
+    if job.get("project"):
+        env["LSB_PROJECT_NAME"] = job["project"]
+    return env
+
+
+def open_log(path: str | None, overwrite: bool) -> Any:
+    if path is None:
+        return open(os.devnull, "wb")
+    try:
+        return open(path, "wb" if overwrite else "ab")
+    except OSError:
+        # LSF writes to /tmp when the path is not accessible
+        return open(os.path.join("/tmp", os.path.basename(path)), "ab")
+
+
+def job_report(job: dict[str, Any]) -> str:
+    """The job report LSF appends to the -o file when -N is not given."""
+    conf = settings()
+    state = "Done" if job["stat"] == "DONE" else "Exited"
+    if job["stat"] == "DONE":
+        result = "Successfully completed."
+    elif job.get("exit_code") is not None:
+        result = f"Exited with exit code {job['exit_code']}."
+    else:
+        result = "Exited."
+    return (
+        "\n------------------------------------------------------------\n"
+        f"Sender: LSF System <lsfadmin@{job['exec_host']}>\n"
+        f"Subject: Job {job['id']}: <{job['name']}> in cluster <{conf['CLUSTER']}> {state}\n\n"
+        f"Job <{job['name']}> was submitted from host <{job['from_host']}> by user "
+        f"<{job['user']}> in cluster <{conf['CLUSTER']}> at "
+        f"{fmt_long_time(job['submit_time'])}\n"
+        f"Job was executed on host(s) <{job['exec_host']}>, in queue <{job['queue']}>, "
+        f"as user <{job['user']}> in cluster <{conf['CLUSTER']}> at "
+        f"{fmt_long_time(job['start_time'])}\n"
+        f"</home/{job['user']}> was used as the home directory.\n"
+        f"<{job['cwd']}> was used as the working directory.\n"
+        f"Started at {fmt_long_time(job['start_time'])}\n"
+        f"Terminated at {fmt_long_time(job['finish_time'])}\n"
+        "Results reported at "
+        f"{fmt_long_time(job['finish_time'])}\n\n"
+        "Your job looked like:\n\n"
+        "------------------------------------------------------------\n"
+        "# LSBATCH: User input\n"
+        f"{job['command']}\n"
+        "------------------------------------------------------------\n\n"
+        f"{result}\n\n"
+        "The output (if any) is above this job summary.\n\n"
+        "PS: This job report was written by the LSF SIMULATOR of kong's tests.\n"
+    )
+
+
+def run_job(job_id: int) -> int:
+    job = load(job_id)
+    if job is None or job["stat"] != "RUN":
+        return 1
+    out = open_log(job.get("output"), bool(job.get("output_overwrite")))
+    err = out if not job.get("error") else open_log(job["error"], bool(job.get("error_overwrite")))
+    try:
+        os.chdir(job["cwd"])
+    except OSError:
+        os.chdir("/tmp")
+    proc = subprocess.Popen(
+        ["/bin/sh", job["job_file"]],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        env=job_environment(job),
+        start_new_session=True,  # its own process group, which bkill signals
+    )
+    with locked():
+        job = load(job_id) or job
+        job["job_pid"] = proc.pid
+        save(job)
+    conf = settings()
+    interval = float(conf["JOB_TERMINATE_INTERVAL"])
+    reason = None
+    sent_kill = False
+    usr2_time = None
+    while proc.poll() is None:
+        time.sleep(0.1)
+        current = load(job_id) or job
+        now = time.time()
+        if current.get("kill_time") and not sent_kill and now - current["kill_time"] >= interval:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            sent_kill = True
+        limit = job.get("runlimit")
+        if limit and usr2_time is None and now - job["start_time"] >= limit * 60:
+            # Run limit: SIGUSR2, then SIGKILL after the terminate interval
+            reason = "TERM_RUNLIMIT: job killed after reaching LSF run time limit"
+            usr2_time = now
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGUSR2)
+        if usr2_time is not None and not sent_kill and now - usr2_time >= interval:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            sent_kill = True
+    status = proc.returncode
+    code = status if status >= 0 else 128 - status  # killed by a signal: 128 + signal
+    with locked():
+        job = load(job_id) or job
+        if job.get("kill_time"):
+            reason = "TERM_OWNER: job killed by owner"
+        job.update(
+            stat="DONE" if code == 0 and reason is None else "EXIT",
+            finish_time=time.time(),
+            exit_code=code,
+            exit_reason=reason,
+        )
+        save(job)
+    out.write(job_report(job).encode())
+    out.close()
+    if err is not out:
+        err.close()
+    schedule()
+    return 0
+
+
+# -- bjobs -----------------------------------------------------------------------------
+
+
+def parse_format(spec: str) -> tuple[list[str], str | None]:
+    delimiter = None
+    match = re.search(r"""delimiter=(['"])(.*?)\1""", spec)
+    if match:
+        delimiter = match.group(2)
+        spec = spec[: match.start()] + spec[match.end():]
+    names = []
+    for word in spec.split():
+        name = word.split(":")[0].lower()
+        if name not in FIELD_NAMES:
+            raise KeyError(name)
+        names.append(name)
+    return names, delimiter
+
+
+def visible(job: dict[str, Any], clean_period: float) -> bool:
+    """Still in mbatchd's memory (unfinished, or finished within CLEAN_PERIOD)."""
+    return job["stat"] not in FINISHED or time.time() - job["finish_time"] < clean_period
+
+
+def cmd_bjobs(argv: list[str]) -> int:
+    show_all = json_out = noheader = False
+    fmt = None
+    name_filter = None
+    ids: list[int] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "-a":
+            show_all = True
+        elif word == "-json":
+            json_out = True
+        elif word == "-noheader":
+            noheader = True
+        elif word in ("-w", "-W", "-X"):
+            pass
+        elif word == "-o":
+            i += 1
+            fmt = argv[i]
+        elif word == "-J":
+            i += 1
+            name_filter = argv[i]
+        elif word in ("-u", "-q", "-P", "-m", "-g"):
+            i += 1  # accepted; the simulator has one user's jobs
+        elif word.isdigit():
+            ids.append(int(word))
+        else:
+            print(f"bjobs: illegal option -- {word.lstrip('-')}", file=sys.stderr)
+            return 255
+        i += 1
+    if json_out and noheader:
+        print("bjobs: -json cannot be used with -noheader", file=sys.stderr)
+        return 255
+    if json_out and fmt is None:
+        print("bjobs: -json must be used with -o", file=sys.stderr)
+        return 255
+    schedule()
+    clean = float(settings()["CLEAN_PERIOD"])
+    jobs = {j["id"]: j for j in all_jobs() if visible(j, clean)}
+    errors: list[str] = []
+    if ids:
+        selected = []
+        for job_id in ids:
+            if job_id in jobs:
+                selected.append(jobs[job_id])
+            else:
+                errors.append(f"Job <{job_id}> is not found")
+    else:
+        selected = [j for j in jobs.values() if show_all or j["stat"] not in FINISHED]
+    if name_filter is not None:
+        pattern = re.escape(name_filter).replace(r"\*", ".*")
+        selected = [j for j in selected if re.fullmatch(pattern, j["name"])]
+    try:
+        names, delimiter = parse_format(fmt) if fmt else (None, None)
+    except KeyError as exc:
+        print(f"{exc.args[0]}: Illegal field name", file=sys.stderr)
+        return 255
+    if json_out:
+        assert names is not None
+        records = []
+        for job in selected:
+            items = [f'      "{json_key(n)}":{json_text(field_value(job, n))}' for n in names]
+            records.append("    {\n" + ",\n".join(items) + "\n    }")
+        for message in errors:
+            job_id = re.search(r"\d+", message).group(0)  # type: ignore[union-attr]
+            records.append(
+                f'    {{\n      "JOBID":"{job_id}",\n      "ERROR":"{message}"\n    }}'
+            )
+        print("{\n"
+              '  "COMMAND":"bjobs",\n'
+              f'  "JOBS":{len(selected)},\n'
+              '  "RECORDS":[\n'
+              + ",\n".join(records)
+              + ("\n" if records else "")
+              + "  ]\n}")
+        return 0
+    for message in errors:
+        print(message, file=sys.stderr)
+    if not selected:
+        if not errors:
+            if name_filter is not None:
+                print(f"Job <{name_filter}> is not found", file=sys.stderr)
+            else:
+                print("No job found" if show_all else "No unfinished job found",
+                      file=sys.stderr)
+        return 255 if errors else 0
+    if names is not None:
+        rows = [[field_value(j, n) or "-" for n in names] for j in selected]
+        header = [json_key(n) for n in names]
+        if delimiter is not None:
+            if not noheader:
+                print(delimiter.join(header))
+            for row in rows:
+                print(delimiter.join(row))
+        else:
+            print_table(header if not noheader else None, rows)
+        return 0
+    header = ["JOBID", "USER", "STAT", "QUEUE", "FROM_HOST", "EXEC_HOST", "JOB_NAME",
+              "SUBMIT_TIME"]
+    rows = []
+    for job in selected:
+        exec_host = job.get("exec_host") or ""
+        if exec_host and job["slots"] > 1:
+            exec_host = f"{job['slots']}*{exec_host}"
+        rows.append([str(job["id"]), job["user"], job["stat"], job["queue"], job["from_host"],
+                     exec_host, job["name"][:10] if len(job["name"]) <= 10
+                     else "*" + job["name"][-9:], fmt_time(job["submit_time"])])
+    print_table(header if not noheader else None, rows)
+    return 0
+
+
+def print_table(header: list[str] | None, rows: list[list[str]]) -> None:
+    table = ([header] if header else []) + rows
+    widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
+    for row in table:
+        print(" ".join(v.ljust(w) for v, w in zip(row[:-1], widths[:-1], strict=True))
+              + " " + row[-1])
+
+
+# -- bkill -----------------------------------------------------------------------------
+
+
+def cmd_bkill(argv: list[str]) -> int:
+    ids: list[int] = []
+    name_filter = None
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "-J":
+            i += 1
+            name_filter = argv[i]
+        elif word in ("-s", "-C", "-q", "-u", "-m", "-g", "-app", "-sla"):
+            i += 1
+        elif word in ("-b", "-r", "-d", "-l"):
+            pass
+        elif word.isdigit():
+            ids.append(int(word))
+        else:
+            print(f"bkill: illegal option -- {word.lstrip('-')}", file=sys.stderr)
+            return 255
+        i += 1
+    rc = 0
+    with locked():
+        jobs = {j["id"]: j for j in all_jobs()}
+        if name_filter is not None:
+            ids += [j["id"] for j in jobs.values() if j["name"] == name_filter
+                    and j["stat"] not in FINISHED]
+        if not ids:
+            # "By default, kills the last job that was submitted by the user"
+            live = [j["id"] for j in jobs.values() if j["stat"] not in FINISHED]
+            ids = live[-1:]
+            if not ids:
+                print("No unfinished job found", file=sys.stderr)
+                return 255
+        for job_id in ids:
+            job = jobs.get(job_id)
+            if job is None:
+                print(f"Job <{job_id}>: No matching job found", file=sys.stderr)
+                rc = 255
+                continue
+            if job["stat"] in FINISHED:
+                print(f"Job <{job_id}>: Job has already finished", file=sys.stderr)
+                rc = 255
+                continue
+            if job["stat"] == "PEND":
+                job.update(stat="EXIT", finish_time=time.time(), exit_code=None,
+                           exit_reason="TERM_OWNER: job killed by owner", kill_time=time.time())
+            else:
+                if not job.get("kill_time"):
+                    job["kill_time"] = time.time()
+                pid = job.get("job_pid")
+                if pid:
+                    for sig in (signal.SIGINT, signal.SIGTERM):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(pid, sig)
+            save(job)
+            print(f"Job <{job_id}> is being terminated")
+    schedule()
+    return rc
+
+
+# -- bhist -----------------------------------------------------------------------------
+
+
+def wrap(line: str) -> str:
+    """bhist -l folds long lines at 80 characters, continuing them indented by 21."""
+    out, rest = [], line
+    first = True
+    while rest:
+        width = 80 if first else 59
+        out.append(("" if first else " " * 21) + rest[:width])
+        rest = rest[width:]
+        first = False
+    return "\n".join(out)
+
+
+def history(job: dict[str, Any]) -> str:
+    lines = [
+        f"Job <{job['id']}>, Job Name <{job['name']}>, User <{job['user']}>, Project "
+        f"<{job.get('project') or 'default'}>, Command <{job['command']}>",
+        f"{fmt_long_time(job['submit_time'])}: Submitted from host <{job['from_host']}>, "
+        f"to Queue <{job['queue']}>, CWD <{job['cwd']}>"
+        + (f", Output File <{job['output']}>" if job.get("output") else "")
+        + (f", Error File <{job['error']}>" if job.get("error") else "")
+        + (f", {job['slots']} Task(s)" if job["slots"] > 1 else "")
+        + ";",
+    ]
+    if job.get("start_time"):
+        hosts = f"<{job['exec_host']}>" if job["slots"] == 1 else \
+            f"{job['slots']}*<{job['exec_host']}>"
+        lines.append(
+            f"{fmt_long_time(job['start_time'])}: Dispatched {job['slots']} Task(s) on "
+            f"Host(s) {hosts}, Allocated {job['slots']} Slot(s) on Host(s) {hosts}, "
+            "Effective RES_REQ <select[type == local] order[r15s:pg] >;"
+        )
+        lines.append(f"{fmt_long_time(job['start_time'])}: Starting (Pid "
+                     f"{job.get('job_pid') or 0});")
+        lines.append(
+            f"{fmt_long_time(job['start_time'])}: Running with execution home "
+            f"</home/{job['user']}>, Execution CWD <{job['cwd']}>, Execution Pid "
+            f"<{job.get('job_pid') or 0}>;"
+        )
+    if job.get("kill_time"):
+        lines.append(f"{fmt_long_time(job['kill_time'])}: Signal <KILL> requested by user or "
+                     f"administrator <{job['user']}>;")
+    end = job.get("finish_time")
+    if job["stat"] == "DONE" and end:
+        lines.append(f"{fmt_long_time(end)}: Done successfully. The CPU time used is 0.1 "
+                     "seconds;")
+        lines.append(f"{fmt_long_time(end)}: Post job process done successfully;")
+    elif job["stat"] == "EXIT" and end:
+        if job.get("exit_code") is not None:
+            lines.append(f"{fmt_long_time(end)}: Exited with exit code {job['exit_code']}. "
+                         "The CPU time used is 0.1 seconds;")
+        else:
+            lines.append(f"{fmt_long_time(end)}: Exited; job has been forced to exit;")
+        if job.get("exit_reason"):
+            lines.append(f"{fmt_long_time(end)}: Completed <exit>; {job['exit_reason']};")
+    now = end or time.time()
+    start = job.get("start_time") or now
+    pend = int(start - job["submit_time"])
+    run = int(now - start) if job.get("start_time") else 0
+    text = "\n".join(wrap(line) for line in lines)
+    return (
+        f"{text}\n\n"
+        f"Summary of time in seconds spent in various states by  {fmt_long_time(now)}\n"
+        "  PEND     PSUSP    RUN      USUSP    SSUSP    UNKWN    TOTAL\n"
+        f"  {pend:<9d}{0:<9d}{run:<9d}{0:<9d}{0:<9d}{0:<9d}{pend + run}\n"
+    )
+
+
+def cmd_bhist(argv: list[str]) -> int:
+    long_format = show_all = False
+    name_filter = None
+    ids: list[int] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "-l":
+            long_format = True
+        elif word in ("-a", "-d"):
+            show_all = True
+        elif word in ("-w", "-b", "-UF"):
+            pass
+        elif word in ("-n", "-u", "-q", "-P", "-m", "-C", "-S", "-D", "-f"):
+            i += 1
+        elif word == "-J":
+            i += 1
+            name_filter = argv[i]
+        elif word.isdigit():
+            ids.append(int(word))
+        else:
+            print(f"bhist: illegal option -- {word.lstrip('-')}", file=sys.stderr)
+            return 255
+        i += 1
+    schedule()
+    jobs = {j["id"]: j for j in all_jobs()}
+    if ids:
+        selected = [jobs[i] for i in ids if i in jobs]
+    else:
+        selected = [j for j in jobs.values() if show_all or j["stat"] not in FINISHED]
+    if name_filter is not None:
+        selected = [j for j in selected if j["name"] == name_filter]
+    if not selected:
+        print("No matching job found", file=sys.stderr)
+        return 255
+    if long_format:
+        rule = "-" * 78
+        print(("\n" + rule + "\n\n").join(history(j) for j in selected))
+        return 0
+    print("Summary of time in seconds spent in various states:")
+    rows = []
+    for job in selected:
+        now = job.get("finish_time") or time.time()
+        start = job.get("start_time") or now
+        pend = int(start - job["submit_time"])
+        run = int(now - start) if job.get("start_time") else 0
+        name = job["name"] if len(job["name"]) <= 10 else "*" + job["name"][-9:]
+        rows.append([str(job["id"]), job["user"], name, str(pend), "0", str(run), "0", "0",
+                     "0", str(pend + run)])
+    print_table(["JOBID", "USER", "JOB_NAME", "PEND", "PSUSP", "RUN", "USUSP", "SSUSP",
+                 "UNKWN", "TOTAL"], rows)
+    return 0
+
+
+COMMANDS = {"bsub": cmd_bsub, "bjobs": cmd_bjobs, "bkill": cmd_bkill, "bhist": cmd_bhist}
+
+
+def main() -> int:
+    if len(sys.argv) >= 3 and sys.argv[1] == "--run-job":
+        return run_job(int(sys.argv[2]))
+    name = os.path.basename(sys.argv[0])
+    if name not in COMMANDS:
+        print(f"LSF simulator: run as one of {', '.join(COMMANDS)} (got {name})",
+              file=sys.stderr)
+        return 2
+    if "-V" in sys.argv[1:]:
+        print("IBM Spectrum LSF 10.1 SIMULATOR (kong tests; not IBM software)", file=sys.stderr)
+        return 0
+    return COMMANDS[name](sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

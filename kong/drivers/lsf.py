@@ -1,0 +1,428 @@
+"""IBM Spectrum LSF (10.1): job scripts with ``#BSUB`` lines, submitted with ``bsub``.
+
+Mostly data on top of :class:`~kong.drivers.batch.BatchDriver`: the directives, the
+submit command, the state table, and parsers for what ``bsub``, ``bjobs`` and ``bhist``
+print. One status refresh is one remote command: ``bjobs -a -o ... -json`` for the
+jobs' ids, then ``bhist -l`` in the same shell for ids ``bjobs`` no longer knows
+(finished longer than CLEAN_PERIOD ago). A job neither knows stays UNKNOWN unless its
+script left an exit code (the BatchDriver's fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from kong.drivers.batch import (
+    BATCH_OPTIONS,
+    WAIT_FOR_SUBMITS,
+    BatchDriver,
+    SchedulerInfo,
+    walltime_minutes,
+)
+from kong.errors import DriverError
+from kong.model.job import Job, JobStatus
+
+#: bjobs -o fields, in the order of the -noheader fallback (job_name last: it may
+#: contain anything, even the delimiter)
+FIELDS = (
+    "jobid stat exit_code exit_reason submit_time start_time finish_time exec_host job_name"
+)
+DELIMITER = "^"
+
+#: LSF job states (bjobs "JOB STATUS") -> kong status
+STATES: dict[str, JobStatus] = {
+    "PEND": JobStatus.SUBMITTED,
+    "PROV": JobStatus.SUBMITTED,  # dispatched, waiting for its host to be provisioned
+    "PSUSP": JobStatus.SUBMITTED,  # held while pending
+    "WAIT": JobStatus.SUBMITTED,  # chunk job member waiting for its turn
+    "RUN": JobStatus.RUNNING,
+    "USUSP": JobStatus.RUNNING,  # suspended by its owner while running
+    "SSUSP": JobStatus.RUNNING,  # suspended by LSF (load, preemption) while running
+    "DONE": JobStatus.COMPLETED,
+    "EXIT": JobStatus.FAILED,
+    # mbatchd lost contact with the host: the job may still run
+    "UNKWN": JobStatus.UNKNOWN,
+    # killed while UNKWN, or a rerunnable job being requeued: not known to be over
+    "ZOMBI": JobStatus.UNKNOWN,
+}
+
+_SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>")
+
+# bjobs for many ids, in one command; ids come on stdin. Those bjobs does not know
+# any more (aged out of mbatchd's memory) are looked up in the event log with bhist.
+# JSON needs LSF 10.1.0.2; older bjobs get the delimited -noheader form. The answer
+# counts only if it ends with END: a cut connection must not make jobs "missing".
+_QUERY = r"""
+ids=$(cat)
+fmt=$1; delim=$2; mode=$3
+out=""
+if [ "$mode" != plain ]; then
+    out=$(bjobs -a -o "$fmt" -json $ids 2>/dev/null)
+fi
+case $out in
+    '{'*) printf 'KONG-JSON\n%s\n' "$out"
+          # whitespace out, so that a record reads "JOBID":"1","STAT":... (the order
+          # of $fmt); records of unknown ids carry an ERROR instead of a STAT
+          seen=$(printf '%s' "$out" | tr -d ' \t\r\n') ;;
+    *) out=$(bjobs -a -noheader -o "$fmt delimiter='$delim'" $ids 2>&1)
+       # what is not a record nor "Job <n> is not found" means LSF did not answer
+       bad=$(printf '%s\n' "$out" | grep -v -e "^[0-9][0-9]*$delim" -e 'is not found' \
+             -e '^$' | head -n 3 | tr '\n' ' ')
+       if [ -n "$bad" ]; then printf 'ERR|%s\n' "$bad"; exit 0; fi
+       printf 'KONG-PLAIN\n%s\n' "$out"
+       seen=$(printf '%s' "$out" | tr '\n' ' ') ;;
+esac
+missing=""
+for id in $ids; do
+    case " $seen" in
+        *"\"JOBID\":\"$id\",\"STAT\""*|*" $id$delim"*) ;;
+        *) missing="$missing $id" ;;
+    esac
+done
+if [ -n "$missing" ]; then
+    # Aged out of mbatchd's memory (CLEAN_PERIOD): the event log still has them,
+    # unless it was rotated since (then the job's exit_code file is the fallback).
+    printf 'KONG-BHIST\n'
+    bhist -l $missing 2>&1
+fi
+printf 'KONG-END\n'
+"""
+
+# Every job of this user that LSF still lists, with its name (for reconcile); "$1"
+# is the submit lock, "$2" the delimiter.
+_NAMES = WAIT_FOR_SUBMITS + r"""
+out=$(bjobs -a -o "jobid job_name" -json 2>/dev/null)
+case $out in
+    '{'*) printf 'KONG-JSON\n%s\n' "$out" ;;
+    *) out=$(bjobs -a -noheader -o "jobid job_name delimiter='$2'" 2>&1)
+       bad=$(printf '%s\n' "$out" | grep -v -e "^[0-9][0-9]*$2" -e '^No job found' \
+             -e '^$' | head -n 3 | tr '\n' ' ')
+       if [ -n "$bad" ]; then printf 'ERR|%s\n' "$bad"; exit 0; fi
+       printf 'KONG-PLAIN\n%s\n' "$out" ;;
+esac
+printf 'KONG-END\n'
+"""
+
+
+class LSFDriver(BatchDriver):
+    name = "lsf"
+    submit_tool = "bsub"
+    OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
+        **BATCH_OPTIONS,
+        "walltime": (str, int),
+        "queue": str,  # bsub -q
+        "project": str,  # bsub -P
+        "resources": str,  # bsub -R, a resource requirement string
+        "memory": int,  # MB, default for jobs created without memory=
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._json = True  # until bjobs shows it has no -json
+        # The config checks option types only; a bad value must not wait for bsub.
+        self.check_options(dict(self.profile.options))
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        super().check_options(options)
+        for key, value in options.items():
+            # a newline would end the #BSUB line and put the rest into the script
+            if isinstance(value, str) and ("\n" in value or "\r" in value):
+                raise DriverError(f"option {key!r} of driver lsf: no newlines allowed")
+        for line in options.get("extra") or ():
+            if "\n" in line or "\r" in line:
+                raise DriverError("option 'extra' of driver lsf: one directive per line")
+        memory = options.get("memory")
+        if memory is not None and (isinstance(memory, bool) or memory < 1):
+            raise DriverError(f"option 'memory' of driver lsf: expected MB >= 1, got {memory!r}")
+
+    # -- the script -----------------------------------------------------------------
+
+    def header_lines(self, job: Job, options: dict[str, Any], token: str) -> list[str]:
+        paths = self.job_paths(job)
+        lines = [
+            f"#BSUB -J {token}",
+            f"#BSUB -o {_word(paths.stdout)}",
+            f"#BSUB -e {_word(paths.stderr)}",
+            f"#BSUB -n {job.cores}",
+        ]
+        if job.cores > 1:
+            # -n alone may spread the slots over hosts; kong's cores are one process's
+            lines.append('#BSUB -R "span[hosts=1]"')
+        if options.get("queue"):
+            lines.append(f"#BSUB -q {_word(options['queue'])}")
+        if options.get("project"):
+            lines.append(f"#BSUB -P {_word(options['project'])}")
+        if options.get("walltime") is not None:
+            minutes = walltime_minutes(options["walltime"])
+            lines.append(f"#BSUB -W {minutes // 60}:{minutes % 60:02d}")
+        memory = job.memory if job.memory is not None else options.get("memory")
+        if memory is not None:
+            # -M is the limit; rusage reserves it so the scheduler picks a host with room.
+            # Units spelled out: without them LSF reads LSF_UNIT_FOR_LIMITS (often KB).
+            lines.append(f"#BSUB -M {int(memory)}MB")
+            lines.append(f'#BSUB -R "rusage[mem={int(memory)}MB]"')
+        if options.get("resources"):
+            lines.append(f"#BSUB -R {_word(options['resources'])}")
+        for line in options.get("extra") or []:
+            lines.append(line if line.lstrip().startswith("#") else f"#BSUB {line}")
+        return lines
+
+    def submit_argv(self, job: Job, script: str, token: str) -> list[str]:
+        # bsub reads #BSUB lines only from a script given on its stdin
+        return ["sh", "-c", 'exec bsub < "$1"', "sh", script]
+
+    def parse_submit(self, output: str) -> str:
+        return parse_bsub(output)
+
+    def kill_argv(self) -> list[str]:
+        return ["bkill"]
+
+    # -- asking LSF -----------------------------------------------------------------
+
+    def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
+        ids = "".join(f"{j.batch_job_id}\n" for j in jobs if j.batch_job_id)
+        if not ids:
+            return {}
+        output = self._run(_QUERY, ids, FIELDS, DELIMITER, "json" if self._json else "plain")
+        infos: dict[str, SchedulerInfo] = {}
+        for kind, text in _sections(output):
+            if kind == "KONG-JSON":
+                infos.update(parse_bjobs_json(text))
+            elif kind == "KONG-PLAIN":
+                plain = parse_bjobs_plain(text)
+                if plain and self._json:
+                    self._json = False  # this bjobs has no -json: stop asking for it
+                infos.update(plain)
+            elif kind == "KONG-BHIST":
+                for batch_id, info in parse_bhist(text).items():
+                    infos.setdefault(batch_id, info)
+        return infos
+
+    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+        if not tokens:
+            return {}
+        wanted = set(tokens)
+        output = self._run(_NAMES, "", self.submit_lock, DELIMITER)
+        found: dict[str, str] = {}
+        for kind, text in _sections(output):
+            if kind == "KONG-JSON":
+                rows = [(r.get("JOBID", ""), r.get("JOB_NAME", "")) for r in _json_records(text)]
+            else:
+                rows = [
+                    (parts[0], parts[1])
+                    for line in text.splitlines()
+                    if len(parts := line.split(DELIMITER, 1)) == 2
+                ]
+            for batch_id, name in rows:
+                # the newest submission wins, as ids grow
+                if name in wanted and batch_id.isdigit() and (
+                    name not in found or int(batch_id) > int(found[name])
+                ):
+                    found[name] = batch_id
+        return found
+
+
+    def _run(self, script: str, stdin: str, *args: str) -> str:
+        """Run one of the scripts above; its answer counts only when it ran to the end."""
+        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
+        text = result.text()
+        for line in text.splitlines():
+            if line.startswith("ERR|"):
+                raise DriverError(f"LSF on {self.transport.label}: {line[4:].strip()}")
+        if not text.rstrip().endswith("KONG-END"):
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise DriverError(
+                f"LSF query on {self.transport.label} failed: "
+                f"{err[-1] if err else f'exit code {result.exit_code}'}"
+            )
+        return text
+
+
+# -- parsers (pure functions: tested on IBM's documented samples) ------------------------
+
+
+def parse_bsub(output: str) -> str:
+    """The job id from bsub's "Job <ID> is submitted to [default] queue <Q>."."""
+    match = _SUBMITTED.search(output)
+    if match is None:
+        text = " ".join(output.split())
+        raise DriverError(f"bsub did not submit the job: {text[:200] or 'no output'}")
+    return match.group(1)
+
+
+def state_info(
+    stat: str, exit_code: str = "", reason: str = "", extra: dict[str, Any] | None = None
+) -> SchedulerInfo:
+    stat = stat.strip().upper()
+    status = STATES.get(stat, JobStatus.UNKNOWN)
+    code: int | None = None
+    text = exit_code.strip()
+    if text.lstrip("-").isdigit():
+        code = int(text)
+    elif stat == "DONE":
+        code = 0  # LSF leaves EXIT_CODE empty for jobs that ended well
+    if stat == "EXIT" and code == 0:
+        code = None  # killed before it ran, or exited by LSF without a code
+    return SchedulerInfo(
+        status=status,
+        state=stat or "?",
+        exit_code=code,
+        reason=reason.strip() or None,
+        extra=extra or {},
+    )
+
+
+def _extra(record: dict[str, str]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    hosts = [h for h in record.get("EXEC_HOST", "").split(":") if h]
+    if hosts:
+        # "4*hostA" in the plain format, "hostA:hostA:..." per slot with -o
+        extra["node"] = hosts[0].split("*")[-1]
+    for key, name in (("SUBMIT_TIME", "submit_time"), ("START_TIME", "start_time"),
+                      ("FINISH_TIME", "finish_time")):
+        value = record.get(key, "").strip()
+        if value:
+            extra[f"lsf_{name}"] = value
+    return extra
+
+
+def _json_records(text: str) -> Iterator[dict[str, str]]:
+    """Records of one or more bjobs -json documents (xargs may split a long id list)."""
+    decoder = json.JSONDecoder()
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            # e.g. "Cannot connect to LSF. Please wait ..." lines: skip to the next '{'
+            nxt = text.find("{", pos + 1)
+            if nxt < 0:
+                return
+            pos = nxt
+            continue
+        if isinstance(doc, dict):
+            for record in doc.get("RECORDS", []):
+                if isinstance(record, dict):
+                    yield {str(k): "" if v is None else str(v) for k, v in record.items()}
+
+
+def parse_bjobs_json(text: str) -> dict[str, SchedulerInfo]:
+    """``bjobs -o "jobid stat exit_code exit_reason ..." -json`` -> info by job id.
+    Records with an ERROR (e.g. "Job <123> is not found") are left out."""
+    infos: dict[str, SchedulerInfo] = {}
+    for record in _json_records(text):
+        batch_id = record.get("JOBID", "").strip()
+        if not batch_id or record.get("ERROR") or "STAT" not in record:
+            continue
+        infos[batch_id] = state_info(
+            record["STAT"], record.get("EXIT_CODE", ""), record.get("EXIT_REASON", ""),
+            _extra(record),
+        )
+    return infos
+
+
+def parse_bjobs_plain(text: str, delimiter: str = DELIMITER) -> dict[str, SchedulerInfo]:
+    """``bjobs -noheader -o "<FIELDS> delimiter='^'"``; empty fields print as ``-``."""
+    names = [n.upper() for n in FIELDS.split()]
+    infos: dict[str, SchedulerInfo] = {}
+    for line in text.splitlines():
+        parts = line.split(delimiter, len(names) - 1)
+        if len(parts) != len(names) or not parts[0].strip().isdigit():
+            continue  # "Job <123> is not found" and the like
+        record = {k: ("" if v.strip() == "-" else v) for k, v in zip(names, parts, strict=True)}
+        infos[record["JOBID"].strip()] = state_info(
+            record["STAT"], record["EXIT_CODE"], record["EXIT_REASON"], _extra(record)
+        )
+    return infos
+
+
+_BHIST_JOB = re.compile(r"^Job <(\d+)>", re.MULTILINE)
+_EVENT = re.compile(r"^\w{3} +\w{3} +\d+ +[\d:]+(?: +\d{4})?: +(.*)$")
+
+
+def _unfold(block: str) -> list[str]:
+    """bhist -l folds lines at 80 columns and indents the rest: join them again."""
+    lines: list[str] = []
+    for raw in block.splitlines():
+        if raw.startswith(" " * 21) and lines and lines[-1]:
+            lines[-1] += raw[21:]  # not lstrip: a fold may fall just before a space
+        else:
+            lines.append(raw)
+    return lines
+
+
+def parse_bhist(text: str) -> dict[str, SchedulerInfo]:
+    """Jobs that ``bhist -l`` shows ended: DONE, or EXIT with its code and reason.
+    A job whose history has no end is left out (it is not known to be live either)."""
+    infos: dict[str, SchedulerInfo] = {}
+    starts = [m.start() for m in _BHIST_JOB.finditer(text)]
+    for begin, end in zip(starts, [*starts[1:], len(text)], strict=False):
+        lines = _unfold(text[begin:end])
+        match = _BHIST_JOB.match(lines[0])
+        if match is None:
+            continue
+        batch_id = match.group(1)
+        stat: str | None = None
+        code = ""
+        reason = ""
+        for line in lines[1:]:
+            event = _EVENT.match(line)
+            if event is None:
+                continue
+            what = event.group(1)
+            if what.startswith("Done successfully"):
+                stat, code = "DONE", "0"
+            elif what.startswith("Exited with exit code"):
+                stat = "EXIT"
+                found = re.match(r"Exited with exit code (-?\d+)", what)
+                code = found.group(1) if found else ""
+            elif what.startswith("Exited"):
+                stat = "EXIT"
+                found = re.search(r"exit code (-?\d+)", what)
+                code = found.group(1) if found else ""
+            elif what.startswith("Completed <exit>"):
+                stat = "EXIT"
+                reason = what.partition(";")[2].strip().rstrip(";.").strip()
+            elif what.startswith(("Starting", "Running with")) and stat is None:
+                stat = "RUN"
+            elif what.startswith("Submitted") and stat is None:
+                stat = "PEND"
+        if stat in ("DONE", "EXIT"):
+            infos[batch_id] = state_info(stat, code, reason, {"lsf_source": "bhist"})
+        # A job bhist shows unfinished but bjobs did not list is not trusted as live:
+        # leave it out, so that it is UNKNOWN (or settled by its exit_code file).
+    return infos
+
+
+def _sections(output: str) -> Iterator[tuple[str, str]]:
+    """Split the remote scripts' output at their KONG-* marker lines."""
+    kind: str | None = None
+    lines: list[str] = []
+    for line in output.splitlines():
+        if line in ("KONG-JSON", "KONG-PLAIN", "KONG-BHIST", "KONG-END"):
+            if kind is not None:
+                yield kind, "\n".join(lines)
+            kind, lines = line, []
+        elif kind is not None:
+            lines.append(line)
+    if kind is not None:
+        yield kind, "\n".join(lines)
+
+
+def _word(value: str) -> str:
+    """One #BSUB argument. LSF splits #BSUB lines like a shell; IBM's examples quote
+    with double quotes (``#BSUB -R "span[hosts=1]"``), so those come first."""
+    text = str(value)
+    if text and re.fullmatch(r"[\w./:=+,@%-]+", text):
+        return text
+    if not re.search(r'["\\$`]', text):
+        return f'"{text}"'
+    return shlex.quote(text)
