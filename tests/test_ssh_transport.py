@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from kong.errors import ConnectionLost, HostKeyError, TransportError
-from kong.remote.pool import SSHPool
+from kong.remote.pool import PromptUnavailable, SSHPool
 from kong.remote.ssh import MAX_COMMAND_BYTES, SSHTransport, command_line, ssh_transport
-from tests.clusters import Cluster, needs_container
+from tests.clusters import Cluster, ClusterFactory, needs_container
 
 
 @pytest.fixture
@@ -326,8 +328,6 @@ def test_proxy_jump_from_ssh_config(
 
 
 def test_unreachable_host_is_one_line(pool: SSHPool) -> None:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -335,3 +335,102 @@ def test_unreachable_host_is_one_line(pool: SSHPool) -> None:
     with pytest.raises(TransportError) as info:
         t.run(["true"])
     assert "\n" not in str(info.value)
+
+
+# -- keyboard-interactive (one-time codes) --------------------------------------------
+
+OTP = "424242"
+
+
+@dataclass
+class OtpServer:
+    """A second OpenSSH sshd inside an sshd container that demands publickey and then a
+    keyboard-interactive code (PAM: pam_exec checking the answer against ``OTP``)."""
+
+    cluster: Cluster
+    port: int
+    known_hosts: Path
+
+    def kill_ssh_connections(self) -> None:
+        code, out = self.cluster.exec(
+            'for c in $(pgrep -P "$(cat /run/otp-sshd.pid)"); do kill -KILL "$c"; done; true'
+        )
+        assert code == 0, out
+
+
+@pytest.fixture(scope="module")
+def otp_server(
+    cluster_factory: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
+) -> OtpServer:
+    cluster = cluster_factory.start("sshd", "sshd-otp")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    script = f"""
+set -e
+printf '#!/bin/sh\\ncode=$(tr -d "\\\\000")\\n[ "$code" = "{OTP}" ]\\n' > /usr/local/bin/kong-otp
+chmod 755 /usr/local/bin/kong-otp
+cat > /etc/pam.d/sshd <<'EOF2'
+auth required pam_exec.so expose_authtok quiet /usr/local/bin/kong-otp
+auth optional pam_permit.so
+account required pam_permit.so
+session required pam_permit.so
+EOF2
+/usr/sbin/sshd -p {port} -o ListenAddress=127.0.0.1 \\
+    -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PasswordAuthentication=no \\
+    -o KbdInteractiveAuthentication=yes -o UsePAM=yes \\
+    -o AuthenticationMethods=publickey,keyboard-interactive \\
+    -o AuthorizedKeysFile=/etc/ssh/authorized_keys/%u -o PidFile=/run/otp-sshd.pid
+for i in $(seq 100); do ss -Hltn "sport = :{port}" | grep -q . && exit 0; sleep 0.05; done
+exit 1
+"""
+    code, out = cluster.exec(["bash", "-c", script])
+    assert code == 0, out
+    key = cluster.known_hosts.read_text().split(" ", 1)[1]
+    kh = tmp_path_factory.mktemp("otp") / "known_hosts"
+    kh.write_text(f"[{cluster.host}]:{port} {key}")
+    return OtpServer(cluster, port, kh)
+
+
+def otp_transport(srv: OtpServer, pool: SSHPool, **kw: object) -> SSHTransport:
+    c = srv.cluster
+    return ssh_transport(
+        c.host, port=srv.port, user=c.user, identity_file=str(c.identity_file),
+        known_hosts=str(srv.known_hosts), config=[os.devnull], pool=pool, **kw,
+    )
+
+
+def test_one_time_code_asked_once_per_connection(otp_server: OtpServer, pool: SSHPool) -> None:
+    asked: list[list[str]] = []
+
+    def prompt(label: str, instructions: str, prompts: Sequence[tuple[str, bool]]) -> list[str]:
+        asked.append([text for text, _ in prompts])
+        return [OTP for _ in prompts]
+
+    t = otp_transport(otp_server, pool, prompt=prompt)
+    with ThreadPoolExecutor(max_workers=30) as ex:
+        outs = list(ex.map(lambda i: t.run(["sh", "-c", "sleep 0.1; echo ok"]).stdout, range(30)))
+    assert outs == [b"ok\n"] * 30
+    # Asked once, and no second connection that would cost another code.
+    assert len(asked) == 1 and len(asked[0]) == 1
+    assert t.stats.connections_opened == 1
+
+    otp_server.kill_ssh_connections()
+    assert t.run(["echo", "again"]).stdout == b"again\n"
+    assert len(asked) == 2
+
+
+def test_wrong_code_refused(otp_server: OtpServer, pool: SSHPool) -> None:
+    t = otp_transport(otp_server, pool, prompt=lambda label, instr, prompts: ["000000"])
+    with pytest.raises(TransportError, match="refused the login"):
+        t.run(["true"])
+
+
+def test_no_terminal_fails_at_once(otp_server: OtpServer, pool: SSHPool) -> None:
+    # The default prompt asks on the terminal; under pytest there is none.
+    t = otp_transport(otp_server, pool)
+    started = time.monotonic()
+    with pytest.raises(PromptUnavailable) as info:
+        t.run(["true"])
+    assert time.monotonic() - started < 10
+    assert "no terminal" in str(info.value) and "\n" not in str(info.value)

@@ -47,7 +47,11 @@ def terminal_prompt(
     label: str, instructions: str, prompts: Sequence[tuple[str, bool]]
 ) -> list[str]:
     """Ask on the terminal; without one, fail at once rather than hang a script or cron job."""
-    if not (sys.stdin and sys.stdin.isatty()):
+    try:
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):  # closed or replaced stdin
+        interactive = False
+    if not interactive:
         raise PromptUnavailable(
             f"{label} asks for a password or one-time code and this process has no terminal: "
             f"connect once from a terminal"
@@ -362,7 +366,10 @@ class HostPool:
             return HostKeyError(
                 f"host key of {label} is unknown or has changed: {self.target.accept_hint()}"
             )
-        if isinstance(exc, asyncssh.PermissionDenied):
+        refused = isinstance(exc, asyncssh.PermissionDenied) or (
+            isinstance(exc, asyncssh.ProtocolError) and "authentication" in str(exc).lower()
+        )
+        if refused:
             return TransportError(
                 f"{label} refused the login: load your key into ssh-agent, set IdentityFile in "
                 f"~/.ssh/config, or store a password with `keyring set kong USER@HOST`"
@@ -403,7 +410,10 @@ class HostPool:
                     if free:
                         entry = min(free, key=lambda c: c.in_use)
                         break
-                    if len(live) < self._cap():
+                    # One connection opened at a time: the first may ask the person
+                    # for a one-time code, and servers throttle bursts of logins.
+                    opening = any(c.conn is None for c in live)
+                    if not opening and len(live) < self._cap():
                         entry = _Conn(ready=asyncio.get_running_loop().create_future())
                         self._conns.append(entry)
                         # A task, not inline: a cancelled caller must not abort a
@@ -453,6 +463,9 @@ class HostPool:
             entry.jump.close()
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         for entry in list(self._conns):
             self._close_entry(entry)
         for entry in list(self._conns):
@@ -472,7 +485,14 @@ class HostPool:
         """
         delay = 0.01
         last: BaseException | None = None
+        dead = 0
         for _ in range(self.channel_retries):
+            if dead > 2:
+                # Fresh connections die at once: retrying would only log in (and
+                # maybe ask for a code) again and again.
+                raise TransportError(
+                    f"{self.target.label} closes the connection right after login: {last}"
+                )
             entry = await self._acquire()
             assert entry.conn is not None
             try:
@@ -489,6 +509,7 @@ class HostPool:
                         f"connection to {self.target.label} dropped while starting `{command[:80]}`"
                     ) from exc
                 if entry.closed:
+                    dead += 1
                     continue
                 # Over MaxSessions: the server frees closed sessions a little late.
                 await asyncio.sleep(delay)
@@ -497,6 +518,7 @@ class HostPool:
                 await self._release(entry)
                 last = exc
                 if entry.closed:
+                    dead += 1
                     continue
                 raise ConnectionLost(
                     f"connection to {self.target.label} dropped while starting `{command[:80]}`"
