@@ -53,7 +53,7 @@ class LatencyProxy:
                 if not data:
                     break
             await sender
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             sender.cancel()
@@ -69,8 +69,9 @@ class LatencyProxy:
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w),
-                             return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w),
+                                 return_exceptions=True)
 
     def start(self) -> int:
         """Start serving in a background thread; returns the port to connect to."""
