@@ -146,9 +146,14 @@ def _migrate(engine: Engine) -> None:
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    # One write transaction (BEGIN IMMEDIATE on SQLite): a migration is all or nothing,
+    # and of two processes opening a new database at once, the second waits and then
+    # finds it already at head.
+    with engine.connect() as conn:
+        conn.execution_options(kong_write=True)
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
 
 
 _install_id: str | None = None

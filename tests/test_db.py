@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine
 
 from kong import db
@@ -154,3 +155,45 @@ def test_init_is_idempotent_and_switches_databases(kong_home: Path, tmp_path: Pa
     db.init(other)
     assert db.session() is not session
     assert (tmp_path / "other.sqlite").is_file()
+
+
+def test_processes_opening_a_new_database_at_once(kong_home: Path) -> None:
+    """Several kong processes started together on a new database: one migrates, the
+    others wait and find it done; one root folder, one install id."""
+    code = "import kong\nkong.get_instance().ls()\n"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ},
+        )
+        for _ in range(6)
+    ]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    raw = sqlite3.connect(_db_file(kong_home))
+    try:
+        assert raw.execute("SELECT count(*) FROM folders").fetchone() == (1,)
+        assert raw.execute("SELECT count(*) FROM kong_meta").fetchone() == (1,)
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            (db.SCHEMA_REVISION,)
+        ]
+    finally:
+        raw.close()
+
+
+def test_failed_migration_leaves_nothing_behind(kong_home: Path, tmp_path: Path) -> None:
+    """A migration is one transaction: if it fails, no half-made schema remains."""
+    path = tmp_path / "broken.sqlite"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE jobs (x INTEGER)")  # clashes with migration 0001
+    raw.commit()
+    raw.close()
+    with pytest.raises(Exception, match="jobs"):
+        db.init(f"sqlite:///{path}")
+    raw = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        raw.close()
+    assert tables == {"jobs"}
