@@ -434,3 +434,32 @@ def test_no_terminal_fails_at_once(otp_server: OtpServer, pool: SSHPool) -> None
         t.run(["true"])
     assert time.monotonic() - started < 10
     assert "no terminal" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_server_with_fewer_sessions_than_configured(
+    cluster_factory: ClusterFactory, pool: SSHPool
+) -> None:
+    # The site allows 2 sessions per connection; kong believes 10. Refused
+    # channels wait for free ones: nothing fails, nothing runs twice.
+    cluster = cluster_factory.start("sshd", "sshd-ms2", max_sessions=2)
+    t = transport_for(cluster, pool, max_sessions=10, max_connections=2)
+    with ThreadPoolExecutor(max_workers=20) as ex:
+        outs = list(ex.map(lambda i: t.run(["sh", "-c", "sleep 0.3; echo $0", str(i)]).stdout,
+                           range(20)))
+    assert outs == [f"{i}\n".encode() for i in range(20)]
+    assert t.stats.round_trips == 20
+    assert t.stats.connections_opened <= 2
+
+
+def test_pool_status_and_shutdown(sshd_server: Cluster) -> None:
+    pool = SSHPool()
+    t = transport_for(sshd_server, pool)
+    t.run(["true"])
+    [row] = pool.status()
+    assert row["host"] == t.label
+    assert (row["connections"], row["channels_in_use"], row["round_trips"]) == (1, 0, 1)
+    pool.shutdown()
+    assert pool.status() == []
+    # Usable again afterwards: a new loop thread and fresh connections.
+    assert t.run(["echo", "up"]).stdout == b"up\n"
+    pool.shutdown()

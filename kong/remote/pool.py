@@ -77,6 +77,13 @@ def keyring_secret(user: str | None, host: str) -> str | None:
         return None
 
 
+def store_keyring_secret(user: str, host: str, secret: str) -> None:
+    """Store a password or key passphrase where ``keyring_secret`` finds it."""
+    import keyring
+
+    keyring.set_password("kong", f"{user}@{host}", secret)
+
+
 @dataclass(frozen=True)
 class SSHTarget:
     """Where and how to connect. ``None`` means: take it from ssh config or the defaults."""
@@ -153,8 +160,18 @@ class _LoopThread:
             raise
 
     def stop(self) -> None:
+        async def _cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.call(_cancel_all(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 @dataclass
@@ -243,7 +260,7 @@ class HostPool:
         max_connections: int = 4,
         idle_timeout: float = 300.0,
         prompt: PromptCallback | None = None,
-        channel_retries: int = 12,
+        channel_wait: float = 120.0,
         stats: TransportStats | None = None,
     ) -> None:
         self.target = target
@@ -251,7 +268,7 @@ class HostPool:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.prompt: PromptCallback = prompt or terminal_prompt
-        self.channel_retries = channel_retries
+        self.channel_wait = channel_wait
         self.stats = stats if stats is not None else TransportStats()
         self.home: str | None = None
         self._conns: list[_Conn] = []
@@ -486,7 +503,10 @@ class HostPool:
         delay = 0.01
         last: BaseException | None = None
         dead = 0
-        for _ in range(self.channel_retries):
+        # Bounded in time, not in tries: on a server whose MaxSessions is below
+        # ours, a refused channel waits for a busy one to finish, however long.
+        deadline = time.monotonic() + self.channel_wait
+        while time.monotonic() < deadline:
             if dead > 2:
                 # Fresh connections die at once: retrying would only log in (and
                 # maybe ask for a code) again and again.
@@ -513,7 +533,7 @@ class HostPool:
                     continue
                 # Over MaxSessions: the server frees closed sessions a little late.
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, 0.25)
             except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as exc:
                 await self._release(entry)
                 last = exc
@@ -523,7 +543,9 @@ class HostPool:
                 raise ConnectionLost(
                     f"connection to {self.target.label} dropped while starting `{command[:80]}`"
                 ) from exc
-        raise TransportError(f"cannot open a channel to {self.target.label}: {last}")
+        raise TransportError(
+            f"cannot open a channel to {self.target.label} within {self.channel_wait:.0f} s: {last}"
+        )
 
     async def run(self, command: str, stdin: bytes | None, timeout: float | None) -> RunOutcome:
         entry, proc = await self.open_process(command, stdin)
@@ -588,6 +610,26 @@ class SSHPool:
             if pool is None:
                 pool = self._hosts[key] = factory()
             return pool
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per target: open connections, busy channels, counters (for ``kong agent status``)."""
+        with self._lock:
+            thread, hosts = self._thread, list(self._hosts.values())
+        if thread is None:
+            return []
+
+        async def _status() -> list[dict[str, Any]]:
+            return [
+                {
+                    "host": h.target.label,
+                    "connections": h.connection_count(),
+                    "channels_in_use": sum(c.in_use for c in h._conns if not c.closed),
+                    **h.stats.snapshot(),
+                }
+                for h in hosts
+            ]
+
+        return thread.call(_status())
 
     def close_connections(self) -> None:
         """Close every connection; the pool reopens them on next use."""
