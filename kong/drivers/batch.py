@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 #: options every batch driver accepts (profile-wide and per job)
 BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "walltime": str,  # [[D-]HH:]MM:SS or minutes, translated per scheduler
+    "walltime": (str, int),  # [[D-]HH:]MM:SS or minutes, translated per scheduler
     "scratch_dir": str,  # shell word for KONG_JOB_SCRATCHDIR's parent; default $TMPDIR
     "extra": list,  # extra scheduler directive lines, verbatim
     "poll_interval": (int, float),
