@@ -171,3 +171,25 @@ def test_keys_map_to_directories(tmp_path: Path) -> None:
     assert cache.path(("a b", "x/y", "1", "stdout")).parent.parent.name == "x%2Fy"
     with pytest.raises(ValueError):
         cache.path("p/../x")
+
+
+def test_tail_then_follow_a_big_log_skips_the_middle(target: Target, tmp_path: Path) -> None:
+    # `kong tail -f`: print the last lines, then follow; the 5 MB before them never moves.
+    t = target.transport
+    log = f"{target.dir}/bigf.out"
+    target.sh(f"mkdir -p {target.dir} && seq -f '%09g {'y' * 89}' 0 49999 > {log}")
+    cache = LogCache(tmp_path / "cache")
+    key = ("p", "5", "stdout")
+    assert cache.tail(t, log, key, 1).startswith(b"000049999 ")
+    writer = threading.Timer(0.3, target.sh, (f"echo tail-f-line >> {log}",))
+    writer.start()
+    follow = cache.follow(t, log, key, poll_interval=0.05)
+    got = b""
+    for data in follow:
+        got += data
+        if got.endswith(b"\n"):
+            break
+    follow.close()
+    writer.join()
+    assert got == b"tail-f-line\n"
+    assert cache.stats.bytes_fetched < 200_000

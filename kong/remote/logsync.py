@@ -50,6 +50,9 @@ class LogCache:
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = Path(cache_dir)
         self.stats = LogCacheStats()
+        # Where the last ``tail`` of each log ended: ``follow`` goes on from there
+        # rather than first fetching everything before it.
+        self._tail_end: dict[Path, int] = {}
 
     def path(self, key: LogKey) -> Path:
         """The cached file of ``key``; each part of the key is one directory level."""
@@ -120,6 +123,7 @@ class LogCache:
             return b""
         if size - have <= chunk:
             synced = self.sync(transport, remote_path, key, finished)
+            self._tail_end[local] = synced.stat().st_size
             return _last_lines(synced.read_bytes(), n_lines)
         got = b""
         start = size
@@ -137,23 +141,38 @@ class LogCache:
             # Grow by what the lines seen so far suggest is still missing, at least 4x.
             per_line = len(got) / max(newlines, 1)
             step = max(step * 4, int((n_lines + 1 - newlines) * per_line * 1.25))
+        self._tail_end[local] = size
         return _last_lines(got, n_lines)
 
     def follow(
-        self, transport: Transport, remote_path: str, key: LogKey, poll_interval: float = 0.5
+        self,
+        transport: Transport,
+        remote_path: str,
+        key: LogKey,
+        poll_interval: float = 0.5,
+        *,
+        offset: int | None = None,
     ) -> Iterator[bytes]:
-        """Yield what is appended to the log after the cached part, caching it as it comes.
+        """Yield what is appended to the log from ``offset`` on, until the caller stops.
 
-        Runs until the caller stops iterating (``close()`` or leaving the loop).
+        Without ``offset``: from where this cache's last ``tail`` of the log ended,
+        else from the end of the cached part (synced first). Bytes that extend
+        the cached prefix are cached as they come.
         """
-        local = self.sync(transport, remote_path, key, finished=False)
-        offset = local.stat().st_size
+        local = self.path(key)
+        if offset is None:
+            offset = self._tail_end.get(local)
+        if offset is None:
+            offset = self.sync(transport, remote_path, key, finished=False).stat().st_size
         stream = transport.stream(remote_path, offset, poll_interval)
         try:
             for data in stream:
                 self.stats.add(len(data))
-                with open(local, "ab") as fh:
-                    fh.write(data)
+                cached = local.stat().st_size if local.exists() else 0
+                if cached == offset:
+                    with open(local, "ab") as fh:
+                        fh.write(data)
+                offset += len(data)
                 yield data
         finally:
             close = getattr(stream, "close", None)
