@@ -27,19 +27,15 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 
-from deploy.images import build_image
+from deploy.images import SPECS, build_image
 
 # The Ryuk reaper image cannot be pulled here; containers are removed by us.
 testcontainers_config.ryuk_disabled = True
 
-KINDS = ("slurm", "htcondor", "sshd")
+KINDS = tuple(SPECS)
 # Ports each kind needs besides sshd's, by the environment variable that passes them.
-EXTRA_PORTS: dict[str, tuple[str, ...]] = {
-    "slurm": ("KONG_SLURMCTLD_PORT", "KONG_SLURMD_PORT", "KONG_SLURMDBD_PORT"),
-    "htcondor": ("KONG_CONDOR_PORT",),
-    "sshd": (),
-}
-DRIVERS = {"slurm": "slurm", "htcondor": "htcondor"}
+EXTRA_PORTS: dict[str, tuple[str, ...]] = {name: spec.ports for name, spec in SPECS.items()}
+DRIVERS = {name: spec.driver for name, spec in SPECS.items() if spec.driver}
 LABEL = "kong.testcluster"
 HOST = "127.0.0.1"
 USER = "kong"

@@ -30,7 +30,7 @@ DEPLOY_DIR = Path(__file__).resolve().parent
 MIRROR = os.environ.get("KONG_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Bump when the build recipe below changes in a way that changes the images.
 RECIPE_VERSION = "1"
-REPOSITORY = "kong-test"
+REPOSITORY = os.environ.get("KONG_TEST_IMAGE_REPOSITORY", "kong-test")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ class ImageSpec:
     suite: str
     packages: tuple[str, ...]
     dirs: tuple[str, ...]  # directories of deploy/ copied to /opt/kong/
+    # Environment variables through which the container gets its ports besides
+    # KONG_SSH_PORT (each a free port chosen at start).
+    ports: tuple[str, ...] = ()
+    # kong driver of the profiles of such clusters (None: no scheduler).
+    driver: str | None = None
 
     @property
     def entrypoint(self) -> str:
@@ -60,6 +65,8 @@ SPECS: dict[str, ImageSpec] = {
             "iproute2",
         ),
         dirs=("common", "slurm"),
+        ports=("KONG_SLURMCTLD_PORT", "KONG_SLURMD_PORT", "KONG_SLURMDBD_PORT"),
+        driver="slurm",
     ),
     "htcondor": ImageSpec(
         name="htcondor",
@@ -73,12 +80,23 @@ SPECS: dict[str, ImageSpec] = {
             "iproute2",
         ),
         dirs=("common", "htcondor"),
+        ports=("KONG_CONDOR_PORT",),
+        driver="htcondor",
     ),
     "sshd": ImageSpec(
         name="sshd",
         suite="bookworm",
         packages=("openssh-server", "procps", "python3", "iproute2"),
         dirs=("common", "sshd"),
+    ),
+    # The LSF SIMULATOR (deploy/lsf-sim/README.md): IBM LSF cannot be installed here.
+    # The sshd image's packages: the simulator is Python scripts on PATH.
+    "lsf-sim": ImageSpec(
+        name="lsf-sim",
+        suite="bookworm",
+        packages=("openssh-server", "procps", "python3", "iproute2"),
+        dirs=("common", "lsf-sim"),
+        driver="lsf",
     ),
 }
 
@@ -216,7 +234,20 @@ def _import(spec: ImageSpec, rootfs: Path, ref: str) -> None:
         raise EngineError(f"import of {ref} failed (tar exit {tar_rc}): {imp.stderr.strip()}")
 
 
-def _remove_old_tags(spec: ImageSpec, keep: str) -> None:
+def prune_images(log: Callable[[str], None] = print) -> list[str]:
+    """Remove the images of older inputs (not the current tags) that no container uses.
+
+    Not done after each build: a parallel session may be about to start a
+    container from the tag it computed before the inputs changed.
+    """
+    removed = []
+    for spec in SPECS.values():
+        removed += _remove_old_tags(spec, image_ref(spec.name), log)
+    return removed
+
+
+def _remove_old_tags(spec: ImageSpec, keep: str, log: Callable[[str], None]) -> list[str]:
+    removed = []
     result = subprocess.run(
         ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"{REPOSITORY}/{spec.name}"],
         capture_output=True,
@@ -226,7 +257,11 @@ def _remove_old_tags(spec: ImageSpec, keep: str) -> None:
     for ref in result.stdout.split():
         if ref != keep:
             # Fails harmlessly while a container still uses it.
-            subprocess.run(["docker", "rmi", ref], capture_output=True, check=False)
+            rmi = subprocess.run(["docker", "rmi", ref], capture_output=True, check=False)
+            if rmi.returncode == 0:
+                log(f"removed {ref}")
+                removed.append(ref)
+    return removed
 
 
 def build_image(name: str, log: Callable[[str], None] = print) -> BuildResult:
@@ -250,7 +285,6 @@ def build_image(name: str, log: Callable[[str], None] = print) -> BuildResult:
             _debootstrap(spec, rootfs, log)
         _prepare_rootfs(spec, rootfs)
         _import(spec, rootfs, ref)
-        _remove_old_tags(spec, ref)
     seconds = time.monotonic() - start
     log(f"built {ref} in {seconds:.1f}s ({'cached' if rootfs_cached else 'cold'} root filesystem)")
     return BuildResult(ref, False, rootfs_cached, seconds)

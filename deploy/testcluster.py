@@ -6,6 +6,7 @@
     python deploy/testcluster.py down NAME
     python deploy/testcluster.py status
     python deploy/testcluster.py tag slurm|htcondor|sshd
+    python deploy/testcluster.py prune
 
 ``up`` prints a kong profile block to paste under ``profiles:``; the key pair,
 known_hosts and the profile are kept in the state directory
@@ -32,7 +33,7 @@ from deploy.cluster import (
     stop_container,
 )
 from deploy.engine import EngineError, ensure_engine
-from deploy.images import SPECS, build_image, build_with_dockerfile, image_ref
+from deploy.images import SPECS, build_image, build_with_dockerfile, image_ref, prune_images
 
 
 def default_state_dir() -> Path:
@@ -62,6 +63,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_tag(args: argparse.Namespace) -> int:
     print(image_ref(args.image))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    removed = prune_images(log)
+    print(f"removed {len(removed)} old image(s)")
     return 0
 
 
@@ -137,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("tag", help="print the image reference of the current inputs")
     p.add_argument("image", choices=list(SPECS))
     p.set_defaults(func=cmd_tag)
+    p = sub.add_parser("prune", help="remove images of older inputs that no container uses")
+    p.set_defaults(func=cmd_prune)
     p = sub.add_parser("up", help="start a cluster and print its kong profile")
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--name", help="profile and cluster name (default KIND-1)")

@@ -8,6 +8,8 @@ fixtures, each yielding a :class:`deploy.cluster.Cluster`:
 - ``htcondor_cluster``: an HTCondor personal pool;
 - ``sshd_server``, ``sshd_jump_server``: plain OpenSSH servers (MaxSessions 10;
   the jump server allows TCP forwarding to 127.0.0.1, for ProxyJump tests);
+- ``lsf_cluster``: an OpenSSH server with the LSF SIMULATOR (deploy/lsf-sim/: not
+  IBM LSF, which cannot be installed here) on the login user's PATH;
 - ``cluster_factory``: ``cluster_factory.start(kind, name, max_sessions=..)`` for
   more clusters (stopped at the end of the session).
 
@@ -17,7 +19,8 @@ started if none answers. Each cluster listens on free ports of 127.0.0.1.
 Environment variables (each a path to a kong profile YAML block, as printed by
 ``deploy/testcluster.py up``) point the fixtures at an already-running or real
 cluster instead of starting one: ``KONG_TEST_SLURM``, ``KONG_TEST_SLURM_B``,
-``KONG_TEST_HTCONDOR``, ``KONG_TEST_SSHD``, ``KONG_TEST_SSHD_JUMP``. Such a
+``KONG_TEST_HTCONDOR``, ``KONG_TEST_SSHD``, ``KONG_TEST_SSHD_JUMP``, ``KONG_TEST_LSF``
+(a real LSF cluster works there too). Such a
 cluster has no container unless the file was written by ``testcluster.py up``:
 the container-only helpers then raise, and the tests that need them skip.
 """
@@ -53,6 +56,7 @@ ENV_VARS = {
     "htcondor": "KONG_TEST_HTCONDOR",
     "sshd": "KONG_TEST_SSHD",
     "sshd-jump": "KONG_TEST_SSHD_JUMP",
+    "lsf-sim": "KONG_TEST_LSF",
 }
 PID_LABEL = "kong.pytest-pid"
 
@@ -181,6 +185,27 @@ def sshd_server(cluster_factory: ClusterFactory) -> Cluster:
 def sshd_jump_server(cluster_factory: ClusterFactory) -> Cluster:
     """A second OpenSSH server to jump through (``$KONG_TEST_SSHD_JUMP``)."""
     return _cluster(cluster_factory, "sshd", "sshd-jump")
+
+
+def _register_lsf_sim() -> None:
+    """Make deploy/cluster.py start the LSF simulator's image (kind ``lsf-sim``,
+    no ports besides sshd's) and give its profiles the ``lsf`` driver.
+
+    Kept here, beside its fixture, until deploy/cluster.py takes its kinds from
+    deploy/images.SPECS."""
+    import deploy.cluster as cluster_module
+
+    if "lsf-sim" not in cluster_module.KINDS:
+        cluster_module.KINDS = (*cluster_module.KINDS, "lsf-sim")
+    cluster_module.EXTRA_PORTS.setdefault("lsf-sim", ())
+    cluster_module.DRIVERS.setdefault("lsf-sim", "lsf")
+
+
+@pytest.fixture(scope="session")
+def lsf_cluster(cluster_factory: ClusterFactory) -> Cluster:
+    """An sshd with the LSF SIMULATOR's bsub/bjobs/bkill/bhist (``$KONG_TEST_LSF``)."""
+    _register_lsf_sim()
+    return _cluster(cluster_factory, "lsf-sim", "lsf-sim")
 
 
 def needs_container(cluster: Cluster) -> None:

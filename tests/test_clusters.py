@@ -245,3 +245,14 @@ def test_testcluster_status_lists_the_session_clusters(slurm_cluster: Cluster) -
     )
     assert result.returncode == 0, result.stderr
     assert str(slurm_cluster.container_name) in result.stdout
+
+
+@pytest.mark.parametrize("image", ["slurm", "htcondor", "sshd"])
+def test_dockerfile_installs_the_same_packages(image: str) -> None:
+    """deploy/IMAGE/Dockerfile and the offline build (SPECS) must not drift apart."""
+    from deploy.images import SPECS
+
+    text = (REPO / "deploy" / image / "Dockerfile").read_text()
+    assert f"FROM debian:{SPECS[image].suite}\n" in text
+    install = text.split("--no-install-recommends", 1)[1].split("&&", 1)[0]
+    assert set(install.replace("\\", " ").split()) == set(SPECS[image].packages)
