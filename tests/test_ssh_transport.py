@@ -463,3 +463,29 @@ def test_pool_status_and_shutdown(sshd_server: Cluster) -> None:
     # Usable again afterwards: a new loop thread and fresh connections.
     assert t.run(["echo", "up"]).stdout == b"up\n"
     pool.shutdown()
+
+
+def test_many_callers_to_a_silent_host_fail_together(pool: SSHPool) -> None:
+    # A port that accepts TCP but never speaks SSH, and a 1 s connect timeout:
+    # 50 callers must not each wait out a connect timeout of their own.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(100)
+        port = silent.getsockname()[1]
+        t = ssh_transport(
+            "127.0.0.1", port=port, config=[os.devnull], pool=pool, connect_timeout=1
+        )
+        started = time.monotonic()
+
+        def one(_: int) -> str:
+            try:
+                t.run(["true"])
+            except TransportError as exc:
+                return str(exc)
+            return "ran"
+
+        with ThreadPoolExecutor(max_workers=50) as ex:
+            errors = list(ex.map(one, range(50)))
+        elapsed = time.monotonic() - started
+    assert all(e == errors[0] and "timed out" in e for e in errors), set(errors)
+    assert elapsed < 4, elapsed

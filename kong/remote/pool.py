@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: seconds a failed login is reported to new callers without trying again
+FAILURE_MEMORY = 3.0
+
 #: (host label, instructions, [(prompt, echo), ...]) -> one answer per prompt
 PromptCallback = Callable[[str, str, Sequence[tuple[str, bool]]], Sequence[str]]
 
@@ -277,6 +280,7 @@ class HostPool:
         self._secret: str | None = None
         self._secret_loaded = False
         self._interactive = False
+        self._failure: tuple[float, BaseException] | None = None
 
     # -- connections ---------------------------------------------------------
 
@@ -412,7 +416,9 @@ class HostPool:
             entry.ready.set_exception(exc)
             # Retrieved here so an unawaited failure is not logged as "never retrieved".
             entry.ready.exception()
+            self._failure = (time.monotonic(), exc)
         else:
+            self._failure = None
             entry.ready.set_result(None)
             self._start_reaper()
         await self._notify()
@@ -431,6 +437,12 @@ class HostPool:
                     # for a one-time code, and servers throttle bursts of logins.
                     opening = any(c.conn is None for c in live)
                     if not opening and len(live) < self._cap():
+                        if self._failure is not None and not live:
+                            failed_at, error = self._failure
+                            # Callers queued behind a failed login share its error
+                            # instead of each waiting out another connect timeout.
+                            if time.monotonic() - failed_at < FAILURE_MEMORY:
+                                raise error
                         entry = _Conn(ready=asyncio.get_running_loop().create_future())
                         self._conns.append(entry)
                         # A task, not inline: a cancelled caller must not abort a
