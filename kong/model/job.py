@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import gc
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -191,13 +192,26 @@ class JobList(Sequence[Job]):
             else getattr(Job, name)
             for name in JobRow._fields
         ]
-        result = db.session().execute(select(*columns).where(where).order_by(Job.job_id))
+        # Core, not ORM, and the DBAPI's own tuples rather than Row objects: the columns
+        # need no result processing, and this halves the time for 100,000 jobs.
+        result = db.session().connection().execute(
+            select(*columns).where(where).order_by(Job.job_id)
+        )
+        raw = result.cursor.fetchall() if result.cursor is not None else []
+        result.close()
         by_name = JobStatus.__members__
-        status_at = JobRow._fields.index("status")
-        rows = [
-            JobRow._make((*r[:status_at], by_name[r[status_at]], *r[status_at + 1 :]))
-            for r in result
-        ]
+        new = tuple.__new__
+        # 100,000 new tuples would set off several full garbage collections for nothing.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            rows = [
+                new(JobRow, (a, b, c, d, e, f, by_name[g], h, i, j, k))
+                for a, b, c, d, e, f, g, h, i, j, k in raw
+            ]
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return cls(rows)
 
     def __len__(self) -> int:
