@@ -43,7 +43,7 @@ print(json.dumps({"startup": t1 - t0, "ls": t2 - t1, "n": len(jobs)}))
 
 
 def populate(n: int) -> None:
-    from sqlalchemy import insert
+    from sqlalchemy import Table, insert
 
     from kong import db
     from kong.model import Job, JobStatus
@@ -58,7 +58,7 @@ def populate(n: int) -> None:
     cycle = [JobStatus.COMPLETED] * 6 + [JobStatus.FAILED, JobStatus.RUNNING,
                                          JobStatus.SUBMITTED, JobStatus.CREATED]
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "driver": "local", "profile": "local", "folder_id": big.folder_id,
             "command": f"python simulate.py --seed {i} --out run-{i}.h5",
@@ -68,9 +68,11 @@ def populate(n: int) -> None:
         }
         for i in range(n)
     ]
+    table = Job.__table__
+    assert isinstance(table, Table)
     with db.write() as s:
         for start in range(0, n, 20000):
-            s.execute(insert(Job.__table__), rows[start : start + 20000])
+            s.execute(insert(table), rows[start : start + 20000])
     db.engine().dispose()
 
 
