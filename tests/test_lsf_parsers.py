@@ -319,6 +319,7 @@ def test_header_per_job_overrides(lsf_state: State) -> None:
     job = lsf_state.create_job(command="echo hi", memory=512, queue="short", walltime=45,
                                resources="select[type==X86_64] order[-slots]", extra=[])
     driver = driver_for_profile(lsf_state.config, "lsf")
+    assert isinstance(driver, LSFDriver)
     lines = driver.header_lines(job, driver.job_options(job), "t")
     assert "#BSUB -q short" in lines
     assert "#BSUB -W 0:45" in lines

@@ -696,8 +696,8 @@ def print_table(header: list[str] | None, rows: list[list[str]]) -> None:
     table = ([header] if header else []) + rows
     widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
     for row in table:
-        print(" ".join(v.ljust(w) for v, w in zip(row[:-1], widths[:-1], strict=True))
-              + " " + row[-1])
+        cells = [v.ljust(w) for v, w in zip(row[:-1], widths[:-1], strict=True)]
+        print(" ".join([*cells, row[-1]]))
 
 
 # -- bkill -----------------------------------------------------------------------------

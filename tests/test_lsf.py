@@ -1,0 +1,372 @@
+"""The LSF driver end to end: kong's State API over SSH against the LSF SIMULATOR
+(deploy/lsf-sim/: simulated bsub, bjobs, bkill, bhist; IBM LSF cannot be installed
+here) in the ``lsf_cluster`` container of tests/clusters.py.
+
+Assertions about the cluster side are made as root inside the container
+(``cluster.exec``), never through the transport under test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kong import db
+from kong.config import Config
+from kong.drivers.lsf import LSFDriver
+from kong.errors import ConnectionLost, TransportError
+from kong.model.job import Job, JobStatus
+from kong.state import State
+from tests.clusters import Cluster, needs_container
+from tests.fixtures_state import make_state
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+POLL = 0.5
+SPOOL = "/var/spool/lsf-sim/jobs"
+
+
+def profile(cluster: Cluster, **options: Any) -> dict[str, Any]:
+    return {**cluster.profile(), "driver": "lsf", "poll_interval": POLL, **options}
+
+
+@pytest.fixture
+def kong(kong_home: Path, lsf_cluster: Cluster) -> State:
+    """A State whose default profile is the LSF simulator's cluster."""
+    config = Config(data={"default_profile": "lsf", "profiles": {"lsf": profile(lsf_cluster)}})
+    return make_state(config)
+
+
+def driver_of(state: State) -> LSFDriver:
+    driver = state.driver("lsf")
+    assert isinstance(driver, LSFDriver)
+    return driver
+
+
+def round_trips(state: State, action: Callable[[], object]) -> int:
+    stats = driver_of(state).transport.stats
+    before = stats.round_trips
+    action()
+    return stats.round_trips - before
+
+
+def root(cluster: Cluster, cmd: str) -> str:
+    code, out = cluster.exec(cmd)
+    assert code == 0, out
+    return out
+
+
+_DUMP = f"""
+import glob, json
+for path in sorted(glob.glob("{SPOOL}/*.json")):
+    try:
+        job = json.load(open(path))
+    except ValueError:
+        continue  # being replaced right now
+    job.pop("env", None)
+    print(json.dumps(job))
+"""
+
+
+def lsf_jobs(cluster: Cluster) -> list[dict[str, Any]]:
+    """Every job the simulator ever took (its spool), as root."""
+    code, out = cluster.exec(["python3", "-c", _DUMP])
+    assert code == 0, out
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def submissions_per_job(cluster: Cluster) -> Counter[int]:
+    """kong job id -> number of LSF jobs carrying its token (this kong's only)."""
+    prefix = f"kong-{db.install_id()}-"
+    return Counter(
+        int(j["name"][len(prefix):].split("-")[0])
+        for j in lsf_jobs(cluster)
+        if j["name"].startswith(prefix)
+    )
+
+
+def create(state: State, n: int, command: Callable[[int], str], folder: str = ".") -> list[Job]:
+    return [state.create_job(command=command(i), folder=folder) for i in range(n)]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not after {timeout} s: {what}")
+        time.sleep(0.2)
+
+
+def statuses(jobs: Sequence[Job]) -> Counter[JobStatus]:
+    return Counter(j.status for j in jobs)
+
+
+def _read(job: Job, which: str) -> str:
+    with (job.stdout() if which == "stdout" else job.stderr()) as fh:
+        return fh.read()
+
+
+# -- 100 jobs, exit codes, the LSB_* environment, lazy stdout ---------------------------
+
+
+def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> None:
+    needs_container(lsf_cluster)
+    kong.mkdir("/bulk")
+    kong.cd("/bulk")
+    jobs = create(kong, 100, lambda i: (
+        f'echo "out-{i} $LSB_JOBID $LSB_JOBNAME $LSB_QUEUE $LSB_DJOB_NUMPROC $LSB_HOSTS"; '
+        f"echo err-{i} >&2; exit {i % 4}"
+    ))
+
+    trips = round_trips(kong, lambda: kong.submit_job("/bulk"))
+    assert statuses(jobs) == {JobStatus.SUBMITTED: 100}
+    assert len({j.batch_job_id for j in jobs}) == 100
+    assert trips <= 3  # upload + submit loop (+ the remote home, once per process)
+
+    kong.wait("/bulk", notify=False, timeout=180)
+    for i, job in enumerate(jobs):
+        data = job.data or {}
+        assert data["exit_code"] == i % 4, (job, data)
+        if i % 4 == 0:
+            assert job.status == JobStatus.COMPLETED and data["scheduler_state"] == "DONE"
+        else:
+            assert job.status == JobStatus.FAILED and data["scheduler_state"] == "EXIT"
+        assert data["node"] and data["lsf_submit_time"] and data["lsf_finish_time"]
+    assert statuses(jobs) == {JobStatus.COMPLETED: 25, JobStatus.FAILED: 75}
+    per_job = submissions_per_job(lsf_cluster)
+    assert sorted(per_job) == sorted(j.job_id for j in jobs)
+    assert set(per_job.values()) == {1}
+
+    # Logs stay on the cluster until asked for; then only that one is fetched.
+    cache = kong.config.data_dir / "logcache"
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+    job = jobs[7]
+    trips = round_trips(kong, lambda: _read(job, "stdout"))
+    assert trips <= 2
+    token = f"kong-{db.install_id()}-{job.job_id}-1"
+    host = (job.data or {})["node"]
+    # LSF appends its job report to the -o file (kong does not ask for mail with -N)
+    first, _, report = _read(job, "stdout").partition("\n")
+    assert first == f"out-7 {job.batch_job_id} {token} normal 1 {host}"
+    assert "Exited with exit code 3." in report
+    assert _read(job, "stderr") == "err-7\n"
+    fetched = [p for p in cache.rglob("*") if p.is_file()]
+    assert fetched and all(f"/{job.job_id}/" in str(p) for p in fetched)
+
+
+# -- options become #BSUB lines, and LSF honours them ----------------------------------
+
+
+def test_options_reach_lsf(kong_home: Path, lsf_cluster: Cluster) -> None:
+    needs_container(lsf_cluster)
+    config = Config(data={"default_profile": "lsf", "profiles": {"lsf": profile(
+        lsf_cluster, queue="long", project="proj-a", walltime="2:00:00", memory=300,
+        resources="select[type==any]", extra=["-app kong"],
+    )}})
+    state = make_state(config)
+    job = state.create_job(command='echo "$LSB_QUEUE $LSB_DJOB_NUMPROC"', cores=2,
+                           queue="short", memory=100)
+    state.submit_job(job)
+    state.wait(job, notify=False, timeout=60)
+    assert job.status == JobStatus.COMPLETED
+    assert _read(job, "stdout").startswith("short 2\n")
+    (record,) = [j for j in lsf_jobs(lsf_cluster) if str(j["id"]) == job.batch_job_id]
+    assert record["queue"] == "short"  # the job's own option wins over the profile's
+    assert record["project"] == "proj-a"
+    assert record["slots"] == 2
+    assert record["runlimit"] == 120
+    assert record["memlimit"] == "100MB"
+    assert record["resreq"] == ["span[hosts=1]", "rusage[mem=100MB]", "select[type==any]"]
+
+
+def test_bad_queue_is_one_clear_error(kong: State) -> None:
+    job = kong.create_job(command="true", queue="nosuchqueue")
+    with pytest.raises(Exception, match="nosuchqueue: No such queue"):
+        kong.submit_job(job)
+    assert job.status == JobStatus.CREATED
+    assert not (job.data or {}).get("submitting")
+
+
+# -- round trips do not grow with the number of jobs; kill -----------------------------
+
+
+def test_round_trips_and_kill_2_vs_100(kong: State, lsf_cluster: Cluster) -> None:
+    needs_container(lsf_cluster)
+    costs: dict[int, dict[str, int]] = {}
+    for n in (2, 100):
+        costs[n] = _submit_refresh_kill(kong, n)
+        if n == 100:  # 8 slots: the rest wait their turn
+            assert statuses(kong.get_jobs("/rt100"))[JobStatus.FAILED] == 100
+    print(f"round trips by number of jobs: {costs}")
+    assert costs[2] == costs[100]
+    assert costs[2] == {"submit": 2, "refresh": 1, "kill": 1}
+
+    # Killed for real: LSF says EXIT, killed by its owner, and nothing runs any more.
+    ours = [j for j in lsf_jobs(lsf_cluster)
+            if j["name"].startswith(f"kong-{db.install_id()}-")]
+    wait_until(lambda: all(j["stat"] == "EXIT" for j in _refetch(lsf_cluster, ours)), 30,
+               "the killed jobs end")
+    assert {j["exit_reason"] for j in _refetch(lsf_cluster, ours)} == {
+        "TERM_OWNER: job killed by owner"}
+    assert root(lsf_cluster, "pgrep -c -u kong -x sleep || true").strip() == "0"
+    # A later refresh does not bring them back to life.
+    kong.refresh_jobs(kong.get_jobs("/rt100"))
+    assert statuses(kong.get_jobs("/rt100")) == {JobStatus.FAILED: 100}
+
+
+def _submit_refresh_kill(kong: State, n: int) -> dict[str, int]:
+    """Round trips of submit, refresh and kill for ``n`` sleeping jobs."""
+    folder = f"/rt{n}"
+    kong.mkdir(folder)
+    jobs = create(kong, n, lambda i: "sleep 300", folder=folder)
+    costs = {"submit": round_trips(kong, lambda: kong.submit_job(folder))}
+    assert statuses(jobs) == {JobStatus.SUBMITTED: n}
+    wait_until(lambda: _any_running(kong, jobs), 60, "a job running")
+    costs["refresh"] = round_trips(kong, lambda: kong.refresh_jobs(jobs))
+    assert all(j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING) for j in jobs)
+    if n > 8:  # 8 slots: the rest wait their turn, PEND
+        assert statuses(jobs)[JobStatus.SUBMITTED] >= n - 8
+    costs["kill"] = round_trips(kong, lambda: kong.kill_job(folder))
+    assert statuses(jobs) == {JobStatus.FAILED: n}
+    assert all((j.data or {}).get("killed") for j in jobs)
+    return costs
+
+
+def _refetch(cluster: Cluster, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = {j["id"] for j in jobs}
+    return [j for j in lsf_jobs(cluster) if j["id"] in ids]
+
+
+def _any_running(state: State, jobs: Sequence[Job]) -> bool:
+    state.refresh_jobs(jobs)
+    return any(j.status == JobStatus.RUNNING for j in jobs)
+
+
+# -- resubmit failed only, rm ------------------------------------------------------------
+
+
+def test_resubmit_failed_only_then_rm(kong: State, lsf_cluster: Cluster) -> None:
+    needs_container(lsf_cluster)
+    kong.mkdir("/again")
+    marker = f"/tmp/kong-test-{db.install_id()}"
+    # odd jobs fail on their first run only
+    jobs = create(kong, 6, lambda i: (
+        "exit 0" if i % 2 == 0 else
+        f'if [ -e {marker}-{i} ]; then echo second; exit 0; fi; touch {marker}-{i}; exit 5'
+    ), folder="/again")
+    kong.submit_job("/again")
+    kong.wait("/again", notify=False, timeout=120)
+    assert [j.status for j in jobs] == [JobStatus.COMPLETED, JobStatus.FAILED] * 3
+    first_ids = [j.batch_job_id for j in jobs]
+
+    resubmitted = kong.resubmit_job("/again", failed_only=True)
+    assert sorted(j.job_id for j in resubmitted) == [j.job_id for j in jobs[1::2]]
+    kong.wait("/again", notify=False, timeout=120)
+    assert statuses(jobs) == {JobStatus.COMPLETED: 6}
+    for i, job in enumerate(jobs):
+        data = job.data or {}
+        if i % 2 == 0:
+            assert job.batch_job_id == first_ids[i]
+            assert not data.get("history")
+        else:
+            assert job.batch_job_id != first_ids[i]
+            assert data["history"] == [{"batch_job_id": first_ids[i], "status": "FAILED"}]
+            assert data["attempt"] == 2
+            assert _read(job, "stdout").startswith("second\n")
+    per_job = submissions_per_job(lsf_cluster)
+    assert [per_job[j.job_id] for j in jobs] == [1, 2] * 3
+
+    job_dirs = [driver_of(kong).job_paths(j).job_dir for j in jobs]
+    assert root(lsf_cluster, f"ls -d {' '.join(job_dirs)} | wc -l").strip() == "6"
+    assert kong.rm("/again", recursive=True)
+    assert root(lsf_cluster, f"ls -d {' '.join(job_dirs)} 2>/dev/null | wc -l || true"
+                ).strip() == "0"
+    assert kong.get_folders("/again") == []
+
+
+# -- absence is not completion ---------------------------------------------------------
+
+
+def test_aged_out_jobs_come_from_bhist_forgotten_ones_are_unknown(
+    kong: State, lsf_cluster: Cluster
+) -> None:
+    needs_container(lsf_cluster)
+    kong.mkdir("/aged")
+    jobs = create(kong, 3, lambda i: f"exit {i * 3}", folder="/aged")
+    kong.submit_job("/aged")
+    ids = {j.batch_job_id for j in jobs}
+    wait_until(lambda: all(j["stat"] in ("DONE", "EXIT") for j in lsf_jobs(lsf_cluster)
+                           if str(j["id"]) in ids), 60, "the jobs end in LSF")
+    conf = "/etc/lsf-sim.conf"
+    root(lsf_cluster, f"cp {conf} {conf}.orig && echo CLEAN_PERIOD=0 >> {conf}")
+    try:
+        # bjobs -a no longer lists them; bhist -l has them, in the same round trip
+        trips = round_trips(kong, lambda: kong.refresh_jobs(jobs))
+        assert trips == 1
+        assert [(j.status, (j.data or {}).get("exit_code")) for j in jobs] == [
+            (JobStatus.COMPLETED, 0), (JobStatus.FAILED, 3), (JobStatus.FAILED, 6)]
+        assert all((j.data or {}).get("lsf_source") == "bhist" for j in jobs)
+
+        # A job LSF forgot entirely (no bjobs, no bhist) that left no exit code: UNKNOWN
+        job = kong.create_job(command="sleep 300", folder="/aged")
+        kong.submit_job(job)
+        wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
+        (record,) = [j for j in lsf_jobs(lsf_cluster) if str(j["id"]) == job.batch_job_id]
+        # runner first (it would record the end), then the job's whole process group
+        # (its shell would write the exit_code file), then LSF's memory of it
+        root(lsf_cluster, f"kill -KILL {record['runner_pid']}; kill -KILL -- -{record['job_pid']}; "
+                          f"rm -f {SPOOL}/{job.batch_job_id}.json")
+        kong.refresh_jobs([job])
+        assert job.status == JobStatus.UNKNOWN
+    finally:
+        root(lsf_cluster, f"mv {conf}.orig {conf}")
+
+
+# -- a connection cut in the middle of a bulk submit -------------------------------------
+
+
+def test_connection_cut_during_submit_no_double_submission(
+    kong: State, lsf_cluster: Cluster
+) -> None:
+    needs_container(lsf_cluster)
+    kong.mkdir("/cut")
+    jobs = create(kong, 100, lambda i: "true", folder="/cut")
+    killed: list[int] = []
+    prefix = f"kong-{db.install_id()}-"
+
+    def cut_when_submitting() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(j["name"].startswith(prefix) for j in lsf_jobs(lsf_cluster)) >= 10:
+                killed.append(lsf_cluster.kill_ssh_connections())
+                return
+            time.sleep(0.05)
+
+    cutter = threading.Thread(target=cut_when_submitting)
+    cutter.start()
+    try:
+        with pytest.raises((ConnectionLost, TransportError)):
+            kong.submit_job("/cut")
+    finally:
+        cutter.join()
+    assert killed and killed[0] > 0
+    adopted = [j for j in jobs if j.status == JobStatus.SUBMITTED]
+    print(f"connection cut after {len(adopted)} of 100 submissions were adopted")
+    assert 0 < len(adopted) < 100, "the cut did not fall in the middle of the submit loop"
+
+    # Recovery: submitting again reconciles first and submits only the rest.
+    kong.submit_job("/cut")
+    assert statuses(jobs) == {JobStatus.SUBMITTED: 100}
+    kong.wait("/cut", notify=False, timeout=180)
+    assert statuses(jobs) == {JobStatus.COMPLETED: 100}
+    assert len({j.batch_job_id for j in jobs}) == 100
+    per_job = submissions_per_job(lsf_cluster)
+    assert sorted(per_job) == sorted(j.job_id for j in jobs)
+    assert set(per_job.values()) == {1}, "some job was submitted twice"
