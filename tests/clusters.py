@@ -187,24 +187,9 @@ def sshd_jump_server(cluster_factory: ClusterFactory) -> Cluster:
     return _cluster(cluster_factory, "sshd", "sshd-jump")
 
 
-def _register_lsf_sim() -> None:
-    """Make deploy/cluster.py start the LSF simulator's image (kind ``lsf-sim``,
-    no ports besides sshd's) and give its profiles the ``lsf`` driver.
-
-    Kept here, beside its fixture, until deploy/cluster.py takes its kinds from
-    deploy/images.SPECS."""
-    import deploy.cluster as cluster_module
-
-    if "lsf-sim" not in cluster_module.KINDS:
-        cluster_module.KINDS = (*cluster_module.KINDS, "lsf-sim")
-    cluster_module.EXTRA_PORTS.setdefault("lsf-sim", ())
-    cluster_module.DRIVERS.setdefault("lsf-sim", "lsf")
-
-
 @pytest.fixture(scope="session")
 def lsf_cluster(cluster_factory: ClusterFactory) -> Cluster:
     """An sshd with the LSF SIMULATOR's bsub/bjobs/bkill/bhist (``$KONG_TEST_LSF``)."""
-    _register_lsf_sim()
     return _cluster(cluster_factory, "lsf-sim", "lsf-sim")
 
 
