@@ -489,3 +489,24 @@ def test_many_callers_to_a_silent_host_fail_together(pool: SSHPool) -> None:
         elapsed = time.monotonic() - started
     assert all(e == errors[0] and "timed out" in e for e in errors), set(errors)
     assert elapsed < 4, elapsed
+
+
+def test_silently_dead_idle_connection_replaced(sshd_server: Cluster, pool: SSHPool) -> None:
+    # A connection whose server stopped answering without closing TCP (a laptop
+    # that slept, a NAT that forgot it): probed before use, dropped, replaced.
+    needs_container(sshd_server)
+    t = transport_for(sshd_server, pool, probe_after=0.5, probe_timeout=1)
+    assert t.run(["true"]).ok
+    code, out = sshd_server.exec(
+        'for m in $(pgrep -P "$(cat /run/kong-sshd.pid)"); do '
+        'kill -STOP "$m" $(pgrep -P "$m"); done'
+    )
+    assert code == 0, out
+    try:
+        time.sleep(0.6)
+        started = time.monotonic()
+        assert t.run(["echo", "fresh"]).stdout == b"fresh\n"
+        assert time.monotonic() - started < 5
+        assert t.stats.connections_opened == 2
+    finally:
+        sshd_server.kill_ssh_connections()

@@ -186,6 +186,8 @@ class _Conn:
     jump: asyncssh.SSHClientConnection | None = None
     in_use: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    #: wall clock, which (unlike the monotonic one) runs on while a laptop sleeps
+    last_wall: float = field(default_factory=time.time)
     closed: bool = False
     prompted: bool = False
 
@@ -264,6 +266,8 @@ class HostPool:
         idle_timeout: float = 300.0,
         prompt: PromptCallback | None = None,
         channel_wait: float = 120.0,
+        probe_after: float = 60.0,
+        probe_timeout: float = 10.0,
         stats: TransportStats | None = None,
     ) -> None:
         self.target = target
@@ -272,6 +276,8 @@ class HostPool:
         self.idle_timeout = idle_timeout
         self.prompt: PromptCallback = prompt or terminal_prompt
         self.channel_wait = channel_wait
+        self.probe_after = probe_after
+        self.probe_timeout = probe_timeout
         self.stats = stats if stats is not None else TransportStats()
         self.home: str | None = None
         self._conns: list[_Conn] = []
@@ -459,13 +465,38 @@ class HostPool:
             if entry.closed or entry.conn is None:
                 await self._release(entry)
                 continue
+            if not await self._alive(entry):
+                await self._release(entry)
+                continue
             return entry
+
+    async def _alive(self, entry: _Conn) -> bool:
+        """Probe a connection idle for long (a laptop that slept, a NAT that forgot it).
+
+        A dead TCP connection would otherwise swallow the channel open until
+        keepalives give up (minutes); the probe is one cheap global request,
+        and if it goes unanswered the connection is dropped before anything ran.
+        """
+        if entry.in_use > 1 or time.time() - entry.last_wall < self.probe_after:
+            return True
+        probe = getattr(entry.conn, "_make_global_request", None)
+        if probe is None:
+            return True
+        try:
+            await asyncio.wait_for(probe(b"keepalive@openssh.com"), self.probe_timeout)
+        except (TimeoutError, asyncssh.Error, OSError):
+            log.debug("idle connection to %s did not answer; dropping it", self.target.label)
+            self._close_entry(entry, abort=True)
+            return False
+        entry.last_wall = time.time()
+        return True
 
     async def _release(self, entry: _Conn) -> None:
         cond = self._condition()
         async with cond:
             entry.in_use -= 1
             entry.last_used = time.monotonic()
+            entry.last_wall = time.time()
             cond.notify_all()
 
     def _start_reaper(self) -> None:
@@ -482,12 +513,16 @@ class HostPool:
                     log.debug("closing idle connection to %s", self.target.label)
                     self._close_entry(entry)
 
-    def _close_entry(self, entry: _Conn) -> None:
+    def _close_entry(self, entry: _Conn, *, abort: bool = False) -> None:
         entry.closed = True
         if entry in self._conns:
             self._conns.remove(entry)
         if entry.conn is not None:
-            entry.conn.close()
+            if abort:
+                # No goodbye over a connection that no longer answers.
+                entry.conn.abort()
+            else:
+                entry.conn.close()
         if entry.jump is not None:
             entry.jump.close()
 

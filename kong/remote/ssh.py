@@ -54,39 +54,21 @@ def command_line(argv: Sequence[str]) -> str:
 class SSHTransport(Transport):
     """Runs commands on one SSH target through a shared ``SSHPool``."""
 
-    def __init__(
-        self,
-        target: SSHTarget,
-        *,
-        pool: SSHPool,
-        max_sessions: int = 10,
-        max_connections: int = 4,
-        idle_timeout: float = 300.0,
-        prompt: PromptCallback | None = None,
-    ) -> None:
+    def __init__(self, target: SSHTarget, *, pool: SSHPool, **host_options: Any) -> None:
+        """``host_options`` go to ``HostPool``: max_sessions, max_connections,
+        idle_timeout, prompt, channel_wait, probe_after, probe_timeout."""
         self.target = target
         self.label = target.label
         self.stats = TransportStats()
         self._pool = pool
-        self._key: tuple[Any, ...] = (target, max_sessions, max_connections, idle_timeout, prompt)
-        self._max_sessions = max_sessions
-        self._max_connections = max_connections
-        self._idle_timeout = idle_timeout
-        self._prompt = prompt
+        self._host_options = host_options
+        self._key: tuple[Any, ...] = (target, *sorted(host_options.items(), key=lambda kv: kv[0]))
         self._home_lock = threading.Lock()
 
     def _host(self) -> HostPool:
         # Looked up per call rather than held: after a fork the pool starts afresh.
         return self._pool.host(
-            self._key,
-            lambda: HostPool(
-                self.target,
-                max_sessions=self._max_sessions,
-                max_connections=self._max_connections,
-                idle_timeout=self._idle_timeout,
-                prompt=self._prompt,
-                stats=self.stats,
-            ),
+            self._key, lambda: HostPool(self.target, stats=self.stats, **self._host_options)
         )
 
     def connection_count(self) -> int:
@@ -224,7 +206,15 @@ _default_pool: SSHPool | None = None
 _default_lock = threading.Lock()
 _transports: dict[tuple[Any, ...], SSHTransport] = {}
 
-_OPTIONS = {"max_connections", "idle_timeout", "prompt", "config", "connect_timeout", "pool"}
+_HOST_OPTIONS = {
+    "max_connections": int,
+    "idle_timeout": float,
+    "prompt": None,
+    "channel_wait": float,
+    "probe_after": float,
+    "probe_timeout": float,
+}
+_OPTIONS = {*_HOST_OPTIONS, "config", "connect_timeout", "pool"}
 
 
 def default_pool() -> SSHPool:
@@ -253,8 +243,10 @@ def ssh_transport(
     connections and counters. Options: ``max_connections`` (4), ``idle_timeout``
     seconds (300), ``prompt`` (a ``PromptCallback`` for passwords and one-time
     codes; default asks on the terminal), ``config`` (ssh config files instead of
-    ``~/.ssh/config``), ``connect_timeout`` seconds (30), ``pool`` (an ``SSHPool``
-    instead of the process-wide one).
+    ``~/.ssh/config``), ``connect_timeout`` seconds (30), ``channel_wait`` seconds
+    a refused channel open is retried (120), ``probe_after`` seconds of idleness
+    after which a connection is probed before use (60), ``probe_timeout`` (10),
+    ``pool`` (an ``SSHPool`` instead of the process-wide one).
     """
     unknown = set(options) - _OPTIONS
     if unknown:
@@ -273,13 +265,11 @@ def ssh_transport(
         connect_timeout=float(options.get("connect_timeout", 30.0)),
     )
     pool: SSHPool = options.get("pool") or default_pool()
-    settings: dict[str, Any] = {
-        "max_sessions": max_sessions,
-        "max_connections": int(options.get("max_connections", 4)),
-        "idle_timeout": float(options.get("idle_timeout", 300.0)),
-        "prompt": options.get("prompt"),
-    }
-    key = (id(pool), target, *settings.values())
+    settings: dict[str, Any] = {"max_sessions": int(max_sessions)}
+    for name, convert in _HOST_OPTIONS.items():
+        if name in options:
+            settings[name] = convert(options[name]) if convert else options[name]
+    key = (id(pool), target, *sorted(settings.items(), key=lambda kv: kv[0]))
     with _default_lock:
         transport = _transports.get(key)
         if transport is None or transport._pool is not pool:
@@ -290,6 +280,7 @@ def ssh_transport(
 __all__ = [
     "MAX_COMMAND_BYTES",
     "ConnectionLost",
+    "PromptCallback",
     "SSHPool",
     "SSHTarget",
     "SSHTransport",
