@@ -19,8 +19,10 @@ Held     a held job is reported FAILED with its HoldReason and, unless the
          same command: kong never asks about a FAILED job again, so a held job
          left in the queue would wait there forever, or run behind kong's back
          after a ``condor_release`` while a resubmitted copy runs too.
-Walltime becomes ``allowed_execute_duration``: HTCondor holds the job when it
-         runs longer, so it ends FAILED like any held job.
+Walltime becomes a ``periodic_hold`` on the time the job has been running: the
+         job is held when it runs longer, so it ends FAILED like any held job.
+Kill     one ``condor_rm`` with all ids; a killed job gets 5 s (job_max_vacate_time,
+         which ``extra`` may override) between SIGTERM and SIGKILL.
 
 Profile options (each also a per-job override through ``create_job``):
 universe (default vanilla), request_cpus (default: the job's cores),
@@ -384,6 +386,10 @@ class HTCondorDriver(BatchDriver):
             "getenv = false",
             "notification = never",
             "batch_name = kong",
+            # condor_rm sends SIGTERM to the job script's shell only, which waits for
+            # the user's command before it runs its trap: without a short grace time
+            # a killed job would sit in the queue (status X) for MachineMaxVacateTime.
+            "job_max_vacate_time = 5",
             f"should_transfer_files = {transfer}",
         ]
         if transfer != "NO":
@@ -395,9 +401,11 @@ class HTCondorDriver(BatchDriver):
             if options.get(key) is not None:
                 lines.append(f"{key} = {options[key]}")
         if options.get("walltime") is not None:
-            lines.append(
-                f"allowed_execute_duration = {walltime_minutes(options['walltime']) * 60}"
-            )
+            # Not allowed_execute_duration: HTCondor 23.9 let jobs run far past it.
+            seconds = walltime_minutes(options["walltime"]) * 60
+            lines.append("periodic_hold = JobStatus == 2 && "
+                         f"time() - JobCurrentStartExecutingDate > {seconds}")
+            lines.append(f'periodic_hold_reason = "walltime of {seconds} s exceeded"')
         lines.extend(self.option(options, "extra", []))
         # Last, so that no extra line can take the token away.
         lines.append(f'+KongToken = "$({_TOKEN_VAR})"')

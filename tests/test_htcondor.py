@@ -1,0 +1,335 @@
+"""The HTCondor driver end to end, over SSH against the containerized personal pool.
+
+Nothing is faked: kong's database is a real SQLite file in a fresh KONG_HOME, the
+jobs run in HTCondor 23 and their results come from condor_q/condor_history.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.cluster import Cluster
+from kong.config import Config
+from kong.drivers.base import DriverBase
+from kong.drivers.htcondor import HTCondorDriver
+from kong.model.job import Job, JobStatus
+from kong.state import State
+from tests.fixtures_state import make_state
+
+pytestmark = pytest.mark.cluster
+
+POLL = 0.5
+TIMEOUT = 120
+
+
+def condor_profile(cluster: Cluster) -> dict[str, Any]:
+    return {**cluster.profile(), "poll_interval": POLL}
+
+
+@pytest.fixture
+def state(htcondor_cluster: Cluster, kong_home: Path) -> Iterator[State]:
+    config = Config(data={"default_profile": "condor",
+                          "profiles": {"condor": condor_profile(htcondor_cluster)}})
+    state = make_state(config)
+    yield state
+    driver = state.default_driver
+    driver.transport.close()
+
+
+def driver_of(state: State) -> HTCondorDriver:
+    driver = state.default_driver
+    assert isinstance(driver, HTCondorDriver)
+    return driver
+
+
+def round_trips(driver: DriverBase, action: Callable[[], object]) -> int:
+    before = driver.transport.stats.round_trips
+    action()
+    return driver.transport.stats.round_trips - before
+
+
+def ssh_out(cluster: Cluster, command: str) -> str:
+    result = cluster.ssh(command)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def in_queue(cluster: Cluster, jobs: list[Job]) -> list[str]:
+    """The ids of ``jobs`` that condor_q still lists."""
+    ids = {j.batch_job_id for j in jobs}
+    out = ssh_out(cluster, "condor_q -format '%d.' ClusterId -format '%d\\n' ProcId")
+    return [i for i in out.split() if i in ids]
+
+
+def wait_until_gone(cluster: Cluster, jobs: list[Job], timeout: float = 30) -> None:
+    """Wait until condor_q no longer lists ``jobs`` (a removed job takes a moment)."""
+    deadline = time.monotonic() + timeout
+    while left := in_queue(cluster, jobs):
+        assert time.monotonic() < deadline, f"still in the queue: {left}"
+        time.sleep(POLL)
+
+
+def test_hundred_jobs_mixed_exit_codes(state: State) -> None:
+    driver = driver_of(state)
+    state.mkdir("/hundred")
+    state.cd("/hundred")
+    jobs = [state.create_job(command=f"echo job {i}; exit {i % 4}") for i in range(100)]
+    driver.base_dir  # noqa: B018 - resolve the remote home before counting round trips
+    submit_trips = round_trips(driver, lambda: state.submit_job("/hundred", recursive=True))
+    # one upload, one command running one condor_submit for all of them
+    assert submit_trips == 2
+    ids = [j.batch_job_id for j in jobs]
+    assert all(i is not None for i in ids)
+    assert len(set(ids)) == 100
+    assert len({i.split(".")[0] for i in ids if i}) == 1, "one submit description, one cluster"
+    state.wait("/hundred", recursive=True, notify=False, timeout=TIMEOUT)
+    for i, job in enumerate(jobs):
+        code = i % 4
+        assert job.status == (JobStatus.COMPLETED if code == 0 else JobStatus.FAILED), job
+        assert job.data["exit_code"] == code
+        assert job.data["scheduler_state"] == "Completed"
+
+
+def test_round_trips_do_not_grow_with_the_number_of_jobs(
+    state: State, htcondor_cluster: Cluster
+) -> None:
+    driver = driver_of(state)
+    driver.base_dir  # noqa: B018 - resolve the remote home before counting round trips
+    trips: dict[int, dict[str, int]] = {}
+    for n in (2, 100):
+        folder = f"/rt{n}"
+        state.mkdir(folder)
+        with state.pushd(folder):
+            jobs = [state.create_job(command="sleep 300") for _ in range(n)]
+        counts = {
+            "submit": round_trips(driver, lambda f=folder: state.submit_job(f, recursive=True)),
+            "refresh": round_trips(driver, lambda j=jobs: state.refresh_jobs(j)),
+            "kill": round_trips(driver, lambda f=folder: state.kill_job(f, recursive=True)),
+        }
+        assert all(j.status == JobStatus.FAILED for j in jobs)
+        counts["rm"] = round_trips(driver, lambda f=folder: state.rm(f, recursive=True))
+        trips[n] = counts
+        wait_until_gone(htcondor_cluster, jobs)
+    assert trips[2] == trips[100], trips
+    assert trips[2] == {"submit": 2, "refresh": 1, "kill": 1, "rm": 1}, trips
+
+
+def test_held_job_is_failed_with_its_reason_and_leaves_the_queue(
+    state: State, htcondor_cluster: Cluster
+) -> None:
+    state.mkdir("/held")
+    state.cd("/held")
+    missing = state.create_job(
+        command="echo never", should_transfer_files="YES",
+        extra=["transfer_input_files = missing-input.dat"],
+    )
+    too_long = state.create_job(command="sleep 300", walltime="1")  # minutes
+    fine = state.create_job(command="echo fine")
+    state.submit_job("/held", recursive=True)
+    state.wait("/held", recursive=True, notify=False, timeout=TIMEOUT)
+    assert missing.status == JobStatus.FAILED
+    assert "missing-input.dat" in missing.data["reason"]
+    assert "No such file or directory" in missing.data["reason"]
+    assert too_long.status == JobStatus.FAILED
+    assert "walltime of 60 s exceeded" in too_long.data["reason"]
+    assert fine.status == JobStatus.COMPLETED
+    # held jobs are removed, so that they cannot run behind kong's back later
+    wait_until_gone(htcondor_cluster, [missing, too_long])
+
+
+def test_kill(state: State, htcondor_cluster: Cluster) -> None:
+    driver = driver_of(state)
+    state.mkdir("/kill")
+    state.cd("/kill")
+    jobs = [state.create_job(command="sleep 300") for _ in range(3)]
+    state.submit_job("/kill", recursive=True)
+    deadline = time.monotonic() + TIMEOUT
+    while not all(j.status == JobStatus.RUNNING for j in jobs):
+        assert time.monotonic() < deadline, [j.status for j in jobs]
+        state.refresh_jobs(jobs)
+        time.sleep(POLL)
+    assert round_trips(driver, lambda: state.kill_job("/kill", recursive=True)) == 1
+    assert all(j.status == JobStatus.FAILED and j.data["killed"] for j in jobs)
+    wait_until_gone(htcondor_cluster, jobs)
+    state.refresh_jobs(jobs)
+    assert all(j.status == JobStatus.FAILED for j in jobs)
+
+
+def test_resubmit_failed_only(state: State) -> None:
+    # each job fails on its first run and succeeds on the next; the marker lives
+    # outside the job dir, which resubmit clears
+    marker = f"/tmp/kong-resubmit-{uuid.uuid4().hex}"
+    state.mkdir("/resubmit")
+    state.cd("/resubmit")
+    flaky = [
+        state.create_job(command=f"if [ -e {marker}-{i} ]; then echo second; else "
+                                 f"touch {marker}-{i}; echo first; exit 7; fi")
+        for i in range(3)
+    ]
+    good = state.create_job(command="echo good")
+    state.submit_job("/resubmit", recursive=True)
+    state.wait("/resubmit", recursive=True, notify=False, timeout=TIMEOUT)
+    assert [j.status for j in flaky] == [JobStatus.FAILED] * 3
+    assert all(j.data["exit_code"] == 7 for j in flaky)
+    assert good.status == JobStatus.COMPLETED
+    good_id, first_ids = good.batch_job_id, [j.batch_job_id for j in flaky]
+
+    resubmitted = state.resubmit_job("/resubmit", recursive=True, failed_only=True)
+    assert sorted(j.job_id for j in resubmitted) == sorted(j.job_id for j in flaky)
+    assert good.batch_job_id == good_id
+    state.wait("/resubmit", recursive=True, notify=False, timeout=TIMEOUT)
+    for job, first_id in zip(flaky, first_ids, strict=True):
+        assert job.status == JobStatus.COMPLETED
+        assert job.batch_job_id != first_id
+        assert job.data["history"][-1] == {"batch_job_id": first_id, "status": "FAILED"}
+        with job.stdout() as fh:
+            assert fh.read() == "second\n"  # the first run's log went with its job dir
+
+
+def test_lazy_stdout(state: State) -> None:
+    driver = driver_of(state)
+    state.mkdir("/logs")
+    state.cd("/logs")
+    job = state.create_job(command="echo to-stdout; echo to-stderr >&2; exit 3")
+    state.submit_job(job)
+    state.wait(job, notify=False, timeout=TIMEOUT)
+    assert job.status == JobStatus.FAILED
+    assert job.data["exit_code"] == 3
+    with job.stdout() as fh:
+        assert fh.read() == "to-stdout\n"
+    with job.stderr() as fh:
+        assert fh.read() == "to-stderr\n"
+    # a finished job's log is fetched once, then read from the laptop's cache
+    def read_again() -> None:
+        with job.stdout() as fh:
+            assert fh.read() == "to-stdout\n"
+
+    assert round_trips(driver, read_again) == 0
+
+
+def test_rm_removes_the_job_dirs(state: State, htcondor_cluster: Cluster) -> None:
+    driver = driver_of(state)
+    state.mkdir("/rm")
+    state.cd("/rm")
+    jobs = [state.create_job(command="echo x > \"$KONG_JOB_OUTPUT_DIR/out.txt\"")
+            for _ in range(3)]
+    state.submit_job("/rm", recursive=True)
+    state.wait("/rm", recursive=True, notify=False, timeout=TIMEOUT)
+    assert all(j.status == JobStatus.COMPLETED for j in jobs)
+    dirs = [driver.job_paths(j).job_dir for j in jobs]
+    sizes = driver.sizes(jobs)
+    assert all(size > 0 for size in sizes.values()), sizes
+    listing = ssh_out(htcondor_cluster, shlex.join(["ls", "-d", *dirs]))
+    assert listing.split() == dirs
+    state.cd("/")
+    assert state.rm("/rm", recursive=True)
+    result = htcondor_cluster.ssh(shlex.join(["ls", "-d", *dirs]))
+    assert result.returncode != 0
+    assert result.stdout.strip() == ""
+
+
+def test_a_dropped_connection_during_submit_submits_nothing_twice(
+    state: State, htcondor_cluster: Cluster
+) -> None:
+    """Jobs whose submit command was cut off are adopted by their KongToken."""
+    driver = driver_of(state)
+    state.mkdir("/drop")
+    state.cd("/drop")
+    jobs = [state.create_job(command="echo adopted") for _ in range(5)]
+    # what the database holds after a crash right after condor_submit ran: the
+    # intent (token) but no batch id
+    with _submitted_without_record(driver):
+        state.submit_job("/drop", recursive=True)
+    assert all(j.status == JobStatus.CREATED and j.data["submitting"] for j in jobs)
+    tokens = [j.data["submitting"] for j in jobs]
+    state.submit_job("/drop", recursive=True)  # reconciles first: adopts, submits nothing
+    assert all(j.data.get("reconciled") for j in jobs)
+    state.wait("/drop", recursive=True, notify=False, timeout=TIMEOUT)
+    assert all(j.status == JobStatus.COMPLETED for j in jobs)
+    out = ssh_out(htcondor_cluster, "condor_history -af KongToken -limit 500")
+    for token in tokens:
+        assert out.split().count(token) == 1
+
+
+class _submitted_without_record:
+    """Run the real submit command but drop its answer, as a crash would."""
+
+    def __init__(self, driver: HTCondorDriver) -> None:
+        self.driver = driver
+
+    def __enter__(self) -> None:
+        real = self.driver.submit_remote
+
+        def submit_remote(entries: Any) -> str:
+            real(entries)
+            raise KeyboardInterrupt  # the process dies before recording anything
+
+        self.driver.submit_remote = submit_remote  # type: ignore[method-assign]
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        del self.driver.submit_remote
+        return exc_type is KeyboardInterrupt
+
+
+def test_slurm_and_htcondor_side_by_side(
+    htcondor_cluster: Cluster, slurm_cluster: Cluster, kong_home: Path
+) -> None:
+    config = Config(data={
+        "default_profile": "condor",
+        "profiles": {
+            "condor": condor_profile(htcondor_cluster),
+            "slurm": {**slurm_cluster.profile(), "poll_interval": POLL},
+        },
+    })
+    state = make_state(config)
+    state.mkdir("/mixed/condor", create_parent=True)
+    state.mkdir("/mixed/slurm")
+    with state.pushd("/mixed/condor"):
+        condor_jobs = [state.create_job(command=f"exit {i}") for i in range(3)]
+    with state.pushd("/mixed/slurm"):
+        slurm_jobs = [state.create_job(command=f"exit {i}", profile="slurm") for i in range(3)]
+    state.submit_job("/mixed", recursive=True)
+    assert all(j.batch_job_id for j in condor_jobs + slurm_jobs)
+
+    # one refresh of the whole tree asks both schedulers, at the same time
+    spans: dict[str, tuple[float, float]] = {}
+    lock = threading.Lock()
+    drivers = {name: state.driver(name) for name in ("condor", "slurm")}
+    for name, driver in drivers.items():
+        real = driver.sync_status
+
+        def timed(jobs: Any, name: str = name, real: Any = real) -> None:
+            start = time.monotonic()
+            real(jobs)
+            with lock:
+                spans[name] = (start, time.monotonic())
+
+        driver.sync_status = timed  # type: ignore[method-assign]
+    try:
+        _, listed = state.ls("/mixed", refresh=True, recursive=True)
+    finally:
+        for driver in drivers.values():
+            del driver.sync_status
+    assert len(listed) == 6
+    assert set(spans) == {"condor", "slurm"}
+    (a0, a1), (b0, b1) = spans["condor"], spans["slurm"]
+    assert a0 < b1 and b0 < a1, f"the two queries ran one after the other: {spans}"
+    assert all(j.status != JobStatus.CREATED for j in condor_jobs + slurm_jobs)
+
+    state.wait("/mixed", recursive=True, notify=False, timeout=TIMEOUT)
+    for jobs in (condor_jobs, slurm_jobs):
+        fresh = [state.get_jobs(j.job_id)[0] for j in jobs]
+        assert [j.data["exit_code"] for j in fresh] == [0, 1, 2]
+        assert [j.status for j in fresh] == [
+            JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.FAILED
+        ]
+    for driver in drivers.values():
+        driver.transport.close()
