@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -303,9 +302,8 @@ class SlurmDriver(BatchDriver):
                 else "sacct failed")
         message = (f"kong: slurm on {key}: {what} ({why}); finished jobs are read from "
                    f"scontrol and their exit_code files instead of sacct")
+        # Without any logging configured, Python prints warnings to stderr itself.
         log.warning(message)
-        if not logging.getLogger().hasHandlers():
-            print(message, file=sys.stderr)
 
 
 # -- parsers (pure functions, tested on sample lines) -----------------------------------
