@@ -12,7 +12,8 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,31 @@ def test_bad_queue_is_one_clear_error(kong: State) -> None:
     assert not (job.data or {}).get("submitting")
 
 
+@contextmanager
+def sim_settings(cluster: Cluster, **values: object) -> Iterator[None]:
+    """Lines for the simulator's /etc/lsf-sim.conf while the block runs (later wins)."""
+    conf = "/etc/lsf-sim.conf"
+    lines = "\n".join(f"{k}={v}" for k, v in values.items())
+    root(cluster, f"cp {conf} {conf}.orig && printf '%s\\n' '{lines}' >> {conf}")
+    try:
+        yield
+    finally:
+        root(cluster, f"mv {conf}.orig {conf}")
+
+
+def test_walltime_exceeded(kong: State, lsf_cluster: Cluster) -> None:
+    needs_container(lsf_cluster)
+    with sim_settings(lsf_cluster, MINUTE=2):  # a simulated minute of -W: 2 s
+        job = kong.create_job(command="sleep 600", walltime=1)
+        kong.submit_job(job)
+        kong.wait(job, notify=False, timeout=60)
+    data = job.data or {}
+    assert job.status == JobStatus.FAILED
+    assert data["scheduler_state"] == "EXIT"
+    assert data["exit_code"] == 140  # 128 + SIGUSR2, which LSF sends at the run limit
+    assert data["reason"] == "TERM_RUNLIMIT: job killed after reaching LSF run time limit"
+
+
 # -- round trips do not grow with the number of jobs; kill -----------------------------
 
 
@@ -304,9 +330,7 @@ def test_aged_out_jobs_come_from_bhist_forgotten_ones_are_unknown(
     ids = {j.batch_job_id for j in jobs}
     wait_until(lambda: all(j["stat"] in ("DONE", "EXIT") for j in lsf_jobs(lsf_cluster)
                            if str(j["id"]) in ids), 60, "the jobs end in LSF")
-    conf = "/etc/lsf-sim.conf"
-    root(lsf_cluster, f"cp {conf} {conf}.orig && echo CLEAN_PERIOD=0 >> {conf}")
-    try:
+    with sim_settings(lsf_cluster, CLEAN_PERIOD=0):
         # bjobs -a no longer lists them; bhist -l has them, in the same round trip
         trips = round_trips(kong, lambda: kong.refresh_jobs(jobs))
         assert trips == 1
@@ -325,8 +349,25 @@ def test_aged_out_jobs_come_from_bhist_forgotten_ones_are_unknown(
                           f"rm -f {SPOOL}/{job.batch_job_id}.json")
         kong.refresh_jobs([job])
         assert job.status == JobStatus.UNKNOWN
-    finally:
-        root(lsf_cluster, f"mv {conf}.orig {conf}")
+
+
+def test_bjobs_without_json_falls_back_to_delimited_output(
+    kong: State, lsf_cluster: Cluster
+) -> None:
+    needs_container(lsf_cluster)
+    kong.mkdir("/old")
+    jobs = create(kong, 4, lambda i: f"exit {i}", folder="/old")
+    with sim_settings(lsf_cluster, JSON="N"):  # bjobs before LSF 10.1.0.2
+        kong.submit_job("/old")
+        kong.wait("/old", notify=False, timeout=60)
+        assert [(j.status, (j.data or {}).get("exit_code")) for j in jobs] == [
+            (JobStatus.COMPLETED, 0), (JobStatus.FAILED, 1), (JobStatus.FAILED, 2),
+            (JobStatus.FAILED, 3)]
+        assert driver_of(kong)._json is False  # no more asking for JSON
+        assert all((j.data or {}).get("node") for j in jobs)
+        # reconcile's listing works the same way
+        token = f"kong-{db.install_id()}-{jobs[0].job_id}-1"
+        assert driver_of(kong).find_tokens([token]) == {token: jobs[0].batch_job_id}
 
 
 # -- a connection cut in the middle of a bulk submit -------------------------------------

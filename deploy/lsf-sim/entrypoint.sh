@@ -15,6 +15,7 @@ SLOTS=${KONG_CPUS:-8}
 QUEUES=normal short long
 CLEAN_PERIOD=${KONG_LSF_SIM_CLEAN_PERIOD:-3600}
 JOB_TERMINATE_INTERVAL=${KONG_LSF_SIM_TERMINATE_INTERVAL:-10}
+MINUTE=${KONG_LSF_SIM_MINUTE:-60}
 CONF
 chmod 644 /etc/lsf-sim.conf
 # The simulator's "mbatchd" state; the login user runs every command, so it owns it.

@@ -20,6 +20,9 @@ Settings (``KEY=VALUE`` lines) are read from ``$LSF_SIM_CONF`` (default
     QUEUES=normal short long   queue names; the first is the default queue
     CLEAN_PERIOD=3600          seconds a finished job stays visible to bjobs
     JOB_TERMINATE_INTERVAL=10  seconds between bkill's SIGINT+SIGTERM and SIGKILL
+    MINUTE=60                  seconds in a minute of bsub -W (simulator only: tests
+                               shorten it to see a run limit hit quickly)
+    JSON=Y                     N: bjobs refuses -json, as before LSF 10.1.0.2
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def settings() -> dict[str, str]:
         "QUEUES": "normal short long",
         "CLEAN_PERIOD": "3600",
         "JOB_TERMINATE_INTERVAL": "10",
+        "MINUTE": "60",
+        "JSON": "Y",
     }
     with contextlib.suppress(OSError):
         for line in CONF.read_text().splitlines():
@@ -515,6 +520,7 @@ def run_job(job_id: int) -> int:
         save(job)
     conf = settings()
     interval = float(conf["JOB_TERMINATE_INTERVAL"])
+    minute = float(conf["MINUTE"])
     reason = None
     sent_kill = False
     usr2_time = None
@@ -527,7 +533,7 @@ def run_job(job_id: int) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
             sent_kill = True
         limit = job.get("runlimit")
-        if limit and usr2_time is None and now - job["start_time"] >= limit * 60:
+        if limit and usr2_time is None and now - job["start_time"] >= limit * minute:
             # Run limit: SIGUSR2, then SIGKILL after the terminate interval
             reason = "TERM_RUNLIMIT: job killed after reaching LSF run time limit"
             usr2_time = now
@@ -591,7 +597,7 @@ def cmd_bjobs(argv: list[str]) -> int:
         word = argv[i]
         if word == "-a":
             show_all = True
-        elif word == "-json":
+        elif word == "-json" and settings()["JSON"].upper().startswith("Y"):
             json_out = True
         elif word == "-noheader":
             noheader = True
