@@ -327,6 +327,8 @@ def test_header_per_job_overrides(lsf_state: State) -> None:
     assert '#BSUB -R "select[type==X86_64] order[-slots]"' in lines
     assert "#BSUB -n 1" in lines
     assert not any("span" in line for line in lines)
+    job = lsf_state.create_job(command="echo hi", cores=3)
+    assert "#BSUB -n 3" in driver.header_lines(job, driver.job_options(job), "t")
     assert not any("-app" in line for line in lines)
     # bsub reads #BSUB lines only from a script on its stdin
     argv = driver.submit_argv(job, "/x/job.sh", "t")
@@ -340,6 +342,7 @@ def test_header_per_job_overrides(lsf_state: State) -> None:
         ({"extra": ["-x\n-y"]}, "one directive per line"),
         ({"walltime": "soon"}, "walltime"),
         ({"memory": 0}, "memory"),
+        ({"cores": 0}, "cores"),
         ({"bogus": 1}, "unknown option"),
     ],
 )

@@ -1,5 +1,11 @@
 """IBM Spectrum LSF (10.1): job scripts with ``#BSUB`` lines, submitted with ``bsub``.
 
+Profile options (each also a per-job override in ``create_job(...)``): queue (-q),
+project (-P), walltime (-W; kong's common [[D-]HH:]MM:SS or minutes), memory (MB: -M
+and rusage[mem]), cores (the default of ``create_job``'s ``cores``: -n), resources
+(-R, a resource requirement string), extra (more #BSUB lines), scratch_dir,
+poll_interval.
+
 Mostly data on top of :class:`~kong.drivers.batch.BatchDriver`: the directives, the
 submit command, the state table, and parsers for what ``bsub``, ``bjobs`` and ``bhist``
 print. One status refresh is one remote command: ``bjobs -a -o ... -json`` for the
@@ -14,7 +20,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.batch import (
     BATCH_OPTIONS,
@@ -25,6 +31,9 @@ from kong.drivers.batch import (
 )
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+
+if TYPE_CHECKING:
+    from kong.model.folder import Folder
 
 #: bjobs -o fields, in the order of the -noheader fallback (job_name last: it may
 #: contain anything, even the delimiter)
@@ -118,6 +127,7 @@ class LSFDriver(BatchDriver):
         "project": str,  # bsub -P
         "resources": str,  # bsub -R, a resource requirement string
         "memory": int,  # MB, default for jobs created without memory=
+        "cores": int,  # default for jobs created without cores= (bsub -n)
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -125,6 +135,22 @@ class LSFDriver(BatchDriver):
         self._json = True  # until bjobs shows it has no -json
         # The config checks option types only; a bad value must not wait for bsub.
         self.check_options(dict(self.profile.options))
+
+    def create_job(
+        self,
+        folder: Folder,
+        command: str,
+        cores: int | None = None,
+        memory: int | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Job:
+        """As ``DriverBase.create_job``; ``cores`` defaults to the profile's ``cores``."""
+        if cores is None:
+            cores = int(self.profile.options.get("cores") or 1)
+        return super().create_job(folder, command, cores=cores, memory=memory, cwd=cwd,
+                                  env=env, **options)
 
     def check_options(self, options: dict[str, Any]) -> None:
         super().check_options(options)
@@ -135,9 +161,11 @@ class LSFDriver(BatchDriver):
         for line in options.get("extra") or ():
             if "\n" in line or "\r" in line:
                 raise DriverError("option 'extra' of driver lsf: one directive per line")
-        memory = options.get("memory")
-        if memory is not None and (isinstance(memory, bool) or memory < 1):
-            raise DriverError(f"option 'memory' of driver lsf: expected MB >= 1, got {memory!r}")
+        for key in ("memory", "cores"):
+            value = options.get(key)
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise DriverError(f"option {key!r} of driver lsf: must be at least 1, "
+                                  f"got {value!r}")
 
     # -- the script -----------------------------------------------------------------
 
