@@ -99,7 +99,7 @@ if [ -s "$t/rest" ]; then
     if ! command -v sacct >/dev/null 2>&1; then
         echo 'NOACCT|sacct: command not found'
         cp "$t/rest" "$t/rest2"
-    elif xargs -n 500 sh -c 'IFS=,; exec sacct -X -n -P --format="$0" -j "$*"' "$2" \
+    elif xargs -n 2000 sh -c 'IFS=,; exec sacct -X -n -P --format="$0" -j "$*"' "$2" \
             < "$t/rest" > "$t/a" 2> "$t/err"; then
         keep 'A|' "$t/rest" "$t/a"
         drop "$t/a" "$t/rest" > "$t/rest2"
@@ -126,7 +126,7 @@ if ! squeue -h -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
 fi
 keep 'Q|' "$t/tokens" "$t/q"
 if command -v sacct >/dev/null 2>&1; then
-    xargs -n 200 sh -c 'IFS=,; exec sacct -X -n -P -S now-7days -o JobName,JobID --name "$*"' \
+    xargs -n 1000 sh -c 'IFS=,; exec sacct -X -n -P -S now-7days -o JobName,JobID --name "$*"' \
         sh < "$t/tokens" > "$t/a" 2>/dev/null
     keep 'A|' "$t/tokens" "$t/a"
 fi
