@@ -370,6 +370,25 @@ def test_bjobs_without_json_falls_back_to_delimited_output(
         assert driver_of(kong).find_tokens([token]) == {token: jobs[0].batch_job_id}
 
 
+def test_a_reused_job_id_is_not_taken_for_ours(kong: State, lsf_cluster: Cluster) -> None:
+    """LSF hands job ids out again after MAX_JOBID: a record under our id but with
+    another name is another job, and says nothing about ours."""
+    needs_container(lsf_cluster)
+    job = kong.create_job(command="sleep 300")
+    kong.submit_job(job)
+    wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
+    path = f"{SPOOL}/{job.batch_job_id}.json"
+    code, out = lsf_cluster.exec(["python3", "-c", (
+        "import json, sys, time; p = sys.argv[1]; j = json.load(open(p)); "
+        "j.update(name='somebody-else', stat='DONE', exit_code=0, finish_time=time.time()); "
+        "json.dump(j, open(p, 'w'))"
+    ), path])
+    assert code == 0, out
+    kong.refresh_jobs([job])
+    assert job.status == JobStatus.UNKNOWN  # not COMPLETED
+    root(lsf_cluster, "pkill -u kong -x sleep || true")
+
+
 # -- a connection cut in the middle of a bulk submit -------------------------------------
 
 

@@ -139,6 +139,8 @@ def test_parse_bjobs_json() -> None:
     assert (done.status, done.state, done.exit_code) == (JobStatus.COMPLETED, "DONE", 0)
     assert done.extra["node"] == "hostB"
     assert done.extra["lsf_finish_time"] == "Dec 28 19:56 L"
+    assert done.extra["lsf_job_name"] == "kong-abc-1-1"  # the driver checks it is its own
+    assert infos["22009"].extra["lsf_job_name"] == "my /odd name"
     failed = infos["22006"]
     assert (failed.status, failed.exit_code, failed.reason) == (JobStatus.FAILED, 3, None)
     killed = infos["22007"]

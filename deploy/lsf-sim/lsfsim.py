@@ -584,7 +584,7 @@ def parse_format(spec: str) -> tuple[list[str], str | None]:
 
 def visible(job: dict[str, Any], clean_period: float) -> bool:
     """Still in mbatchd's memory (unfinished, or finished within CLEAN_PERIOD)."""
-    return job["stat"] not in FINISHED or time.time() - job["finish_time"] < clean_period
+    return job["stat"] not in FINISHED or time.time() - (job.get("finish_time") or 0) < clean_period
 
 
 def cmd_bjobs(argv: list[str]) -> int:

@@ -228,6 +228,14 @@ class LSFDriver(BatchDriver):
             elif kind == "KONG-BHIST":
                 for batch_id, info in parse_bhist(text).items():
                     infos.setdefault(batch_id, info)
+        expected = {
+            j.batch_job_id: self.token(j, int((j.data or {}).get("attempt") or 1)) for j in jobs
+        }
+        for batch_id, info in list(infos.items()):
+            name = info.extra.pop("lsf_job_name", None)
+            if name and batch_id in expected and name != expected[batch_id]:
+                # LSF hands ids out again after MAX_JOBID: this one is another job
+                del infos[batch_id]
         return infos
 
     def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
@@ -315,6 +323,8 @@ def _extra(record: dict[str, str]) -> dict[str, Any]:
         value = record.get(key, "").strip()
         if value:
             extra[f"lsf_{name}"] = value
+    if record.get("JOB_NAME"):
+        extra["lsf_job_name"] = record["JOB_NAME"]
     return extra
 
 
@@ -373,6 +383,7 @@ def parse_bjobs_plain(text: str, delimiter: str = DELIMITER) -> dict[str, Schedu
 
 
 _BHIST_JOB = re.compile(r"^Job <(\d+)>", re.MULTILINE)
+_BHIST_NAME = re.compile(r"^Job <\d+>, Job Name <(.*?)>, User <")
 _EVENT = re.compile(r"^\w{3} +\w{3} +\d+ +[\d:]+(?: +\d{4})?: +(.*)$")
 
 
@@ -424,7 +435,11 @@ def parse_bhist(text: str) -> dict[str, SchedulerInfo]:
             elif what.startswith("Submitted") and stat is None:
                 stat = "PEND"
         if stat in ("DONE", "EXIT"):
-            infos[batch_id] = state_info(stat, code, reason, {"lsf_source": "bhist"})
+            extra: dict[str, Any] = {"lsf_source": "bhist"}
+            named = _BHIST_NAME.match(lines[0])
+            if named:
+                extra["lsf_job_name"] = named.group(1)
+            infos[batch_id] = state_info(stat, code, reason, extra)
         # A job bhist shows unfinished but bjobs did not list is not trusted as live:
         # leave it out, so that it is UNKNOWN (or settled by its exit_code file).
     return infos
