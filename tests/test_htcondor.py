@@ -132,6 +132,10 @@ def test_held_job_is_failed_with_its_reason_and_leaves_the_queue(
         extra=["transfer_input_files = missing-input.dat"],
     )
     too_long = state.create_job(command="sleep 300", walltime="1")  # minutes
+    kept = state.create_job(
+        command="echo never", should_transfer_files="YES", remove_held=False,
+        extra=["transfer_input_files = missing-input.dat"],
+    )
     fine = state.create_job(command="echo fine")
     state.submit_job("/held", recursive=True)
     state.wait("/held", recursive=True, notify=False, timeout=TIMEOUT)
@@ -141,8 +145,14 @@ def test_held_job_is_failed_with_its_reason_and_leaves_the_queue(
     assert too_long.status == JobStatus.FAILED
     assert "walltime of 60 s exceeded" in too_long.data["reason"]
     assert fine.status == JobStatus.COMPLETED
-    # held jobs are removed, so that they cannot run behind kong's back later
+    # held jobs are removed, so that they cannot run behind kong's back later...
     wait_until_gone(htcondor_cluster, [missing, too_long])
+    # ...unless their options say otherwise
+    assert kept.status == JobStatus.FAILED
+    assert kept.data["scheduler_state"] == "Held"
+    assert "missing-input.dat" in kept.data["reason"]
+    assert in_queue(htcondor_cluster, [kept]) == [kept.batch_job_id]
+    ssh_out(htcondor_cluster, shlex.join(["condor_rm", str(kept.batch_job_id)]))
 
 
 def test_kill(state: State, htcondor_cluster: Cluster) -> None:

@@ -3,11 +3,16 @@ HTCondor 23.9 (``condor_submit -terse``, ``condor_q -json``, ``condor_history -j
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from kong.config import Config
+from kong.drivers.batch import SubmitEntry
 from kong.drivers.htcondor import (
     ATTRIBUTES,
     JOB_STATUS,
+    HTCondorDriver,
     classad_string,
     ids_constraints,
     merge_ads,
@@ -18,8 +23,10 @@ from kong.drivers.htcondor import (
     scheduler_info,
     tokens_constraints,
 )
+from kong.drivers.script import JobPaths
 from kong.errors import DriverError
-from kong.model.job import JobStatus
+from kong.model.job import Job, JobStatus
+from kong.remote.local import LocalTransport
 
 # condor_q -json prints nothing when no job matches; condor_history prints "[\n]".
 QUERY_OUTPUT = """\
@@ -246,3 +253,81 @@ def test_attributes_cover_the_status_fields() -> None:
     for name in ("ClusterId", "ProcId", "JobStatus", "HoldReason", "ExitCode",
                  "ExitBySignal", "ExitSignal", "KongToken", "LastHoldReason"):
         assert name in ATTRIBUTES
+
+
+# -- the submit description ---------------------------------------------------------------
+
+
+def condor_driver(**options: Any) -> HTCondorDriver:
+    config = Config(data={"profiles": {"c": {"driver": "htcondor", **options}}})
+    return HTCondorDriver(config, config.profile("c"), transport=LocalTransport())
+
+
+def entry(driver: HTCondorDriver, cores: int = 1, memory: int | None = None,
+          **job_options: Any) -> SubmitEntry:
+    job = Job(job_id=7, command="true", cores=cores, memory=memory, data={})
+    paths = JobPaths.under("/home/u/.kong/abc", 7)
+    return SubmitEntry(job, paths, {**driver.profile.options, **job_options}, "kong-abc-7-1")
+
+
+def test_description_defaults() -> None:
+    driver = condor_driver()
+    assert driver.description(entry(driver)) == [
+        "universe = vanilla",
+        "executable = $(kong_dir)/job.sh",
+        "output = $(kong_dir)/log/stdout.txt",
+        "error = $(kong_dir)/log/stderr.txt",
+        "initialdir = $(kong_dir)",
+        "getenv = false",
+        "notification = never",
+        "batch_name = kong",
+        "job_max_vacate_time = 5",
+        "should_transfer_files = NO",
+        "request_cpus = 1",
+        '+KongToken = "$(kong_token)"',
+    ]
+
+
+def test_description_options_and_job_overrides() -> None:
+    driver = condor_driver(universe="vanilla", request_memory="2 GB", accounting_group="grp",
+                           requirements='OpSys == "LINUX"', extra=["+Project = \"x\""])
+    lines = driver.description(entry(
+        driver, cores=4, memory=512, request_disk="1 GB", should_transfer_files="yes",
+        walltime="1:30:00",
+    ))
+    assert "request_cpus = 4" in lines
+    assert "request_memory = 2 GB" in lines  # the option wins over the job's memory
+    assert "request_disk = 1 GB" in lines
+    assert "accounting_group = grp" in lines
+    assert 'requirements = OpSys == "LINUX"' in lines
+    assert "should_transfer_files = YES" in lines
+    assert "when_to_transfer_output = ON_EXIT" in lines
+    assert ("periodic_hold = JobStatus == 2 && "
+            "time() - JobCurrentStartExecutingDate > 5400") in lines
+    # extra lines come after kong's (so they may override them), the token last
+    assert lines[-2:] == ['+Project = "x"', '+KongToken = "$(kong_token)"']
+    plain = condor_driver()
+    assert "request_memory = 512" in plain.description(entry(plain, memory=512))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"requirements": "a\nqueue"}, "one line"),
+        ({"extra": ["queue 10"]}, "queue statement"),
+        ({"extra": ["a = 1\nb = 2"]}, "one line"),
+        ({"should_transfer_files": "maybe"}, "expected one of"),
+        ({"request_cpus": 0}, "positive"),
+        ({"universe": 5}, "expected str"),
+        ({"nodes": 2}, "unknown option"),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
+    driver = condor_driver()
+    with pytest.raises(DriverError, match=message):
+        driver.check_options(options)
+
+
+def test_bad_profile_options_are_refused_when_the_driver_starts() -> None:
+    with pytest.raises(DriverError, match="should_transfer_files"):
+        condor_driver(should_transfer_files="sometimes")

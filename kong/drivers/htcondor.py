@@ -14,8 +14,8 @@ Submit   all jobs that share a submit description (same options, cores, memory)
 Status   one remote command: ``condor_q -json`` and ``condor_history -json``
          constrained to the jobs' ids. A record in the history is final and wins
          over the queue's.
-Held     a held job is reported FAILED with its HoldReason and, unless the
-         profile says ``remove_held: false``, removed with ``condor_rm`` in the
+Held     a held job is reported FAILED with its HoldReason and, unless its
+         options say ``remove_held: false``, removed with ``condor_rm`` in the
          same command: kong never asks about a FAILED job again, so a held job
          left in the queue would wait there forever, or run behind kong's back
          after a ``condor_release`` while a resubmitted copy runs too.
@@ -40,7 +40,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.batch import (
     BATCH_OPTIONS,
@@ -52,6 +52,10 @@ from kong.drivers.batch import (
 )
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+
+if TYPE_CHECKING:
+    from kong.config import Config, Profile
+    from kong.remote import Transport
 
 HTCONDOR_OPTIONS: dict[str, type | tuple[type, ...]] = {
     **BATCH_OPTIONS,
@@ -124,25 +128,25 @@ for kong_f in "$kong_tmp"/*.sub; do
 done
 """
 
-# stdin: lines "<limit>\t<since or ->\t<constraint>" (a tab is IFS white space: an
-# empty field would vanish). For each: the queue, the history
-# (stopping at -limit records, or where <since> becomes true, so a long history
-# is not read to its start), then held jobs removed if "$3" is 1. "$1": a submit
-# lock to wait for (find_tokens) or ""; "$2": the attributes.
+# stdin: lines "<limit>\t<since or ->\t<remove held: 1 or 0>\t<constraint>" (a tab
+# is IFS white space: an empty field would vanish). For each: the queue, the
+# history (stopping at -limit records, or where <since> becomes true, so a long
+# history is not read to its start), then the held jobs removed if asked. "$1": a
+# submit lock to wait for (find_tokens) or ""; "$2": the attributes.
 _QUERY = WAIT_FOR_SUBMITS + r"""
-while IFS='	' read -r kong_limit kong_since kong_c; do
+while IFS='	' read -r kong_limit kong_since kong_rm kong_c; do
     echo KONG-QUEUE
-    condor_q -json -attributes "$2" -constraint "$kong_c" || exit 3
+    condor_q -json -attributes "$2" -constraint "$kong_c" </dev/null || exit 3
     echo KONG-HISTORY
     if [ "$kong_since" != - ]; then
         condor_history -json -attributes "$2" -constraint "$kong_c" -limit "$kong_limit" \
-            -since "$kong_since" || exit 4
+            -since "$kong_since" </dev/null || exit 4
     else
         condor_history -json -attributes "$2" -constraint "$kong_c" -limit "$kong_limit" \
-            || exit 4
+            </dev/null || exit 4
     fi
-    if [ "$3" = 1 ]; then
-        condor_rm -constraint "($kong_c) && JobStatus == 5" >/dev/null 2>&1
+    if [ "$kong_rm" = 1 ]; then
+        condor_rm -constraint "($kong_c) && JobStatus == 5" </dev/null >/dev/null 2>&1
     fi
 done
 echo KONG-END
@@ -347,6 +351,12 @@ class HTCondorDriver(BatchDriver):
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = HTCONDOR_OPTIONS
     submit_tool: ClassVar[str] = "condor_submit"
 
+    def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
+        super().__init__(config, profile, transport)
+        # The config checked the types; the values (one line each, a known transfer
+        # mode) are checked here, before any job is made with them.
+        self.check_options(dict(profile.options))
+
     # -- submit -------------------------------------------------------------------------
 
     def header_lines(self, job: Job, options: dict[str, Any], token: str) -> list[str]:
@@ -448,13 +458,21 @@ class HTCondorDriver(BatchDriver):
     # -- status -------------------------------------------------------------------------
 
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
-        ids = [j.batch_job_id for j in jobs if j.batch_job_id]
-        if not ids:
-            return {}
         since = _since(jobs)
-        remove_held = bool(self.option(self.profile.options, "remove_held", True))
-        queue, history = self._ads(ids_constraints(ids), since, remove_held=remove_held)
-        wanted = set(ids)
+        by_removal: dict[bool, list[str]] = {True: [], False: []}
+        for job in jobs:
+            if job.batch_job_id:
+                remove = bool(self.option(self.job_options(job), "remove_held", True))
+                by_removal[remove].append(job.batch_job_id)
+        lines = [
+            (constraint, n, since, remove)
+            for remove, ids in by_removal.items() if ids
+            for constraint, n in ids_constraints(ids)
+        ]
+        if not lines:
+            return {}
+        queue, history = self._ads(lines)
+        wanted = {j.batch_job_id for j in jobs}
         return {
             key: scheduler_info(ad)
             for key, ad in merge_ads(queue, history).items()
@@ -464,8 +482,8 @@ class HTCondorDriver(BatchDriver):
     def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
         if not tokens:
             return {}
-        queue, history = self._ads(tokens_constraints(tokens), None, remove_held=False,
-                                   lock=self.submit_lock)
+        lines = [(c, n, None, False) for c, n in tokens_constraints(tokens)]
+        queue, history = self._ads(lines, lock=self.submit_lock)
         wanted = set(tokens)
         found: dict[str, str] = {}
         for ad in [*queue, *history]:
@@ -475,17 +493,15 @@ class HTCondorDriver(BatchDriver):
         return found
 
     def _ads(
-        self,
-        constraints: Sequence[tuple[str, int]],
-        since: str | None,
-        *,
-        remove_held: bool,
-        lock: str = "",
+        self, lines: Sequence[tuple[str, int, str | None, bool]], lock: str = ""
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        stdin = "".join(f"{n}\t{since or '-'}\t{c}\n" for c, n in constraints)
+        """Queue and history ads for (constraint, limit, since, remove held) lines,
+        in one command."""
+        stdin = "".join(
+            f"{n}\t{since or '-'}\t{1 if remove else 0}\t{c}\n" for c, n, since, remove in lines
+        )
         result = self.transport.run(
-            ["sh", "-c", _QUERY, "sh", lock, ",".join(ATTRIBUTES), "1" if remove_held else "0"],
-            stdin=stdin.encode(),
+            ["sh", "-c", _QUERY, "sh", lock, ",".join(ATTRIBUTES)], stdin=stdin.encode()
         )
         if not result.ok:
             err = result.stderr.decode(errors="replace").strip().splitlines()
