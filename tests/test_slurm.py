@@ -291,7 +291,9 @@ def test_connection_cut_during_submit_no_double_submission(
             kong.submit_job("/cut")
     finally:
         cutter.join()
-    assert killed and killed[0] > 0
+    # (its count can be 0 though connections were cut: a monitor process may exit on
+    # its own between the killing of its child and its own kill)
+    assert killed, "the connections were not cut"
     adopted = [j for j in jobs if j.status == JobStatus.SUBMITTED]
     print(f"connection cut after {len(adopted)} of 200 submissions were adopted")
     assert 0 < len(adopted) < 200, "the cut did not fall in the middle of the submit loop"
