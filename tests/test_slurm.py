@@ -23,7 +23,7 @@ from kong import db
 from kong.config import Config
 from kong.drivers import slurm
 from kong.drivers.slurm import SlurmDriver
-from kong.errors import ConnectionLost, TransportError
+from kong.errors import ConnectionLost, DriverError, TransportError
 from kong.model.job import Job, JobStatus
 from kong.state import State
 from tests.clusters import Cluster, needs_container
@@ -202,6 +202,20 @@ def test_round_trips_and_kill_2_vs_200(kong: State, slurm_cluster: Cluster) -> N
 def _any_running(state: State, jobs: Sequence[Job]) -> bool:
     state.refresh_jobs(jobs)
     return any(j.status == JobStatus.RUNNING for j in jobs)
+
+
+# -- sbatch refusing a job ----------------------------------------------------------------
+
+
+def test_sbatch_refusal_is_one_clear_error_and_the_rest_runs(kong: State) -> None:
+    good = [kong.create_job(command="true") for _ in range(2)]
+    bad = kong.create_job(command="true", partition="no_such_partition")
+    with pytest.raises(DriverError, match=r"1 of 3 job\(s\) could not be submitted: .*partition"):
+        kong.submit_job([j.job_id for j in (*good, bad)])
+    assert bad.status == JobStatus.CREATED and not (bad.data or {}).get("submitting")
+    assert all(j.status == JobStatus.SUBMITTED for j in good)
+    kong.wait([j.job_id for j in good], notify=False, timeout=60)
+    assert statuses(good) == {JobStatus.COMPLETED: 2}
 
 
 # -- walltime ----------------------------------------------------------------------------
