@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 
 from deploy.cluster import Cluster
+from kong import db
 from kong.config import Config
 from kong.drivers.base import DriverBase
 from kong.drivers.htcondor import HTCondorDriver
+from kong.errors import ConnectionLost
 from kong.model.job import Job, JobStatus
 from kong.state import State
+from tests.clusters import needs_container
 from tests.fixtures_state import make_state
 
 pytestmark = pytest.mark.cluster
@@ -267,6 +270,52 @@ def test_a_dropped_connection_during_submit_submits_nothing_twice(
     out = ssh_out(htcondor_cluster, "condor_history -af KongToken -limit 500")
     for token in tokens:
         assert out.split().count(token) == 1
+
+
+def test_connection_dropped_while_condor_submit_runs(
+    state: State, htcondor_cluster: Cluster
+) -> None:
+    """A real drop: the schedd is paused so that condor_submit hangs, the SSH
+    connections are killed, the schedd goes on. The orphaned submit command still
+    submits; kong's reconcile waits for it (the submit lock) and adopts its jobs."""
+    needs_container(htcondor_cluster)
+    state.mkdir("/dropped")
+    state.cd("/dropped")
+    jobs = [state.create_job(command=f"exit {i % 2}") for i in range(20)]
+    driver_of(state).base_dir  # noqa: B018 - connect before the schedd is paused
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            state.submit_job("/dropped", recursive=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    code, out = htcondor_cluster.exec("pkill -STOP -x condor_schedd")
+    assert code == 0, out
+    thread = threading.Thread(target=submit)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 30
+        while htcondor_cluster.exec("pgrep -x condor_submit")[0] != 0:
+            assert time.monotonic() < deadline, "condor_submit never started"
+            time.sleep(0.1)
+        assert htcondor_cluster.kill_ssh_connections() >= 1
+        time.sleep(1)  # kong notices the drop and reconnects to reconcile
+    finally:
+        htcondor_cluster.exec("pkill -CONT -x condor_schedd")
+    thread.join(timeout=150)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], ConnectionLost), errors
+    # adopted right away, by token: each submitted once, none to submit again
+    assert all(j.status == JobStatus.SUBMITTED and j.data.get("reconciled") for j in jobs)
+    assert len({j.batch_job_id for j in jobs}) == 20
+    state.submit_job("/dropped", recursive=True)
+    state.wait("/dropped", recursive=True, notify=False, timeout=TIMEOUT)
+    assert [j.data["exit_code"] for j in jobs] == [i % 2 for i in range(20)]
+    tokens = ssh_out(htcondor_cluster, "condor_history -af KongToken -limit 1000").split()
+    for job in jobs:
+        assert tokens.count(f"kong-{db.install_id()}-{job.job_id}-1") == 1
 
 
 class _submitted_without_record:
