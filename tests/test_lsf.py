@@ -153,13 +153,23 @@ def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> Non
     assert trips <= 2
     token = f"kong-{db.install_id()}-{job.job_id}-1"
     host = (job.data or {})["node"]
-    # LSF appends its job report to the -o file (kong does not ask for mail with -N)
-    first, _, report = _read(job, "stdout").partition("\n")
-    assert first == f"out-7 {job.batch_job_id} {token} normal 1 {host}"
-    assert "Exited with exit code 3." in report
+    assert _read(job, "stdout") == f"out-7 {job.batch_job_id} {token} normal 1 {host}\n"
     assert _read(job, "stderr") == "err-7\n"
+    # LSF's job report goes to its own -o file, beside kong's logs
+    report = root(lsf_cluster, f"cat {driver_of(kong).lsf_log(job)}")
+    assert f"Subject: Job {job.batch_job_id}: <{token}>" in report
+    assert "Exited with exit code 3." in report
     fetched = [p for p in cache.rglob("*") if p.is_file()]
     assert fetched and all(f"/{job.job_id}/" in str(p) for p in fetched)
+
+
+def test_stdout_while_the_job_runs(kong: State, lsf_cluster: Cluster) -> None:
+    job = kong.create_job(command="echo started; sleep 300")
+    kong.submit_job(job)
+    wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
+    wait_until(lambda: _read(job, "stdout") == "started\n", 30, "its first line, live")
+    kong.kill_job(job)
+    assert job.status == JobStatus.FAILED
 
 
 # -- options become #BSUB lines, and LSF honours them ----------------------------------
@@ -177,7 +187,7 @@ def test_options_reach_lsf(kong_home: Path, lsf_cluster: Cluster) -> None:
     state.submit_job(job)
     state.wait(job, notify=False, timeout=60)
     assert job.status == JobStatus.COMPLETED
-    assert _read(job, "stdout").startswith("short 2\n")
+    assert _read(job, "stdout") == "short 2\n"
     (record,) = [j for j in lsf_jobs(lsf_cluster) if str(j["id"]) == job.batch_job_id]
     assert record["queue"] == "short"  # the job's own option wins over the profile's
     assert record["project"] == "proj-a"
@@ -305,7 +315,7 @@ def test_resubmit_failed_only_then_rm(kong: State, lsf_cluster: Cluster) -> None
             assert job.batch_job_id != first_ids[i]
             assert data["history"] == [{"batch_job_id": first_ids[i], "status": "FAILED"}]
             assert data["attempt"] == 2
-            assert _read(job, "stdout").startswith("second\n")
+            assert _read(job, "stdout") == "second\n"
     per_job = submissions_per_job(lsf_cluster)
     assert [per_job[j.job_id] for j in jobs] == [1, 2] * 3
 

@@ -303,8 +303,7 @@ def test_header(lsf_state: State) -> None:
     paths = driver.job_paths(job)
     assert lines == [
         "#BSUB -J kong-x-1-1",
-        f"#BSUB -o {paths.stdout}",
-        f"#BSUB -e {paths.stderr}",
+        f"#BSUB -o {paths.log_dir}/lsf.txt",
         "#BSUB -n 4",
         '#BSUB -R "span[hosts=1]"',
         "#BSUB -q normal",
@@ -314,6 +313,7 @@ def test_header(lsf_state: State) -> None:
         '#BSUB -R "rusage[mem=2000MB]"',
         "#BSUB -app big",
         "#BSUB -x",
+        f"exec >>{paths.stdout} 2>>{paths.stderr}",
     ]
 
 

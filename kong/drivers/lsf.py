@@ -173,8 +173,8 @@ class LSFDriver(BatchDriver):
         paths = self.job_paths(job)
         lines = [
             f"#BSUB -J {token}",
-            f"#BSUB -o {_word(paths.stdout)}",
-            f"#BSUB -e {_word(paths.stderr)}",
+            # LSF's own file, for the job report it appends (mailed instead with -N)
+            f"#BSUB -o {_word(self.lsf_log(job))}",
             f"#BSUB -n {job.cores}",
         ]
         if job.cores > 1:
@@ -197,7 +197,15 @@ class LSFDriver(BatchDriver):
             lines.append(f"#BSUB -R {_word(options['resources'])}")
         for line in options.get("extra") or []:
             lines.append(line if line.lstrip().startswith("#") else f"#BSUB {line}")
+        # The job writes its logs itself, after every #BSUB line: LSF copies a job's
+        # output into the -o file only when it ends (unless the site sets
+        # LSB_STDOUT_DIRECT), and kong's logs are read while jobs run.
+        lines.append(f"exec >>{shlex.quote(paths.stdout)} 2>>{shlex.quote(paths.stderr)}")
         return lines
+
+    def lsf_log(self, job: Job) -> str:
+        """The -o file: LSF's job report, and what runs before the job script's exec."""
+        return f"{self.job_paths(job).log_dir}/lsf.txt"
 
     def submit_argv(self, job: Job, script: str, token: str) -> list[str]:
         # bsub reads #BSUB lines only from a script given on its stdin
