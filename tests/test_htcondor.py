@@ -21,7 +21,7 @@ from kong import db
 from kong.config import Config
 from kong.drivers.base import DriverBase
 from kong.drivers.htcondor import HTCondorDriver
-from kong.errors import ConnectionLost
+from kong.errors import ConnectionLost, DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
 from tests.clusters import needs_container
@@ -156,6 +156,29 @@ def test_held_job_is_failed_with_its_reason_and_leaves_the_queue(
     assert "missing-input.dat" in kept.data["reason"]
     assert in_queue(htcondor_cluster, [kept]) == [kept.batch_job_id]
     ssh_out(htcondor_cluster, shlex.join(["condor_rm", str(kept.batch_job_id)]))
+
+
+def test_a_bad_description_fails_alone(state: State) -> None:
+    """Jobs with other options are another description, submitted in the same
+    command; condor_submit refusing one leaves the others submitted."""
+    driver = driver_of(state)
+    state.mkdir("/groups")
+    state.cd("/groups")
+    good = [state.create_job(command="echo ok") for _ in range(3)]
+    big = state.create_job(command="echo big", cores=2, memory=64)
+    bad = state.create_job(command="echo bad", requirements="((")
+    driver.base_dir  # noqa: B018 - resolve the remote home before counting round trips
+    before = driver.transport.stats.round_trips
+    with pytest.raises(DriverError, match=r"1 of 5 job\(s\) could not be submitted"):
+        state.submit_job("/groups", recursive=True)
+    assert driver.transport.stats.round_trips - before == 2
+    assert bad.status == JobStatus.CREATED and bad.batch_job_id is None
+    assert not bad.data.get("submitting")
+    clusters = {j.batch_job_id.split(".")[0] for j in good if j.batch_job_id}
+    assert len(clusters) == 1 and big.batch_job_id is not None
+    assert big.batch_job_id.split(".")[0] not in clusters
+    state.wait([*good, big], notify=False, timeout=TIMEOUT)
+    assert all(j.status == JobStatus.COMPLETED for j in [*good, big])
 
 
 def test_kill(state: State, htcondor_cluster: Cluster) -> None:
