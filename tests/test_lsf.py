@@ -139,7 +139,7 @@ def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> Non
             assert job.status == JobStatus.COMPLETED and data["scheduler_state"] == "DONE"
         else:
             assert job.status == JobStatus.FAILED and data["scheduler_state"] == "EXIT"
-        assert data["node"] and data["lsf_submit_time"] and data["lsf_finish_time"]
+        assert data["node"] and data["submit_time"] and data["start_time"] and data["end_time"]
     assert statuses(jobs) == {JobStatus.COMPLETED: 25, JobStatus.FAILED: 75}
     per_job = submissions_per_job(lsf_cluster)
     assert sorted(per_job) == sorted(j.job_id for j in jobs)

@@ -10,6 +10,7 @@ upper-cased as keys, empty strings for empty fields, ``/`` escaped as ``\\/``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from kong.drivers import driver_for_profile
 from kong.drivers.lsf import (
     STATES,
     LSFDriver,
+    lsf_time,
     parse_bhist,
     parse_bjobs_json,
     parse_bjobs_plain,
@@ -138,7 +140,10 @@ def test_parse_bjobs_json() -> None:
     done = infos["22005"]
     assert (done.status, done.state, done.exit_code) == (JobStatus.COMPLETED, "DONE", 0)
     assert done.extra["node"] == "hostB"
-    assert done.extra["lsf_finish_time"] == "Dec 28 19:56 L"
+    year = infos["22005"].extra["submit_time"][:4]
+    assert done.extra["end_time"] == f"{year}-12-28T19:56"
+    assert infos["22008"].extra["start_time"] == f"{year}-12-28T19:59"
+    assert infos["22008"].extra["end_time"] is None
     assert done.extra["lsf_job_name"] == "kong-abc-1-1"  # the driver checks it is its own
     assert infos["22009"].extra["lsf_job_name"] == "my /odd name"
     failed = infos["22006"]
@@ -165,6 +170,21 @@ def test_parse_bjobs_json_several_documents_and_noise() -> None:
 def test_parse_bjobs_json_empty() -> None:
     assert parse_bjobs_json('{\n  "COMMAND":"bjobs",\n  "JOBS":0,\n  "RECORDS":[\n  ]\n}') == {}
     assert parse_bjobs_json("") == {}
+
+
+@pytest.mark.parametrize(
+    "text, iso",
+    [
+        ("Dec 28 19:56", "2025-12-28T19:56"),  # the year bjobs leaves out: the last one
+        ("Jan  7 09:59 L", "2026-01-07T09:59"),
+        ("Jan 7 09:59:12 E", "2026-01-07T09:59:12"),
+        ("Oct 22 09:22 2024", "2024-10-22T09:22"),
+        ("", None),
+        ("-", None),
+    ],
+)
+def test_lsf_time(text: str, iso: str | None) -> None:
+    assert lsf_time(text, now=datetime(2026, 1, 10, 12, 0)) == iso
 
 
 # -- bjobs -noheader -o "... delimiter='^'" ------------------------------------------

@@ -16,10 +16,12 @@ script left an exit code (the BatchDriver's fallback).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.batch import (
@@ -320,20 +322,53 @@ def state_info(
     )
 
 
-def _extra(record: dict[str, str]) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
+def _extra(record: dict[str, str], status: JobStatus) -> dict[str, Any]:
+    extra: dict[str, Any] = {"lsf_source": "bjobs"}
     hosts = [h for h in record.get("EXEC_HOST", "").split(":") if h]
     if hosts:
         # "4*hostA" in the plain format, "hostA:hostA:..." per slot with -o
         extra["node"] = hosts[0].split("*")[-1]
-    for key, name in (("SUBMIT_TIME", "submit_time"), ("START_TIME", "start_time"),
-                      ("FINISH_TIME", "finish_time")):
-        value = record.get(key, "").strip()
-        if value:
-            extra[f"lsf_{name}"] = value
+    extra["submit_time"] = lsf_time(record.get("SUBMIT_TIME", ""))
+    extra["start_time"] = lsf_time(record.get("START_TIME", ""))
+    # a live job's FINISH_TIME is an estimate (suffix E)
+    extra["end_time"] = lsf_time(record.get("FINISH_TIME", "")) if status.finished else None
     if record.get("JOB_NAME"):
         extra["lsf_job_name"] = record["JOB_NAME"]
     return extra
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+    start=1,
+)}
+_LSF_TIME = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<hm>\d{1,2}:\d{2}(?::\d{2})?)"
+    r"(?:\s+(?P<year>\d{4}))?"
+)
+
+
+def lsf_time(text: str, now: datetime | None = None) -> str | None:
+    """bjobs' ``Dec 28 19:56`` (or ``Dec 28 19:56:07``, suffix ``L``/``E``/``X``) as
+    ``2026-12-28T19:56``, in the cluster's local time. bjobs leaves the year out: it is
+    the latest one that does not put the time more than a day ahead of ``now``."""
+    match = _LSF_TIME.search(text or "")
+    if match is None or match.group("mon") not in _MONTHS:
+        return None
+    month, day = _MONTHS[match.group("mon")], int(match.group("day"))
+    hm = match.group("hm")
+    if match.group("year"):
+        year = int(match.group("year"))
+    else:
+        now = now or datetime.now()
+        year = now.year
+        with contextlib.suppress(ValueError):
+            if datetime(year, month, day) > now + timedelta(days=1):
+                year -= 1
+    try:
+        datetime(year, month, day)
+    except ValueError:
+        return None
+    return f"{year:04d}-{month:02d}-{day:02d}T{int(hm.split(':')[0]):02d}:{hm.split(':', 1)[1]}"
 
 
 def _json_records(text: str) -> Iterator[dict[str, str]]:
@@ -368,10 +403,10 @@ def parse_bjobs_json(text: str) -> dict[str, SchedulerInfo]:
         batch_id = record.get("JOBID", "").strip()
         if not batch_id or record.get("ERROR") or "STAT" not in record:
             continue
-        infos[batch_id] = state_info(
-            record["STAT"], record.get("EXIT_CODE", ""), record.get("EXIT_REASON", ""),
-            _extra(record),
-        )
+        info = state_info(record["STAT"], record.get("EXIT_CODE", ""),
+                          record.get("EXIT_REASON", ""))
+        info.extra = _extra(record, info.status)
+        infos[batch_id] = info
     return infos
 
 
@@ -384,9 +419,9 @@ def parse_bjobs_plain(text: str, delimiter: str = DELIMITER) -> dict[str, Schedu
         if len(parts) != len(names) or not parts[0].strip().isdigit():
             continue  # "Job <123> is not found" and the like
         record = {k: ("" if v.strip() == "-" else v) for k, v in zip(names, parts, strict=True)}
-        infos[record["JOBID"].strip()] = state_info(
-            record["STAT"], record["EXIT_CODE"], record["EXIT_REASON"], _extra(record)
-        )
+        info = state_info(record["STAT"], record["EXIT_CODE"], record["EXIT_REASON"])
+        info.extra = _extra(record, info.status)
+        infos[record["JOBID"].strip()] = info
     return infos
 
 
