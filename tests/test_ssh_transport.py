@@ -510,3 +510,21 @@ def test_silently_dead_idle_connection_replaced(sshd_server: Cluster, pool: SSHP
         assert t.stats.connections_opened == 2
     finally:
         sshd_server.kill_ssh_connections()
+
+
+def test_stream_survives_a_dropped_connection(sshd_server: Cluster, pool: SSHPool) -> None:
+    # Reading is idempotent: a stream cut off resumes from the last byte it yielded.
+    needs_container(sshd_server)
+    t = transport_for(sshd_server, pool)
+    log = remote_tmpdir(t) + "/s.log"
+    t.upload({log: b"a\n"})
+    stream = t.stream(log, poll_interval=0.05)
+    assert next(stream) == b"a\n"
+    sshd_server.kill_ssh_connections()
+    as_user(sshd_server, f"echo b >> {log}")
+    got = b""
+    while not got.endswith(b"b\n"):
+        got += next(stream)
+    stream.close()
+    assert got == b"b\n"
+    assert t.stats.connections_opened == 2

@@ -56,8 +56,9 @@ def terminal_prompt(
         interactive = False
     if not interactive:
         raise PromptUnavailable(
-            f"{label} asks for a password or one-time code and this process has no terminal: "
-            f"connect once from a terminal"
+            f"{label} asks for a password or one-time code and this process has no terminal "
+            f"to ask on: run it from a terminal (a password can also be stored with "
+            f"`keyring set kong USER@HOST`)"
         )
     # Two connections opening at once must not interleave their questions.
     with _terminal_lock:

@@ -154,7 +154,12 @@ class SSHTransport(Transport):
         while True:
             argv = ["tail", "-c", f"+{offset + 1}", "-F", "--", remote]
             line = command_line(argv)
-            entry, proc = self._pool.call(host.open_process(line, None))
+            try:
+                entry, proc = self._pool.call(host.open_process(line, None))
+            except ConnectionLost:
+                # Starting tail twice is harmless: try again on a fresh connection.
+                time.sleep(poll_interval)
+                continue
             self.stats.add(round_trips=1, sent=len(line))
             try:
                 while True:
