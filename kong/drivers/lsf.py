@@ -271,7 +271,6 @@ class LSFDriver(BatchDriver):
                     found[name] = batch_id
         return found
 
-
     def _run(self, script: str, stdin: str, *args: str) -> str:
         """Run one of the scripts above; its answer counts only when it ran to the end."""
         result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
