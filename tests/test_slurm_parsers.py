@@ -251,6 +251,8 @@ def test_header(driver: SlurmDriver) -> None:
     job2 = driver.create_job(Folder.get_root(), "true", cores=4)
     header2 = driver.header_lines(job2, {**driver.job_options(job2), "memory": "4G"}, "t")
     assert "#SBATCH --cpus-per-task=4" in header2
+    job3 = driver.create_job(Folder.get_root(), "true", walltime=30)  # minutes
+    assert "#SBATCH --time=30" in driver.header_lines(job3, driver.job_options(job3), "t")
     assert "#SBATCH --mem=4G" in header2
 
 
