@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import keyring
+import keyring.backend
 import pytest
 
 from kong.errors import ConnectionLost, HostKeyError, TransportError
-from kong.remote.pool import PromptUnavailable, SSHPool
+from kong.remote.pool import PromptUnavailable, SSHPool, store_keyring_secret
 from kong.remote.ssh import MAX_COMMAND_BYTES, SSHTransport, command_line, ssh_transport
 from tests.clusters import Cluster, ClusterFactory, needs_container
 
@@ -528,3 +530,104 @@ def test_stream_survives_a_dropped_connection(sshd_server: Cluster, pool: SSHPoo
     stream.close()
     assert got == b"b\n"
     assert t.stats.connections_opened == 2
+
+
+# -- secrets from keyring --------------------------------------------------------------
+
+
+class InMemoryKeyringForTests(keyring.backend.KeyringBackend):
+    """A stand-in keyring backend: this machine has no desktop keyring to store into.
+    kong's code path (keyring.get_password("kong", "user@host")) is the real one."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username), None)
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[InMemoryKeyringForTests]:
+    previous = keyring.get_keyring()
+    backend = InMemoryKeyringForTests()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def test_password_prompt_answered_from_keyring(
+    otp_server: OtpServer, pool: SSHPool, memory_keyring: InMemoryKeyringForTests
+) -> None:
+    # The PAM module asks "Password: "; the answer stored in keyring is used, nobody is asked.
+    c = otp_server.cluster
+    store_keyring_secret(c.user, c.host, OTP)
+
+    def prompt(label: str, instructions: str, prompts: Sequence[tuple[str, bool]]) -> list[str]:
+        raise AssertionError("asked although keyring holds the answer")
+
+    t = otp_transport(otp_server, pool, prompt=prompt)
+    assert t.run(["echo", "ok"]).stdout == b"ok\n"
+
+
+def test_key_passphrase_from_keyring(
+    sshd_server: Cluster, pool: SSHPool, memory_keyring: InMemoryKeyringForTests,
+    tmp_path: Path,
+) -> None:
+    needs_container(sshd_server)
+    key = tmp_path / "id_locked"
+    subprocess.run(
+        # PKCS#8, which the cryptography package decrypts; OpenSSH's own format
+        # needs bcrypt as well (see test_openssh_encrypted_key_without_bcrypt).
+        ["ssh-keygen", "-q", "-t", "ecdsa", "-m", "PKCS8", "-N", "s3cret phrase", "-f", str(key)],
+        check=True,
+    )
+    pub = key.with_suffix(".pub").read_text().strip()
+    code, out = sshd_server.exec(
+        f"echo {shlex.quote(pub)} >> /etc/ssh/authorized_keys/{sshd_server.user}"
+    )
+    assert code == 0, out
+
+    def locked(p: SSHPool) -> SSHTransport:
+        return ssh_transport(
+            sshd_server.host, port=sshd_server.port, user=sshd_server.user,
+            identity_file=str(key), known_hosts=str(sshd_server.known_hosts),
+            config=[os.devnull], pool=p,
+        )
+
+    with pytest.raises(TransportError, match="passphrase"):
+        locked(pool).run(["true"])
+    store_keyring_secret(sshd_server.user, sshd_server.host, "s3cret phrase")
+    fresh = SSHPool()
+    try:
+        assert locked(fresh).run(["echo", "unlocked"]).stdout == b"unlocked\n"
+    finally:
+        fresh.shutdown()
+
+
+def test_openssh_encrypted_key_is_one_clear_line(
+    sshd_server: Cluster, pool: SSHPool, memory_keyring: InMemoryKeyringForTests,
+    tmp_path: Path,
+) -> None:
+    key = tmp_path / "id_openssh_locked"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "phrase", "-f", str(key)], check=True
+    )
+    store_keyring_secret(sshd_server.user, sshd_server.host, "wrong phrase")
+    t = ssh_transport(
+        sshd_server.host, port=sshd_server.port, user=sshd_server.user,
+        identity_file=str(key), known_hosts=str(sshd_server.known_hosts),
+        config=[os.devnull], pool=pool,
+    )
+    with pytest.raises(TransportError) as info:
+        t.run(["true"])
+    assert "\n" not in str(info.value)
+    assert "bcrypt" in str(info.value) or "passphrase" in str(info.value)

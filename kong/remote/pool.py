@@ -402,7 +402,12 @@ class HostPool:
                 f"{label} refused the login: load your key into ssh-agent, set IdentityFile in "
                 f"~/.ssh/config, or store a password with `keyring set kong USER@HOST`"
             )
-        if isinstance(exc, asyncssh.KeyImportError):
+        if isinstance(exc, asyncssh.KeyEncryptionError) and "bcrypt" in str(exc):
+            return TransportError(
+                f"cannot decrypt the SSH key for {label}: OpenSSH-format encrypted keys need "
+                f"the `bcrypt` package (pip install bcrypt), or add the key to ssh-agent"
+            )
+        if isinstance(exc, asyncssh.KeyImportError | asyncssh.KeyEncryptionError):
             return TransportError(
                 f"cannot load the SSH key for {label} ({exc}): add it to ssh-agent or store its "
                 f"passphrase with `keyring set kong USER@HOST`"
