@@ -631,3 +631,35 @@ def test_openssh_encrypted_key_is_one_clear_line(
         t.run(["true"])
     assert "\n" not in str(info.value)
     assert "bcrypt" in str(info.value) or "passphrase" in str(info.value)
+
+
+def test_key_from_ssh_agent(
+    sshd_server: Cluster, pool: SSHPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    needs_container(sshd_server)
+    key = tmp_path / "id_agent"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    pub = key.with_suffix(".pub").read_text().strip()
+    code, out = sshd_server.exec(
+        f"echo {shlex.quote(pub)} >> /etc/ssh/authorized_keys/{sshd_server.user}"
+    )
+    assert code == 0, out
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, capture_output=True)
+        # Only the agent holds the key now.
+        key.unlink()
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        t = ssh_transport(
+            sshd_server.host, port=sshd_server.port, user=sshd_server.user,
+            known_hosts=str(sshd_server.known_hosts), config=[os.devnull], pool=pool,
+        )
+        assert t.run(["echo", "agent"]).stdout == b"agent\n"
+    finally:
+        agent.terminate()
+        agent.wait(5)

@@ -335,6 +335,9 @@ class HostPool:
         kwargs = target.connect_kwargs()
         if secret is not None:
             kwargs["passphrase"] = secret
+        else:
+            # As ssh does: an encrypted IdentityFile may still sign through the agent.
+            kwargs["ignore_encrypted"] = True
         client = _Client(self, entry, secret)
         try:
             if target.jump_host:
@@ -400,7 +403,8 @@ class HostPool:
         if refused:
             return TransportError(
                 f"{label} refused the login: load your key into ssh-agent, set IdentityFile in "
-                f"~/.ssh/config, or store a password with `keyring set kong USER@HOST`"
+                f"~/.ssh/config, or store the key passphrase or password with "
+                f"`keyring set kong USER@HOST`"
             )
         if isinstance(exc, asyncssh.KeyEncryptionError) and "bcrypt" in str(exc):
             return TransportError(
