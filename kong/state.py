@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, undefer
 
 from kong import db
 from kong.config import Config
@@ -94,10 +94,14 @@ class State:
         for name, group in groups.items():
             for job in group:
                 job.ensure_driver_instance(drivers[name])
-        db.end_read()  # never hold a read snapshot while clusters are talked to
         if len(groups) == 1:
+            db.end_read()  # never hold a read snapshot while clusters are talked to
             ((name, group),) = groups.items()
             return {name: action(drivers[name], group)}
+        # The driver threads share this process's one session: a lazy load of the
+        # deferred ``data`` column from two threads at once breaks it, so load it here.
+        _load_data([j for g in groups.values() for j in g])
+        db.end_read()
         with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
             futures = {name: pool.submit(action, drivers[name], g) for name, g in groups.items()}
             return {name: f.result() for name, f in futures.items()}
@@ -551,6 +555,15 @@ class State:
             raise
         if notifier is not None:
             notifier.finished(jobs, time.monotonic() - start)
+
+
+def _load_data(jobs: Sequence[Job]) -> None:
+    """Load the deferred ``data`` of many jobs in a few queries."""
+    s = db.session()
+    ids = [j.job_id for j in jobs]
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        s.execute(select(Job).where(Job.job_id.in_(chunk)).options(undefer(Job.data))).all()
 
 
 __all__ = ["YES", "Confirmation", "JobSpec", "KongError", "State"]

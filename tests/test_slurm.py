@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import SQLAlchemyError
 
 from kong import db
 from kong.config import Config
@@ -326,12 +325,6 @@ def test_connection_cut_during_submit_no_double_submission(
 # -- two clusters ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    raises=SQLAlchemyError, strict=False,
-    reason="known bug outside the driver: State._each_profile runs the drivers of several "
-    "profiles in threads that lazy-load the deferred Job.data on the one shared Session "
-    "(every query refreshes loaded jobs, unloading it); it must be loaded before fanning out",
-)
 def test_two_clusters_one_tree_refreshed_concurrently(
     kong2: State, slurm_cluster: Cluster, slurm_cluster_b: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
