@@ -270,6 +270,7 @@ class HostPool:
         probe_after: float = 60.0,
         probe_timeout: float = 10.0,
         stats: TransportStats | None = None,
+        connect_interval: float = 0.0,
     ) -> None:
         self.target = target
         self.max_sessions = max_sessions
@@ -279,6 +280,9 @@ class HostPool:
         self.channel_wait = channel_wait
         self.probe_after = probe_after
         self.probe_timeout = probe_timeout
+        #: least seconds between two logins to this host (sites ban bursts of logins)
+        self.connect_interval = connect_interval
+        self._last_open = float("-inf")
         self.stats = stats if stats is not None else TransportStats()
         self.home: str | None = None
         self._conns: list[_Conn] = []
@@ -453,6 +457,12 @@ class HostPool:
                     # for a one-time code, and servers throttle bursts of logins.
                     opening = any(c.conn is None for c in live)
                     if not opening and len(live) < self._cap():
+                        pause = self._last_open + self.connect_interval - time.monotonic()
+                        if pause > 0:
+                            # A channel freed meanwhile is taken instead of a new login.
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(cond.wait(), pause)
+                            continue
                         if self._failure is not None and not live:
                             failed_at, error = self._failure
                             # Callers queued behind a failed login share its error
@@ -461,6 +471,7 @@ class HostPool:
                                 raise error
                         entry = _Conn(ready=asyncio.get_running_loop().create_future())
                         self._conns.append(entry)
+                        self._last_open = time.monotonic()
                         # A task, not inline: a cancelled caller must not abort a
                         # connection other callers are waiting on.
                         asyncio.get_running_loop().create_task(self._open_entry(entry))

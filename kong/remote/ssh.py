@@ -56,7 +56,7 @@ class SSHTransport(Transport):
 
     def __init__(self, target: SSHTarget, *, pool: SSHPool, **host_options: Any) -> None:
         """``host_options`` go to ``HostPool``: max_sessions, max_connections,
-        idle_timeout, prompt, channel_wait, probe_after, probe_timeout."""
+        idle_timeout, prompt, channel_wait, probe_after, probe_timeout, connect_interval."""
         self.target = target
         self.label = target.label
         self.stats = TransportStats()
@@ -218,6 +218,7 @@ _HOST_OPTIONS = {
     "channel_wait": float,
     "probe_after": float,
     "probe_timeout": float,
+    "connect_interval": float,
 }
 _OPTIONS = {*_HOST_OPTIONS, "config", "connect_timeout", "pool"}
 
@@ -251,6 +252,7 @@ def ssh_transport(
     ``~/.ssh/config``), ``connect_timeout`` seconds (30), ``channel_wait`` seconds
     a refused channel open is retried (120), ``probe_after`` seconds of idleness
     after which a connection is probed before use (60), ``probe_timeout`` (10),
+    ``connect_interval`` least seconds between two logins to the host (0),
     ``pool`` (an ``SSHPool`` instead of the process-wide one).
     """
     unknown = set(options) - _OPTIONS
