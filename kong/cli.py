@@ -788,3 +788,9 @@ def run(args: Sequence[str] | None, obj: Context | None = None) -> int:
 
 def main() -> None:
     sys.exit(run(None))
+
+
+from kong.agent_cli import COMMANDS as _AGENT_COMMANDS  # noqa: E402 - agent, connect, disconnect
+
+for _command in _AGENT_COMMANDS:
+    cli.add_command(_command)

@@ -43,6 +43,7 @@ TOP_LEVEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "profiles": dict,
     "notify": list,
     "agent": bool,
+    "agent_idle_timeout": (int, float),
     "history_size": int,
 }
 
@@ -211,6 +212,8 @@ class Config:
             if not isinstance(target, (str, dict)):
                 raise self._fail(("notify", str(i)), "expected a URL string or a mapping")
         self.agent: bool = bool(self.data.get("agent", True))
+        #: seconds without requests after which the kong agent stops (and closes connections)
+        self.agent_idle_timeout: float = float(self.data.get("agent_idle_timeout") or 1800)
         self.history_size: int = int(self.data.get("history_size") or 10000)
 
     def _profile(self, name: str, body: Any) -> Profile:

@@ -43,7 +43,7 @@ class DriverBase(ABC):
     def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
         self.config = config
         self.profile = profile
-        self.transport = transport or transport_for(profile)
+        self.transport = transport or transport_for(profile, config)
 
     # -- where things live --------------------------------------------------------------
 

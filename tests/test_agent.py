@@ -1,0 +1,457 @@
+"""The kong agent (issue 11): real agent processes, real kong processes, real sshd and
+Slurm containers (tests/clusters.py). Connections are counted on the server side
+(``Cluster.ssh_connection_count``/``accepted_logins``), never by asking kong.
+
+The rest of the suite runs with ``KONG_AGENT=0`` (tests/conftest.py); every test
+here turns the agent on explicitly, each with its own KONG_HOME and so its own
+agent, stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kong.config import Config, Profile
+from kong.errors import ConnectionLost
+from kong.remote import agent, transport_for
+from kong.remote.agent_transport import AgentTransport
+from kong.remote.ssh import SSHTransport
+from tests.clusters import Cluster, needs_container
+from tests.test_ssh_transport import OTP, OtpServer, otp_server  # noqa: F401 - fixture
+
+#: the installed entry point itself (not a pyenv shim, which adds half a second)
+KONG = str(Path(sys.executable).parent / "kong")
+
+pytestmark = [pytest.mark.timeout(300)]
+
+
+@dataclass
+class Home:
+    """A KONG_HOME of its own, with the agent on, for in-test calls and subprocesses."""
+
+    path: Path
+    env: dict[str, str]
+    profiles: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> Config:
+        return Config()
+
+    def profile(self, name: str) -> Profile:
+        return self.config().profile(name)
+
+    def transport(self, name: str) -> Any:
+        return transport_for(self.profile(name), self.config())
+
+    def kong(self, *args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KONG, *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+
+    def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=self.env,
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+
+def cluster_profile(cluster: Cluster, **extra: Any) -> dict[str, Any]:
+    return {**cluster.profile(), **extra}
+
+
+@pytest.fixture
+def make_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    homes: list[Home] = []
+
+    def make(profiles: dict[str, Any], name: str = "h", **top: Any) -> Home:
+        path = tmp_path / name
+        path.mkdir()
+        data = {"profiles": profiles, "default_profile": next(iter(profiles)),
+                "agent": True, "agent_idle_timeout": 120, **top}
+        (path / "config.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+        env = {**os.environ, "KONG_HOME": str(path)}
+        env.pop("KONG_AGENT", None)
+        env.pop("KONG_CONFIG_DIR", None)
+        monkeypatch.setenv("KONG_HOME", str(path))
+        monkeypatch.delenv("KONG_AGENT", raising=False)
+        monkeypatch.delenv("KONG_CONFIG_DIR", raising=False)
+        home = Home(path, env, profiles)
+        homes.append(home)
+        return home
+
+    yield make
+    for home in homes:
+        monkeypatch.setenv("KONG_HOME", str(home.path))
+        agent.stop_agent()
+
+
+def agent_pid() -> int | None:
+    st = agent.status()
+    return None if st is None else int(st["pid"])
+
+
+def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def quiet_server(cluster: Cluster, timeout: float = 20.0) -> int:
+    """Close this process's in-process connections to the cluster and wait until the
+    server has only what other processes hold (the baseline to count from)."""
+    from kong.remote.ssh import default_pool
+
+    default_pool().close_connections()
+    deadline = time.monotonic() + timeout
+    count = cluster.ssh_connection_count()
+    while count and time.monotonic() < deadline:
+        time.sleep(0.2)
+        count = cluster.ssh_connection_count()
+    return count
+
+
+# -- the agent itself (no cluster needed) --------------------------------------------
+
+
+def test_start_status_stop_and_private_socket(make_home: Any) -> None:
+    home = make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}})
+    out = home.kong("agent", "status")
+    assert out.returncode == 0 and "not running" in out.stdout
+    out = home.kong("agent", "start")
+    assert out.returncode == 0, out.stderr
+    assert "started" in out.stdout
+    pid = agent_pid()
+    assert pid is not None
+    path = agent.socket_path()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(agent.agent_dir()).st_mode) == 0o700
+    # Started again: the same agent answers.
+    assert "already running" in home.kong("agent", "start").stdout
+    assert agent_pid() == pid
+    # Nothing of the agent's listens on TCP.
+    listening = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
+    assert f"pid={pid}," not in listening
+    out = home.kong("agent", "status")
+    assert out.returncode == 0 and f"pid {pid}" in out.stdout and "no hosts yet" in out.stdout
+    out = home.kong("agent", "stop")
+    assert out.returncode == 0 and f"stopped (pid {pid})" in out.stdout
+    assert agent_pid() is None
+    assert not path.exists()
+    assert "not running" in home.kong("agent", "stop").stdout
+
+
+def test_idle_agent_stops_itself(make_home: Any) -> None:
+    home = make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}},
+                     agent_idle_timeout=1)
+    assert home.kong("agent", "start").returncode == 0
+    pid = agent_pid()
+    assert pid is not None
+    wait_for(lambda: agent_pid() is None, 10, "the idle agent to stop")
+    log = (agent.agent_dir() / "agent.log").read_text()
+    assert "idle for 1 s" in log
+
+
+def test_many_processes_starting_at_once_make_one_agent(make_home: Any) -> None:
+    make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}})
+    with ThreadPoolExecutor(8) as ex:
+        frames = list(ex.map(lambda _: agent.call({"op": "hello"}), range(8)))
+    assert len({f["pid"] for f in frames}) == 1
+
+
+def test_socket_refuses_another_uid(make_home: Any) -> None:
+    """A second user (nobody, uid 65534) cannot use the agent: the directory keeps it
+    out, and if the directory were opened up, SO_PEERCRED still refuses it."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to act as a second user")
+    make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}})
+    assert agent.call({"op": "hello"})["pid"]
+    path = agent.socket_path()
+
+    def as_nobody(path: Path) -> str:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: another user, then one request
+            result = "?"
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(str(path))
+                    agent.send_frame(s, {"v": agent.PROTOCOL, "op": "status"})
+                    frame = agent.recv_frame(s)
+                    result = f"answered {json.dumps(frame)}"
+                except OSError as exc:
+                    result = f"oserror {exc.errno}"
+            except BaseException as exc:  # anything: report, never return into pytest
+                result = f"child failed {exc!r}"
+            os.write(write_end, result.encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as fh:
+            said = fh.read().decode()
+        os.waitpid(pid, 0)
+        return said
+
+    said = as_nobody(path)
+    assert said == f"oserror {errno.EACCES}", said  # kept out by the 0700 directory
+    # A misconfiguration opens the socket to everyone (here: a link to it in an open
+    # directory, mode 0666): the agent itself still refuses the other uid.
+    open_dir = Path(tempfile.mkdtemp())
+    try:
+        os.chmod(open_dir, 0o755)
+        os.link(path, open_dir / "s")
+        os.chmod(path, 0o666)
+        said = as_nobody(open_dir / "s")
+    finally:
+        shutil.rmtree(open_dir)
+    assert said.startswith("answered"), said
+    assert '"kind": "refused"' in said and '"hosts"' not in said
+    assert agent.status() is not None and agent.status()["refused"] == 1  # type: ignore[index]
+    assert "refused a client of uid 65534" in (agent.agent_dir() / "agent.log").read_text()
+
+
+def test_agent_off_falls_back_in_process_and_says_so_once(
+    make_home: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import kong.remote.agent_transport as at
+
+    home = make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}}, agent=False)
+    at._warned = False
+    with caplog.at_level(logging.INFO, logger="kong.remote.agent_transport"):
+        t1 = home.transport("c")
+        t2 = home.transport("c")
+    assert isinstance(t1, SSHTransport) and not isinstance(t1, AgentTransport)
+    assert t1 is t2
+    said = [r.getMessage() for r in caplog.records if "in-process" in r.getMessage()]
+    assert len(said) == 1 and "agent: false" in said[0]
+    assert agent_pid() is None
+    out = home.kong("connect", "c")
+    assert out.returncode == 1 and "agent is off" in out.stderr
+
+
+def test_no_unix_sockets_falls_back(
+    make_home: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import kong.remote.agent_transport as at
+
+    home = make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}})
+    monkeypatch.setattr(agent, "available", lambda: "this platform has no Unix domain sockets")
+    at._warned = False
+    with caplog.at_level(logging.WARNING, logger="kong.remote.agent_transport"):
+        t = home.transport("c")
+    assert not isinstance(t, AgentTransport)
+    assert any("no Unix domain sockets" in r.getMessage() for r in caplog.records)
+
+
+# -- against a real sshd -------------------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_commands_through_the_agent(sshd_server: Cluster, make_home: Any) -> None:
+    home = make_home({"s": cluster_profile(sshd_server, driver="local")})
+    t = home.transport("s")
+    assert isinstance(t, AgentTransport)
+    r = t.run(["sh", "-c", 'printf "%s|" "$@"; cat; echo err >&2; exit 3', "sh", "a b", "$x;`"],
+              stdin=b"in\x00put")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, b"a b|$x;`|in\x00put", b"err\n")
+    d = t.run_checked(["mktemp", "-d"]).text().strip()
+    t.upload({f"{d}/x/one": b"1" * 100, f"{d}/two": b"\xff\x00"})
+    assert t.sizes([f"{d}/x/one", f"{d}/two", f"{d}/none"]) == {
+        f"{d}/x/one": 100, f"{d}/two": 2, f"{d}/none": None}
+    assert t.read_range(f"{d}/x/one", 90, 5) == b"11111"
+    assert t.home().startswith("/")
+    t.remove_trees([d])
+    assert t.sizes([f"{d}/two"]) == {f"{d}/two": None}
+    # A stream follows a growing file through the agent.
+    t.run_checked(["sh", "-c", f"printf abc > {d}.log"])
+    it = t.stream(f"{d}.log", 1, poll_interval=0.1)
+    assert next(it) == b"bc"
+    t.run_checked(["sh", "-c", f"printf def >> {d}.log"])
+    assert next(it) == b"def"
+    it.close()  # type: ignore[attr-defined]
+    st = agent.status()
+    assert st is not None
+    [row] = st["hosts"]
+    assert row["host"] == t.label and row["connections"] == 1
+    assert row["connections_opened"] == 1 and row["commands"] >= 9
+    assert row["bytes_received"] > 0 and row["bytes_sent"] > 0
+    wait_for(lambda: agent.status()["hosts"][0]["channels_in_use"] == 0,  # type: ignore[index]
+             10, "the stream's channel to close")
+    out = home.kong("agent", "status")
+    assert t.label in out.stdout and "connections" in out.stdout
+
+
+@pytest.mark.cluster
+def test_budget_and_interval_hold_across_processes(sshd_server: Cluster, make_home: Any) -> None:
+    needs_container(sshd_server)
+    home = make_home({"s": cluster_profile(sshd_server, driver="local", max_connections=2,
+                                           connect_interval=1.5)})
+    base_logins = sshd_server.accepted_logins()
+    base = quiet_server(sshd_server)
+    code = """
+        import sys
+        from concurrent.futures import ThreadPoolExecutor
+        from kong.config import Config
+        from kong.remote import transport_for
+        cfg = Config()
+        t = transport_for(cfg.profile("s"), cfg)
+        with ThreadPoolExecutor(15) as ex:
+            outs = list(ex.map(lambda i: t.run(["sh", "-c", "sleep 0.4; echo $0", str(i)]).text(),
+                               range(45)))
+        assert outs == [f"{i}\\n" for i in range(45)], outs
+        print("ok")
+    """
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, sshd_server.ssh_connection_count() - base)
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.monotonic()
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=home.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        stop.set()
+        sampler.join()
+    assert all(p.returncode == 0 for p in procs), results
+    assert peak <= 2
+    assert sshd_server.accepted_logins() - base_logins == 2
+    st = agent.status()
+    assert st is not None
+    [row] = st["hosts"]
+    assert (row["connections_opened"], row["commands"]) == (2, 4 * 45)
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.cluster
+def test_client_killed_mid_command_does_not_wedge_the_agent(
+    sshd_server: Cluster, make_home: Any
+) -> None:
+    home = make_home({"s": cluster_profile(sshd_server, driver="local", max_connections=1)})
+    t = home.transport("s")
+    d = t.run_checked(["mktemp", "-d"]).text().strip()
+    code = f"""
+        from kong.config import Config
+        from kong.remote import transport_for
+        cfg = Config()
+        t = transport_for(cfg.profile("s"), cfg)
+        print("started", flush=True)
+        t.run(["sh", "-c", "sleep 3; touch {d}/done"])
+    """
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=home.env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(12)]
+    for p in procs:
+        assert p.stdout is not None
+        assert p.stdout.readline() == "started\n"
+    time.sleep(1.0)
+    for p in procs:
+        p.kill()
+        p.wait()
+    # The agent serves others at once (12 busy channels: 2 wait for the first ten).
+    assert t.run(["echo", "alive"]).stdout == b"alive\n"
+    # The killed clients' commands ran to their end (a submit is never half done).
+    wait_for(lambda: t.run(["test", "-e", f"{d}/done"]).exit_code == 0, 20, "the commands")
+    wait_for(lambda: agent.status()["hosts"][0]["channels_in_use"] == 0,  # type: ignore[index]
+             20, "every channel to be released")
+    st = agent.status()
+    assert st is not None and st["hosts"][0]["connections_opened"] == 1
+
+
+@pytest.mark.cluster
+def test_dead_agent_restarted_by_next_client(sshd_server: Cluster, make_home: Any) -> None:
+    home = make_home({"s": cluster_profile(sshd_server, driver="local")})
+    assert home.kong("profile", "test", "s", "-c", "1").returncode == 0
+    pid = agent_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: agent_pid() is None, 10, "the agent to die")
+    # The stale socket file is still there; the next client starts a new agent.
+    out = home.kong("profile", "test", "s", "-c", "1")
+    assert out.returncode == 0, out.stderr
+    new = agent_pid()
+    assert new is not None and new != pid
+
+
+@pytest.mark.cluster
+def test_cut_off_command_is_connection_lost_as_in_process(
+    sshd_server: Cluster, make_home: Any
+) -> None:
+    needs_container(sshd_server)
+    home = make_home({"s": cluster_profile(sshd_server, driver="local")})
+    t = home.transport("s")
+    t.run_checked(["true"])
+    errors: list[BaseException] = []
+
+    def long() -> None:
+        try:
+            t.run(["sleep", "20"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=long)
+    th.start()
+    time.sleep(1.0)
+    sshd_server.kill_ssh_connections()
+    th.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], ConnectionLost), errors
+    assert "may or may not have taken effect" in str(errors[0])
+    # The next command reconnects.
+    assert t.run(["echo", "back"]).stdout == b"back\n"
+
+
+@pytest.mark.cluster
+def test_agent_killed_mid_command_is_connection_lost(sshd_server: Cluster, make_home: Any) -> None:
+    home = make_home({"s": cluster_profile(sshd_server, driver="local")})
+    t = home.transport("s")
+    t.run_checked(["true"])
+    pid = agent_pid()
+    assert pid is not None
+    errors: list[BaseException] = []
+
+    def long() -> None:
+        try:
+            t.run(["sleep", "20"])
+        except BaseException as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=long)
+    th.start()
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    th.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], ConnectionLost), errors
+    assert t.run(["echo", "back"]).stdout == b"back\n"
+    assert agent_pid() not in (None, pid)
