@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -37,8 +38,8 @@ from kong.errors import ConnectionLost
 from kong.remote import agent, transport_for
 from kong.remote.agent_transport import AgentTransport
 from kong.remote.ssh import SSHTransport
-from tests.clusters import Cluster, needs_container
-from tests.test_ssh_transport import OTP, OtpServer, otp_server  # noqa: F401 - fixture
+from tests.clusters import Cluster, ClusterFactory, needs_container
+from tests.test_ssh_transport import OTP, OtpServer
 
 #: the installed entry point itself (not a pyenv shim, which adds half a second)
 KONG = str(Path(sys.executable).parent / "kong")
@@ -455,3 +456,203 @@ def test_agent_killed_mid_command_is_connection_lost(sshd_server: Cluster, make_
     assert len(errors) == 1 and isinstance(errors[0], ConnectionLost), errors
     assert t.run(["echo", "back"]).stdout == b"back\n"
     assert agent_pid() not in (None, pid)
+
+
+# -- one-time codes: asked once, in the terminal that needs it --------------------------
+
+
+class Tmux:
+    """Terminals for kong processes: a tmux server on a socket of this test's own (the
+    default tmux server belongs to other people and is never touched)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        if shutil.which("tmux") is None:
+            pytest.skip("tmux is not installed")
+        self.socket = f"kong-agent-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.env = {**env, "PS1": "$ ", "TERM": "xterm"}
+        self._tmux("new-session", "-d", "-s", "t", "-n", "w0", "-x", "160", "-y", "50",
+                   "bash --norc --noprofile")
+
+    def _tmux(self, *args: str) -> str:
+        out = subprocess.run(["tmux", "-L", self.socket, *args], env=self.env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def window(self, name: str) -> None:
+        self._tmux("new-window", "-d", "-t", "t", "-n", name, "bash --norc --noprofile")
+
+    def send(self, window: str, text: str) -> None:
+        self._tmux("send-keys", "-t", f"t:{window}", "-l", text)
+        self._tmux("send-keys", "-t", f"t:{window}", "Enter")
+
+    def screen(self, window: str) -> str:
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-500", "-t", f"t:{window}")
+
+    def wait(self, window: str, pattern: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen(window)
+            if re.search(pattern, screen, re.MULTILINE):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} in window {window}:\n{self.screen(window)}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env,
+                       capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def tmux_factory() -> Iterator[Any]:
+    made: list[Tmux] = []
+
+    def make(env: dict[str, str]) -> Tmux:
+        made.append(Tmux(env))
+        return made[-1]
+
+    yield make
+    for t in made:
+        t.close()
+
+
+@pytest.fixture(scope="module")
+def otp_server(
+    cluster_factory: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
+) -> OtpServer:
+    """An sshd demanding publickey and then a keyboard-interactive code (PAM), as in
+    tests/test_ssh_transport.py, in a container of its own: counting its connections
+    must not see that module's."""
+    cluster = cluster_factory.start("sshd", "sshd-otp-agent")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    script = f"""
+set -e
+printf '#!/bin/sh\\ncode=$(tr -d "\\\\000")\\n[ "$code" = "{OTP}" ]\\n' > /usr/local/bin/kong-otp
+chmod 755 /usr/local/bin/kong-otp
+cat > /etc/pam.d/sshd <<'EOF2'
+auth required pam_exec.so expose_authtok quiet /usr/local/bin/kong-otp
+auth optional pam_permit.so
+account required pam_permit.so
+session required pam_permit.so
+EOF2
+/usr/sbin/sshd -p {port} -o ListenAddress=127.0.0.1 \\
+    -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PasswordAuthentication=no \\
+    -o KbdInteractiveAuthentication=yes -o UsePAM=yes \\
+    -o AuthenticationMethods=publickey,keyboard-interactive \\
+    -o AuthorizedKeysFile=/etc/ssh/authorized_keys/%u -o PidFile=/run/otp-sshd.pid
+for i in $(seq 100); do ss -Hltn "sport = :{port}" | grep -q . && exit 0; sleep 0.05; done
+exit 1
+"""
+    code, out = cluster.exec(["bash", "-c", script])
+    assert code == 0, out
+    key = cluster.known_hosts.read_text().split(" ", 1)[1]
+    kh = tmp_path_factory.mktemp("otp-agent") / "known_hosts"
+    kh.write_text(f"[{cluster.host}]:{port} {key}")
+    return OtpServer(cluster, port, kh)
+
+
+def kill_otp_connections(srv: OtpServer) -> None:
+    """Cut every connection to the one-time-code sshd, as a network failure would."""
+    srv.kill_ssh_connections()
+    # The unprivileged session process outlives its killed monitor and holds the socket.
+    code, out = srv.cluster.exec(["sh", "-c", "pkill -KILL -u kong -x sshd; true"])
+    assert code == 0, out
+
+
+#: what terminal_prompt shows for pam_exec's question
+PROMPT_LINE = r"^(Password|Response|Verification code|One-time code)[^\n]*: *$"
+
+
+def prompts_answered() -> int:
+    return len(re.findall(r"prompt answered by the client",
+                          (agent.agent_dir() / "agent.log").read_text()))
+
+
+@pytest.mark.cluster
+def test_one_time_code_asked_once_for_all_processes(
+    otp_server: OtpServer, make_home: Any, tmux_factory: Any
+) -> None:
+    c = otp_server.cluster
+    needs_container(c)
+    home = make_home({"otp": {
+        "driver": "local", "host": c.host, "port": otp_server.port, "user": c.user,
+        "identity_file": str(c.identity_file), "known_hosts": str(otp_server.known_hosts),
+    }})
+    script = """
+        from kong.config import Config
+        from kong.remote import transport_for
+        cfg = Config()
+        print(transport_for(cfg.profile("otp"), cfg).run(["echo", "from-script"]).text(), end="")
+    """
+
+    def established() -> int:
+        query = f"ss -Htn state established '( sport = :{otp_server.port} )' | wc -l"
+        code, out = c.exec(["sh", "-c", query])
+        assert code == 0, out
+        return int(out.strip())
+
+    # A process without a terminal, nothing connected yet: it fails at once, one line.
+    started = time.monotonic()
+    out = home.kong("profile", "test", "otp", "-c", "1")
+    assert time.monotonic() - started < 10
+    assert out.returncode == 1
+    [line] = out.stderr.strip().splitlines()
+    assert "no terminal" in line and "`kong connect otp`" in line, line
+
+    # The person runs `kong connect otp` in a terminal and is asked for the code once.
+    term = tmux_factory(home.env)
+    term.window("w1")
+    term.send("w0", f"{KONG} connect otp; echo EXIT=$?")
+    term.wait("w0", PROMPT_LINE)
+    term.send("w0", OTP)
+    screen = term.wait("w0", r"^EXIT=\d+")
+    assert "EXIT=0" in screen and "connected to" in screen and "opened" in screen, screen
+    assert prompts_answered() == 1
+
+    # A second process, in another terminal, and a third without one: nobody is asked.
+    term.send("w1", f"{KONG} profile test otp -c 2; echo EXIT=$?")
+    screen = term.wait("w1", r"^EXIT=\d+", 60)
+    assert "EXIT=0" in screen and "ok via" in screen, screen
+    assert not re.search(PROMPT_LINE, screen, re.MULTILINE), screen
+    out = home.python(script)
+    assert out.returncode == 0 and out.stdout == "from-script\n", out.stderr
+    assert prompts_answered() == 1
+    st = agent.status()
+    assert st is not None and st["hosts"][0]["connections_opened"] == 1
+    assert established() == 1
+
+    # The connection is killed on the server: a process without a terminal now fails
+    # at once with the one line...
+    kill_otp_connections(otp_server)
+    wait_for(lambda: established() == 0, 10, "the connection to drop")
+    wait_for(lambda: agent.status()["hosts"][0]["connections"] == 0,  # type: ignore[index]
+             10, "the agent to see the connection drop")
+    started = time.monotonic()
+    out = home.python(script)
+    assert time.monotonic() - started < 10
+    assert out.returncode == 1
+    assert "`kong connect otp`" in out.stderr and "Traceback" in out.stderr  # a script: raises
+    out = home.kong("ls", "--refresh")  # nothing remote to refresh: no connection wanted
+    assert out.returncode == 0, out.stderr
+    # ...and the next command in a terminal asks again, in that terminal.
+    term.send("w1", f"{KONG} profile test otp -c 1; echo EXIT2=$?")
+    term.wait("w1", r"EXIT=0[\s\S]*" + PROMPT_LINE[1:])
+    term.send("w1", OTP)
+    screen = term.wait("w1", r"^EXIT2=\d+")
+    assert "EXIT2=0" in screen, screen
+    assert prompts_answered() == 2
+    assert "EXIT=0" in term.screen("w0") and len(re.findall(
+        PROMPT_LINE, term.screen("w0"), re.MULTILINE)) == 1  # the first terminal: once only
+    out = home.python(script)
+    assert out.returncode == 0 and out.stdout == "from-script\n", out.stderr
+    assert prompts_answered() == 2
+    st = agent.status()
+    assert st is not None and st["hosts"][0]["connections_opened"] == 2
+    assert established() == 1
+
+    # `kong disconnect` closes the connection on purpose.
+    out = home.kong("disconnect", "otp")
+    assert out.returncode == 0 and "closed 1 connection" in out.stdout, out
+    wait_for(lambda: established() == 0, 10, "the server to see the disconnect")

@@ -38,8 +38,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -754,6 +755,30 @@ def has_terminal() -> bool:
         return False
 
 
+_prompt_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _terminal_to_ourselves() -> Iterator[None]:
+    """Pause kong's spinners and progress bars while a question is on the terminal:
+    their redraws would overwrite the prompt."""
+    with _prompt_lock:
+        ui = sys.modules.get("kong.ui")
+        lives: list[Any] = []
+        for name in ("err_console", "console"):
+            # rich keeps the running Live displays of a console on this stack.
+            lives += list(getattr(getattr(ui, name, None), "_live_stack", None) or [])
+        for live in lives:
+            with contextlib.suppress(Exception):
+                live.stop()
+        try:
+            yield
+        finally:
+            for live in lives:
+                with contextlib.suppress(Exception):
+                    live.start()
+
+
 class Exchange:
     """One request to the agent, prompts answered on this process's terminal."""
 
@@ -788,9 +813,10 @@ class Exchange:
             if frame is None or frame.get("type") != "prompt":
                 return frame
             try:
-                answers = terminal_prompt(
-                    str(frame.get("label")), str(frame.get("instructions") or ""),
-                    [(str(t), bool(e)) for t, e in frame.get("prompts") or []])
+                with _terminal_to_ourselves():
+                    answers = terminal_prompt(
+                        str(frame.get("label")), str(frame.get("instructions") or ""),
+                        [(str(t), bool(e)) for t, e in frame.get("prompts") or []])
             except PromptUnavailable as exc:
                 send_frame(self.sock, {"type": "cancel", "message": str(exc)})
             except EOFError:
