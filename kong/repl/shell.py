@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,11 @@ from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.document import Document
 
 if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.formatted_text import StyleAndTextTuples
     from prompt_toolkit.input import Input
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
     from prompt_toolkit.output import Output
 
     from kong.cli import Context
@@ -109,6 +112,43 @@ class KongCompleter(Completer):
                     yield Completion(name, -len(current), display_meta=prof.driver)
 
 
+def tab_bindings(completer: Completer) -> KeyBindings:
+    """Tab completes at once, even while a completion started by typing is still running.
+
+    prompt-toolkit runs one completion at a time and drops a Tab that comes while
+    the one started by typing is in flight, so a quick Tab would do nothing.
+    """
+    from prompt_toolkit.buffer import CompletionState
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.completion.base import get_common_complete_suffix
+    from prompt_toolkit.key_binding import KeyBindings
+
+    kb = KeyBindings()
+
+    @kb.add("tab")
+    def _(event: KeyPressEvent) -> None:
+        buf = event.current_buffer
+        state = buf.complete_state
+        if state is not None and state.completions:
+            if len(state.completions) == 1:
+                buf.apply_completion(state.completions[0])
+            else:
+                buf.complete_next()
+            return
+        doc = buf.document
+        found = list(completer.get_completions(doc, CompleteEvent(completion_requested=True)))
+        if len(found) == 1:
+            buf.apply_completion(found[0])
+        elif found:
+            common = get_common_complete_suffix(doc, found)
+            if common:
+                buf.insert_text(common)
+            else:
+                buf.complete_state = CompletionState(original_document=doc, completions=found)
+
+    return kb
+
+
 def _prompt_parts(obj: Context, cache: dict[str, Any]) -> StyleAndTextTuples:
     if obj.state_ready:
         state = obj.state
@@ -133,8 +173,13 @@ def run_repl(
     *,
     input: Input | None = None,
     output: Output | None = None,
+    on_session: Callable[[PromptSession[str]], None] | None = None,
 ) -> int:
-    """Run the shell until exit/Ctrl-D. Returns the exit code for ``kong``."""
+    """Run the shell until exit/Ctrl-D. Returns the exit code for ``kong``.
+
+    ``input``/``output`` replace the terminal, and ``on_session`` is handed the
+    prompt session, for embedding the shell and for driving it in tests.
+    """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.history import FileHistory
@@ -143,10 +188,14 @@ def run_repl(
     from kong.cli import Context
 
     shell = Context(profile=obj._profile, state=obj._state, interactive=True)
+    if input is None and not sys.stdin.isatty():
+        return run_script(shell, sys.stdin)
+    completer = KongCompleter(shell)
     session: PromptSession[str] = PromptSession(
         history=FileHistory(str(history_file())),
         auto_suggest=AutoSuggestFromHistory(),
-        completer=KongCompleter(shell),
+        completer=completer,
+        key_bindings=tab_bindings(completer),
         complete_while_typing=True,
         style=Style.from_dict({
             "kong": "bold",
@@ -156,6 +205,8 @@ def run_repl(
         input=input,
         output=output,
     )
+    if on_session is not None:
+        on_session(session)
     failure: list[BaseException] = []
 
     def load() -> None:
@@ -191,7 +242,8 @@ def run_repl(
         except KeyboardInterrupt:
             continue
         except EOFError:
-            return 0
+            loader.join()
+            return _report_load_failure(failure[0]) if failure else 0
         except StateLoadFailed:
             loader.join()
             return _report_load_failure(failure[0])
@@ -200,6 +252,23 @@ def run_repl(
             _after_interrupt(shell)
         if shell.exit_requested:
             return 0
+
+
+def run_script(shell: Context, lines: Iterable[str]) -> int:
+    """``kong < commands.txt``: each line a command; stops at the first that fails."""
+    from kong.errors import KongError
+
+    try:
+        shell.state  # noqa: B018 - a bad config is reported before any command runs
+    except KongError as exc:
+        return _report_load_failure(exc)
+    for line in lines:
+        if line.strip().startswith("#"):
+            continue
+        status = run_line(shell, line)
+        if status or shell.exit_requested:
+            return status
+    return 0
 
 
 def _report_load_failure(exc: BaseException) -> int:
