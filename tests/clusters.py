@@ -59,6 +59,15 @@ ENV_VARS = {
     "lsf-sim": "KONG_TEST_LSF",
 }
 PID_LABEL = "kong.pytest-pid"
+PIDNS_LABEL = "kong.pytest-pidns"
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace: PIDs of other namespaces cannot be checked."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "unknown"
 
 
 class ClusterFactory:
@@ -90,6 +99,8 @@ class ClusterFactory:
 
         client = docker.from_env()
         for container in client.containers.list(all=True, filters={"label": PID_LABEL}):
+            if container.labels.get(PIDNS_LABEL) != _pid_namespace():
+                continue  # started from another PID namespace: cannot tell if alive
             pid = int(container.labels.get(PID_LABEL, "0"))
             alive = pid > 0 and Path(f"/proc/{pid}").exists()
             if not alive:
@@ -109,7 +120,7 @@ class ClusterFactory:
                 name,
                 self._state_dir,
                 container_name=f"kong-pytest-{os.getpid()}-{name}",
-                labels={PID_LABEL: str(os.getpid())},
+                labels={PID_LABEL: str(os.getpid()), PIDNS_LABEL: _pid_namespace()},
                 max_sessions=max_sessions,
                 cpus=cpus,
                 log=self._say,
