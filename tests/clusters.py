@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,17 @@ class ClusterFactory:
                 self._say(f"removing stale container {container.name}")
                 stop_container(container.id)
 
-    def start(self, kind: str, name: str, *, max_sessions: int = 10, cpus: int = 8) -> Cluster:
-        """Start a cluster of ``kind`` (slurm, htcondor, sshd) named ``name``."""
+    def start(
+        self,
+        kind: str,
+        name: str,
+        *,
+        max_sessions: int = 10,
+        cpus: int = 8,
+        env: Mapping[str, str] | None = None,
+    ) -> Cluster:
+        """Start a cluster of ``kind`` (slurm, htcondor, sshd, ...) named ``name``;
+        ``env`` adds environment variables of the container (see the entrypoints)."""
         try:
             from deploy.engine import ensure_engine
 
@@ -123,6 +132,7 @@ class ClusterFactory:
                 labels={PID_LABEL: str(os.getpid()), PIDNS_LABEL: _pid_namespace()},
                 max_sessions=max_sessions,
                 cpus=cpus,
+                env=env,
                 log=self._say,
             )
         except (ClusterError, EngineError) as exc:
