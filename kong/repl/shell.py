@@ -226,7 +226,14 @@ def run_repl(
             loop.call_soon_threadsafe(app.invalidate)
 
     loader = threading.Thread(target=load, name="kong-load-state", daemon=True)
-    loader.start()
+
+    def start_loader(*_: Any) -> None:
+        if loader.ident is None:
+            loader.start()
+
+    # Loading starts once the first prompt is on screen: both are CPU-bound imports,
+    # and sharing the GIL from the start would only delay the prompt.
+    session.app.after_render += start_loader
     cache: dict[str, Any] = {}
 
     def fail_early() -> None:
@@ -242,9 +249,11 @@ def run_repl(
         except KeyboardInterrupt:
             continue
         except EOFError:
+            start_loader()
             loader.join()
             return _report_load_failure(failure[0]) if failure else 0
         except StateLoadFailed:
+            start_loader()
             loader.join()
             return _report_load_failure(failure[0])
         status = run_line(shell, line)
