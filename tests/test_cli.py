@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -329,3 +330,32 @@ def test_click_shell_completion(kong_home: Path) -> None:
     env["_KONG_COMPLETE"] = "bash_source"
     proc = subprocess.run(KONG, env=env, capture_output=True, text=True, check=True)
     assert "_kong_completion" in proc.stdout
+
+
+# -- over SSH (a real sshd in a container) ----------------------------------------------
+
+
+@pytest.mark.cluster
+def test_profile_test_and_logs_over_ssh(kong_home: Path, sshd_server: Any,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    block = {"driver": "local", **sshd_server.profile()}
+    write_config(kong_home, yaml.safe_dump({"profiles": {"here": {"driver": "local"},
+                                                         "remote": block}}))
+    obj = Context()
+    assert run(["profile", "test", "remote", "-c", "2"], obj=obj) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"remote: ok via {sshd_server.user}@") and "round trip" in out
+    assert run(["create-job", "--profile", "remote", "--submit", "--",
+                "seq 1 5000; echo end; echo warn >&2"], obj=obj) == 0
+    assert run(["wait", "-q", "-t", "120", "-i", "0.2", "1"], obj=obj) == 0
+    capsys.readouterr()
+    assert run(["tail", "-n", "2", "1"], obj=obj) == 0
+    assert capsys.readouterr().out == "5000\nend\n"
+    assert run(["tail", "-e", "1"], obj=obj) == 0
+    assert capsys.readouterr().out == "warn\n"
+    assert run(["less", "1"], obj=obj) == 0  # synced into the local log cache, then shown
+    out = capsys.readouterr().out
+    assert out.startswith("1\n2\n3\n") and out.endswith("4999\n5000\nend\n")
+    assert list((kong_home / "logcache").rglob("stdout"))
