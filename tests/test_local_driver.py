@@ -323,3 +323,17 @@ def test_vanished_runner_means_unknown_not_completed(kong_home: Path) -> None:
         time.sleep(0.1)
         state.refresh_jobs([running, queued])
     assert not job_dir.joinpath("exit_code").exists()
+
+
+def test_several_local_profiles_submitted_at_once(kong_home: Path) -> None:
+    """Profiles run concurrently (one thread each); on one host they share the runner."""
+    names = ["p1", "p2", "p3", "p4"]
+    write_config(kong_home, "profiles:\n" + "".join(f"  {n}:\n    driver: local\n" for n in names))
+    state = State.get_instance(profile="p1")
+    for attempt in range(3):
+        folder = f"/try{attempt}"
+        state.mkdir(folder)
+        jobs = [state.create_job(command="true", profile=p, folder=folder) for p in names * 5]
+        state.submit_job(folder)
+        finish(state, jobs)
+        assert {j.status for j in jobs} == {JobStatus.COMPLETED}

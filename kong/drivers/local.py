@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -25,6 +26,16 @@ from kong.model.job import Job, JobStatus
 
 _RUNNER_SOURCE = (Path(__file__).parent / "local_runner.py").read_bytes()
 _RUNNER_NAME = f"local_runner-{hashlib.sha256(_RUNNER_SOURCE).hexdigest()[:12]}.py"
+
+# Profiles on one host share the runner file, and State submits the jobs of several
+# profiles concurrently: their uploads of that file must not interleave.
+_upload_locks: dict[int, threading.Lock] = {}
+_upload_locks_guard = threading.Lock()
+
+
+def _upload_lock(transport: object) -> threading.Lock:
+    with _upload_locks_guard:
+        return _upload_locks.setdefault(id(transport), threading.Lock())
 
 
 class LocalDriver(DriverBase):
@@ -61,7 +72,8 @@ class LocalDriver(DriverBase):
             return
         files = {self.job_paths(j).script: self.render(j).encode() for j in jobs}
         files[self.runner] = _RUNNER_SOURCE
-        self.transport.upload(files)
+        with _upload_lock(self.transport):
+            self.transport.upload(files)
         dirs = {self.job_paths(j).job_dir: j for j in jobs}
         try:
             out = self._runner("start", [self._slots(), f"{self.base_dir}/slots"], list(dirs))
