@@ -322,3 +322,16 @@ def test_bad_config_ends_the_terminal_shell(kong_home: Path) -> None:
         assert "kong: error: " in screen and "profiles" in screen
     finally:
         session.close()
+
+
+def test_history_is_trimmed_to_history_size(kong_home: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (kong_home / "config.yml").write_text("history_size: 3\n")
+    assert drive(["pwd\r", "cd /\r", "pwd\r", "mkdir -p /h\r", "cd /h\r", "exit\r"]) == 0
+    up = "\x1b[A"
+    assert drive([history_loaded(3), up, up, up, buffer_is("mkdir -p /h"), up,
+                  buffer_is("mkdir -p /h"), "\r", "pwd\r", "exit\r"]) == 0
+    from prompt_toolkit.history import FileHistory
+
+    entries = list(FileHistory(str(kong_home / "history")).load_history_strings())
+    assert list(reversed(entries)) == ["mkdir -p /h", "pwd", "exit"]

@@ -242,6 +242,7 @@ def run_repl(
             session.app.exit(exception=StateLoadFailed())
 
     while True:
+        cache.clear()  # the last command may have renamed or moved the current folder
         try:
             if failure:
                 raise StateLoadFailed()
@@ -251,7 +252,10 @@ def run_repl(
         except EOFError:
             start_loader()
             loader.join()
-            return _report_load_failure(failure[0]) if failure else 0
+            if failure:
+                return _report_load_failure(failure[0])
+            _trim_history(shell)
+            return 0
         except StateLoadFailed:
             start_loader()
             loader.join()
@@ -260,7 +264,27 @@ def run_repl(
         if status == 130:
             _after_interrupt(shell)
         if shell.exit_requested:
+            _trim_history(shell)
             return 0
+
+
+def _trim_history(shell: Context) -> None:
+    """Keep the newest ``history_size`` entries (config); done on exit, not at start-up."""
+    keep = shell.state.config.history_size
+    path = history_file()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return
+    # FileHistory writes each entry as "\n# <time>\n+line\n[+line\n...]".
+    starts = [i for i, line in enumerate(text.splitlines(keepends=True)) if line.startswith("# ")]
+    if len(starts) <= keep:
+        return
+    lines = text.splitlines(keepends=True)
+    first = starts[-keep] - 1 if starts[-keep] > 0 else 0
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(lines[first:]), encoding="utf-8")
+    tmp.replace(path)
 
 
 def run_script(shell: Context, lines: Iterable[str]) -> int:
