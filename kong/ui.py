@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -185,6 +185,7 @@ def job_dict(job: Job, with_data: bool = True) -> dict[str, Any]:
 
 
 def row_dict(row: JobRow) -> dict[str, Any]:
+    """A listing row for JSON; times in UTC ISO 8601, as ``job_dict`` gives them."""
     return {
         "job_id": row.job_id,
         "batch_job_id": row.batch_job_id,
@@ -194,13 +195,16 @@ def row_dict(row: JobRow) -> dict[str, Any]:
         "status": row.status.name,
         "cores": row.cores,
         "memory": row.memory,
-        "created_at": datetime.fromtimestamp(row.created_at).astimezone().isoformat(),
-        "updated_at": datetime.fromtimestamp(row.updated_at).astimezone().isoformat(),
+        "created_at": datetime.fromtimestamp(row.created_at, UTC).isoformat(),
+        "updated_at": datetime.fromtimestamp(row.updated_at, UTC).isoformat(),
     }
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str))
+    """Indented for a person at a terminal; compact into a pipe, where json's C encoder
+    (which indenting turns off) writes 100,000 jobs several times faster."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(value, indent=indent, default=str))
     sys.stdout.write("\n")
 
 
