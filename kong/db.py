@@ -23,6 +23,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from kong.errors import KongError
 
 #: the head revision of kong/migrations/versions; checked against alembic in the tests
 SCHEMA_REVISION = "0001"
@@ -203,6 +206,11 @@ def write() -> Iterator[Session]:
         try:
             yield s
             s.commit()
+        except StaleDataError:
+            s.rollback()
+            raise KongError(
+                "another kong process changed or removed these jobs meanwhile; try again"
+            ) from None
         except BaseException:
             s.rollback()
             raise

@@ -437,10 +437,29 @@ class State:
         return jobs
 
     def refresh_jobs(self, jobs: Sequence[Job]) -> Sequence[Job]:
-        """Ask the schedulers for the current status of ``jobs`` (one query per profile)."""
+        """Ask the schedulers for the current status of ``jobs`` (one query per profile).
+
+        Jobs another kong process removed meanwhile are skipped (and detached from
+        this process's session), not written back."""
         pending = [j for j in jobs if j.status not in (JobStatus.CREATED,)]
+        gone = self._removed_elsewhere(pending)
+        pending = [j for j in pending if j.job_id not in gone]
         self._each_profile(pending, lambda d, g: d.sync_status(g))
         return jobs
+
+    def _removed_elsewhere(self, jobs: Sequence[Job]) -> set[int]:
+        """Ids of ``jobs`` whose rows no longer exist (removed by another process)."""
+        s = db.session()
+        wanted = [j.job_id for j in jobs]
+        found: set[int] = set()
+        for start in range(0, len(wanted), 5000):
+            chunk = wanted[start : start + 5000]
+            found.update(s.scalars(select(Job.job_id).where(Job.job_id.in_(chunk))))
+        gone = set(wanted) - found
+        for job in jobs:
+            if job.job_id in gone and job in s:
+                s.expunge(job)
+        return gone
 
     def rm(
         self,
@@ -534,7 +553,11 @@ class State:
         start = last_update = time.monotonic()
         try:
             while True:
-                self.refresh_jobs([j for j in jobs if not j.status.finished])
+                live = [j for j in jobs if not j.status.finished]
+                if gone := self._removed_elsewhere(live):  # rm'd by another process
+                    jobs = [j for j in jobs if j.job_id not in gone]
+                    live = [j for j in live if j.job_id not in gone]
+                self.refresh_jobs(live)
                 yield jobs
                 if all(j.status.finished or j.status == JobStatus.CREATED for j in jobs):
                     break

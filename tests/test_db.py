@@ -197,3 +197,24 @@ def test_failed_migration_leaves_nothing_behind(kong_home: Path, tmp_path: Path)
     finally:
         raw.close()
     assert tables == {"jobs"}
+
+
+def test_write_to_a_row_removed_elsewhere_is_a_kong_error(kong_home: Path) -> None:
+    from kong.errors import KongError
+    from kong.model import JobStatus
+
+    state = State.get_instance()
+    job = state.create_job(command="true")
+    other = state.create_job(command="true")
+    raw = sqlite3.connect(_db_file(kong_home))
+    raw.execute("DELETE FROM jobs WHERE job_id = ?", (job.job_id,))
+    raw.commit()
+    raw.close()
+    with pytest.raises(KongError, match="another kong process"), db.write():
+        job.status = JobStatus.FAILED
+        other.status = JobStatus.FAILED
+    # nothing of the failed write was kept, and the session still works
+    assert state.get_jobs(other.job_id)[0].status == JobStatus.CREATED
+    with db.write():
+        other.status = JobStatus.FAILED
+    assert state.get_jobs(other.job_id)[0].status == JobStatus.FAILED

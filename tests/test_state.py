@@ -731,3 +731,32 @@ def test_module_level_get_instance(kong_home: Path) -> None:
     assert state.profile == "local"
     with pytest.raises(ConfigError):
         kong.get_instance(profile="nope")
+
+
+def test_jobs_removed_by_another_process_while_refreshing_and_waiting(
+    state: State, tmp_path: Path
+) -> None:
+    gate = tmp_path / "go"
+    keep = state.create_job(command=f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    drop = state.create_job(command="sleep 30")
+    state.submit_job([keep.job_id, drop.job_id])
+    state.refresh_jobs([keep, drop])
+    progress = state.wait([keep.job_id, drop.job_id], notify=False, poll_interval=0.05,
+                          timeout=30, progress=True)
+    assert progress is not None
+    steps = iter(progress)
+    assert ids(next(steps)) == [keep.job_id, drop.job_id]
+    proc = subprocess.run(
+        ["kong", "rm", "-y", str(drop.job_id)], capture_output=True, text=True, timeout=60,
+        env={**os.environ},
+    )
+    assert proc.returncode == 0, proc.stderr
+    # refreshing a job that is gone is no error, and writes nothing back
+    state.refresh_jobs([keep, drop])
+    # the wait stops waiting for the removed job and ends when the other one does
+    assert ids(next(steps)) == [keep.job_id]
+    gate.touch()
+    last = list(steps)[-1]
+    assert ids(last) == [keep.job_id]
+    assert keep.status == JobStatus.COMPLETED
+    assert ids(state.ls()[1]) == [keep.job_id]
