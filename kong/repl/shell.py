@@ -1,9 +1,12 @@
 """The interactive shell: a prompt-toolkit loop running the CLI's commands on one State.
 
 Start-up is what a person feels most, so the first prompt is drawn before the
-database layer is imported: the State is built in a thread meanwhile, and the
-prompt shows the profile as soon as it is there. Anything that needs the State
-(a command, a completion) waits for it.
+database layer is imported: the State is built in a thread once the prompt is
+on screen, and the prompt shows the profile as soon as it is there. Anything
+that needs the State (a command, a completion) waits for it.
+
+Lines typed here run through ``kong.cli.run``, exactly as ``kong <words>`` from
+a terminal would, on the one State of this shell.
 """
 
 from __future__ import annotations
