@@ -196,6 +196,7 @@ def ls_command(
     if extra:
         extra_data = state.job_data([r.job_id for r in rows], list(extra))
     if as_json:
+        paths = _folder_paths({r.folder_id for r in rows}, at_least=1) or {}
         ui.print_json({
             "folders": [
                 {"name": f.name, "path": f.path,
@@ -203,14 +204,31 @@ def ls_command(
                 for f in folders
             ],
             "jobs": [
-                {**ui.row_dict(r),
+                {**ui.row_dict(r), "folder": paths.get(r.folder_id),
                  **({"size": job_sizes.get(r.job_id)} if job_sizes is not None else {}),
                  **((extra_data or {}).get(r.job_id, {}))}
                 for r in rows
             ],
         })
         return
-    ui.render_listing(folders, counts, rows, sizes=job_sizes, extra=extra_data)
+    ui.render_listing(folders, counts, rows, sizes=job_sizes, extra=extra_data,
+                      folder_paths=_folder_paths({r.folder_id for r in rows}))
+
+
+def _folder_paths(folder_ids: set[int], at_least: int = 2) -> dict[int, str] | None:
+    """Paths of the folders of a listing; a table shows them only when the listing
+    spans several folders (ls -R, ranges, globs)."""
+    if len(folder_ids) < at_least:
+        return None
+    from kong import db
+    from kong.model.folder import Folder
+
+    session = db.session()
+    paths = {}
+    for folder_id in folder_ids:
+        folder = session.get(Folder, folder_id)
+        paths[folder_id] = folder.path if folder is not None else "?"
+    return paths
 
 
 def _row(job: Any) -> Any:

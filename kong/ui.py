@@ -93,6 +93,7 @@ def render_listing(
     sizes: dict[int, int] | None = None,
     extra: dict[int, dict[str, Any]] | None = None,
     show_profile: bool | None = None,
+    folder_paths: dict[int, str] | None = None,
 ) -> None:
     """Print folders (with per-status counts) and jobs as aligned columns."""
     out = out or sys.stdout
@@ -111,7 +112,9 @@ def render_listing(
     if show_profile is None:
         show_profile = len({r.profile for r in rows}) > 1
     extra_keys = sorted({k for d in (extra or {}).values() for k in d})
-    header = ["id", "batch id", *(["profile"] if show_profile else []), "status", "created",
+    show_folder = folder_paths is not None and len({r.folder_id for r in rows}) > 1
+    header = ["id", "batch id", *(["profile"] if show_profile else []),
+              *(["folder"] if show_folder else []), "status", "created",
               *(["size"] if sizes is not None else []), *extra_keys, "command"]
     minute_cache: dict[int, str] = {}
 
@@ -130,6 +133,9 @@ def render_listing(
     ]
     if show_profile:
         columns.append([r.profile for r in rows])
+    if show_folder:
+        paths = folder_paths or {}
+        columns.append([paths.get(r.folder_id, "?") for r in rows])
     status_index = len(columns)
     columns.append([r.status.name for r in rows])
     columns.append([created(r.created_at) for r in rows])

@@ -359,3 +359,35 @@ def test_profile_test_and_logs_over_ssh(kong_home: Path, sshd_server: Any,
     out = capsys.readouterr().out
     assert out.startswith("1\n2\n3\n") and out.endswith("4999\n5000\nend\n")
     assert list((kong_home / "logcache").rglob("stdout"))
+
+
+def test_recursive_listing_shows_folders_and_colours(kong_home: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import re
+
+    from kong import ui
+
+    kong("mkdir", "-p", "/r/s")
+    kong("create-job", "-f", "/r", "--", "true")
+    kong("create-job", "-f", "/r/s", "--", "true")
+    capsys.readouterr()
+    assert kong("ls", "-R", "/r") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("s/")
+    assert lines[1].split()[:4] == ["id", "batch", "id", "folder"]
+    assert lines[2].split()[2] == "/r" and lines[3].split()[2] == "/r/s"
+    assert kong("ls", "--json", "-R", "/r") == 0
+    assert [j["folder"] for j in json.loads(capsys.readouterr().out)["jobs"]] == ["/r", "/r/s"]
+
+    obj = Context()
+    folders, jobs = obj.state.ls("/r", recursive=True)
+    out = io.StringIO()
+    ui.render_listing(folders, obj.state.folder_counts(folders), jobs.rows, out=out, color=True)
+    coloured = out.getvalue()
+    start, _ = ui._ansi(ui.STATUS_STYLE[jobs.rows[0].status])
+    assert f"{start}CREATED" in coloured
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", coloured)
+    out = io.StringIO()
+    ui.render_listing(folders, obj.state.folder_counts(folders), jobs.rows, out=out, color=False)
+    assert plain == out.getvalue()  # colour changes nothing in the alignment
