@@ -127,6 +127,8 @@ def main() -> None:
         # The first run creates the database; people start kong on an existing one.
         subprocess.run([KONG, "pwd"], env=env, check=True, capture_output=True)
 
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"machine: {os.cpu_count()} CPUs, load average {load} (figures are wall clock)")
         firsts, readies = [], []
         for _ in range(args.runs):
             first, ready = time_to_prompt(env)
