@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,10 +48,12 @@ class LocalTransport(Transport):
         for path, content in files.items():
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_bytes(content)
-            tmp.chmod(mode)
-            tmp.replace(target)
+            # A name of its own per writer: two kong processes may upload one file at once.
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+            os.chmod(tmp_name, mode)
+            os.replace(tmp_name, target)
 
     def read_range(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
         self.stats.add(round_trips=1)
