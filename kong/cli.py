@@ -645,9 +645,8 @@ def less_command(obj: Context, spec: str, which: str) -> None:
     pager = os.environ.get("PAGER") or ("less -R" if shutil.which("less") else "")
     if not sys.stdout.isatty() or not pager:
         with open(path, "rb") as fh:
-            out = click.get_binary_stream("stdout")
-            shutil.copyfileobj(fh, out)
-            out.flush()
+            shutil.copyfileobj(fh, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
         return
     # Ctrl-C belongs to the pager while it runs (less uses it to stop a search).
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
