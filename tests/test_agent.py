@@ -487,7 +487,7 @@ class Tmux:
         self._tmux("send-keys", "-t", f"t:{window}", "Enter")
 
     def screen(self, window: str) -> str:
-        return self._tmux("capture-pane", "-p", "-J", "-S", "-500", "-t", f"t:{window}")
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", f"t:{window}")
 
     def wait(self, window: str, pattern: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -656,3 +656,131 @@ def test_one_time_code_asked_once_for_all_processes(
     out = home.kong("disconnect", "otp")
     assert out.returncode == 0 and "closed 1 connection" in out.stdout, out
     wait_for(lambda: established() == 0, 10, "the server to see the disconnect")
+
+
+# -- a REPL, a `kong wait` and a script at once, within the budget ------------------------
+
+SCRIPT = """
+    import sys, time
+    import kong
+    duration = float(sys.argv[1])
+    state = kong.get_instance(profile="slurm")
+    state.mkdir("/s", exist_ok=True, create_parent=True)
+    end = time.monotonic() + duration
+    submitted, read = [], 0
+    i = 0
+    while time.monotonic() < end:
+        job = state.create_job(command=f"echo script-{i}", folder="/s")
+        state.submit_job(job)
+        submitted.append(job)
+        state.refresh_jobs(submitted)
+        for j in submitted:
+            if j.status.name == "COMPLETED" and not getattr(j, "_checked", False):
+                with j.stdout() as fh:
+                    text = fh.read()
+                assert text.strip() == f"script-{submitted.index(j)}", text
+                j._checked = True
+                read += 1
+        i += 1
+        time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(not j.status.finished for j in submitted):
+        time.sleep(1)
+        state.refresh_jobs(submitted)
+    assert all(j.status.name == "COMPLETED" for j in submitted), [j.status for j in submitted]
+    print(f"script: {len(submitted)} submitted, {read} logs read")
+"""
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_repl_wait_and_script_share_one_budget(
+    slurm_cluster: Cluster, make_home: Any, tmux_factory: Any
+) -> None:
+    needs_container(slurm_cluster)
+    duration = 40.0
+    home = make_home({"slurm": {**slurm_cluster.profile(), "poll_interval": 1}})
+    base_logins = slurm_cluster.accepted_logins()
+    base = quiet_server(slurm_cluster)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, slurm_cluster.ssh_connection_count() - base)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        # Jobs for `kong wait`, submitted from the command line.
+        assert home.kong("mkdir", "-p", "/w", "/r").returncode == 0
+        for i in range(3):
+            out = home.kong("create-job", "-f", "/w", "--submit", "--", f"sleep {25 + i}")
+            assert out.returncode == 0, out.stderr
+        waiter = subprocess.Popen([KONG, "wait", "-r", "/w", "-i", "1", "-q"], env=home.env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        script = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SCRIPT),
+                                   str(duration)], env=home.env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # The REPL, in a terminal, for as long: submits, refreshes and log reads.
+        term = tmux_factory(home.env)
+        # Every line kept: the prompts are counted (a new window takes the limit).
+        term._tmux("set-option", "-g", "history-limit", "100000")
+        term.window("repl")
+        term.send("repl", f"{KONG}; echo REPL-EXIT=$?")
+        prompt = r"^kong \[slurm\] \S+ >"
+        term.wait("repl", prompt)
+        sent = 0
+
+        def command(line: str) -> str:
+            nonlocal sent
+            sent += 1
+            term.send("repl", line)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                screen = term.screen("repl")
+                if len(re.findall(prompt, screen, re.MULTILINE)) > sent:
+                    return screen
+                time.sleep(0.1)
+            log = (agent.agent_dir() / "agent.log").read_text()[-3000:]
+            raise AssertionError(f"the REPL did not finish {line!r}:\n{screen[-3000:]}\n"
+                                 f"agent: {agent.status()}\n{log}")
+
+        end = time.monotonic() + duration
+        ids: list[int] = []
+        i = 0
+        while time.monotonic() < end:
+            screen = command(f"create-job -f /r --submit -- echo repl-{i}")
+            ids.append(int(re.findall(r"created job (\d+) \(submitted\)", screen)[-1]))
+            command("ls -u /r")
+            if len(ids) > 2:
+                command(f"tail {ids[-3]}")
+            i += 1
+        command("update -r /r")
+        term.send("repl", "exit")
+        screen = term.wait("repl", r"^REPL-EXIT=\d+")
+        waited = waiter.communicate(timeout=120)
+        scripted = script.communicate(timeout=180)
+    finally:
+        stop.set()
+        sampler.join()
+    assert "REPL-EXIT=0" in screen
+    assert "error" not in screen.lower() and "Traceback" not in screen, screen
+    assert len(ids) >= 3 and "repl-0" in screen
+    assert waiter.returncode == 0, waited
+    assert "done: 3 completed" in waited[0], waited
+    assert script.returncode == 0, scripted
+    assert "submitted" in scripted[0]
+    # The server saw no more connections than the budget, and no more logins either.
+    assert 1 <= peak <= agent.DEFAULT_MAX_CONNECTIONS, peak
+    logins = slurm_cluster.accepted_logins() - base_logins
+    assert 1 <= logins <= agent.DEFAULT_MAX_CONNECTIONS, logins
+    st = agent.status()
+    assert st is not None
+    [row] = st["hosts"]
+    assert row["connections_opened"] == logins
+    print(f"REPL {len(ids)} submits, {scripted[0].strip()}, wait: {waited[0].strip()}; "
+          f"server: peak {peak} connection(s), {logins} login(s); agent: {row}")
