@@ -10,8 +10,10 @@ fixtures, each yielding a :class:`deploy.cluster.Cluster`:
   the jump server allows TCP forwarding to 127.0.0.1, for ProxyJump tests);
 - ``lsf_cluster``: an OpenSSH server with the LSF SIMULATOR (deploy/lsf-sim/: not
   IBM LSF, which cannot be installed here) on the login user's PATH;
+- ``private_sshd_server`` (function scope): an sshd of one test alone, for
+  tests that count or kill connections;
 - ``cluster_factory``: ``cluster_factory.start(kind, name, max_sessions=..)`` for
-  more clusters (stopped at the end of the session).
+  more clusters (stopped at the end of the session, or by ``.stop(cluster)``).
 
 Images are built on first use (debootstrap, a few minutes cold) and the engine is
 started if none answers. Each cluster listens on free ports of 127.0.0.1.
@@ -144,6 +146,15 @@ class ClusterFactory:
         )
         return running.cluster
 
+    def stop(self, cluster: Cluster) -> None:
+        """Stop one cluster started by this factory (before the session ends)."""
+        for running in list(self._running):
+            if running.cluster is cluster:
+                self._running.remove(running)
+                running.stop()
+                return
+        raise ValueError(f"{cluster.name} was not started by this factory")
+
     def stop_all(self) -> None:
         while self._running:
             running = self._running.pop()
@@ -212,6 +223,21 @@ def sshd_jump_server(cluster_factory: ClusterFactory) -> Cluster:
 def lsf_cluster(cluster_factory: ClusterFactory) -> Cluster:
     """An sshd with the LSF SIMULATOR's bsub/bjobs/bkill/bhist (``$KONG_TEST_LSF``)."""
     return _cluster(cluster_factory, "lsf-sim", "lsf-sim")
+
+
+_private_count = 0
+
+
+@pytest.fixture
+def private_sshd_server(cluster_factory: ClusterFactory) -> Iterator[Cluster]:
+    """An sshd of this test alone (about 0.5 s to start), for tests that count or
+    kill connections: the session's ``sshd_server`` may carry other tests' pooled
+    connections (a kong agent's, say) at any moment."""
+    global _private_count
+    _private_count += 1
+    cluster = cluster_factory.start("sshd", f"sshd-private-{_private_count}")
+    yield cluster
+    cluster_factory.stop(cluster)
 
 
 def needs_container(cluster: Cluster) -> None:

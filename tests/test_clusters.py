@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deploy.cluster import Cluster, cluster_from_profile_file
-from tests.clusters import ClusterFactory, needs_container
+from tests.clusters import needs_container
 
 pytestmark = pytest.mark.cluster
 
@@ -174,10 +174,8 @@ def wait_connections(cluster: Cluster, count: int, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
-def test_sshd_connections_counted_and_killed(cluster_factory: ClusterFactory) -> None:
-    # An sshd of its own: the shared sshd_server may carry other tests' pooled
-    # connections (e.g. a kong agent) at any moment.
-    sshd_server = cluster_factory.start("sshd", "sshd-conncount")
+def test_sshd_connections_counted_and_killed(private_sshd_server: Cluster) -> None:
+    sshd_server = private_sshd_server
     assert ssh_ok(sshd_server, "echo ok") == "ok\n"
     logins = sshd_server.accepted_logins()
     assert logins >= 1
