@@ -164,7 +164,10 @@ def test_stream_follows_a_growing_file(sshd_server: Cluster, pool: SSHPool) -> N
 # -- pooling --------------------------------------------------------------------
 
 
-def test_100_concurrent_commands_over_max_sessions(sshd_server: Cluster, pool: SSHPool) -> None:
+def test_100_concurrent_commands_over_max_sessions(
+    private_sshd_server: Cluster, pool: SSHPool
+) -> None:
+    sshd_server = private_sshd_server  # counts connections: a server of its own
     t = transport_for(sshd_server, pool, max_sessions=10, max_connections=4)
     n = 100
 
@@ -211,7 +214,10 @@ def test_idle_connections_closed(sshd_server: Cluster, pool: SSHPool) -> None:
     assert t.stats.connections_opened == 2
 
 
-def test_killed_connection_recovered_on_next_command(sshd_server: Cluster, pool: SSHPool) -> None:
+def test_killed_connection_recovered_on_next_command(
+    private_sshd_server: Cluster, pool: SSHPool
+) -> None:
+    sshd_server = private_sshd_server  # counts connections: a server of its own
     needs_container(sshd_server)
     t = transport_for(sshd_server, pool)
     assert t.run(["true"]).ok
@@ -220,7 +226,10 @@ def test_killed_connection_recovered_on_next_command(sshd_server: Cluster, pool:
     assert t.stats.connections_opened == 2
 
 
-def test_killed_connection_recovered_repeatedly(sshd_server: Cluster, pool: SSHPool) -> None:
+def test_killed_connection_recovered_repeatedly(
+    private_sshd_server: Cluster, pool: SSHPool
+) -> None:
+    sshd_server = private_sshd_server  # counts connections: a server of its own
     needs_container(sshd_server)
     t = transport_for(sshd_server, pool)
     for _ in range(3):
@@ -229,7 +238,10 @@ def test_killed_connection_recovered_repeatedly(sshd_server: Cluster, pool: SSHP
         assert t.run(["echo", "x"]).stdout == b"x\n"
 
 
-def test_command_cut_off_raises_connection_lost(sshd_server: Cluster, pool: SSHPool) -> None:
+def test_command_cut_off_raises_connection_lost(
+    private_sshd_server: Cluster, pool: SSHPool
+) -> None:
+    sshd_server = private_sshd_server  # counts connections: a server of its own
     needs_container(sshd_server)
     t = transport_for(sshd_server, pool)
     marker = remote_tmpdir(t) + "/ran"
@@ -493,7 +505,10 @@ def test_many_callers_to_a_silent_host_fail_together(pool: SSHPool) -> None:
     assert elapsed < 4, elapsed
 
 
-def test_silently_dead_idle_connection_replaced(sshd_server: Cluster, pool: SSHPool) -> None:
+def test_silently_dead_idle_connection_replaced(
+    private_sshd_server: Cluster, pool: SSHPool
+) -> None:
+    sshd_server = private_sshd_server  # counts connections: a server of its own
     # A connection whose server stopped answering without closing TCP (a laptop
     # that slept, a NAT that forgot it): probed before use, dropped, replaced.
     needs_container(sshd_server)
@@ -514,7 +529,8 @@ def test_silently_dead_idle_connection_replaced(sshd_server: Cluster, pool: SSHP
         sshd_server.kill_ssh_connections()
 
 
-def test_stream_survives_a_dropped_connection(sshd_server: Cluster, pool: SSHPool) -> None:
+def test_stream_survives_a_dropped_connection(private_sshd_server: Cluster, pool: SSHPool) -> None:
+    sshd_server = private_sshd_server  # counts connections: a server of its own
     # Reading is idempotent: a stream cut off resumes from the last byte it yielded.
     needs_container(sshd_server)
     t = transport_for(sshd_server, pool)
