@@ -415,33 +415,30 @@ def main() -> None:
                                     r["regrow_round_trips"], r["regrow_bytes_received"],
                                     note="bytes in"))
                     setup.clusters[0].exec(["rm", "-f", log])
-        if wanted("ls") or wanted("repl"):
-            rows.extend(local_benchmarks(wanted))
+        local = local_benchmarks(wanted) if (wanted("ls") or wanted("repl")) else ""
     finally:
         if setup is not None:
             setup.stop()
     print(render(rows))
+    if local:
+        print("\n" + local)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([{**r.__dict__, "ratio": r.ratio} for r in rows], indent=2))
+    out.write_text(json.dumps({"rows": [{**r.__dict__, "ratio": r.ratio} for r in rows],
+                               "local": local}, indent=2))
     print(f"\nwritten {out}; command: python -m benchmarks.run {' '.join(sys.argv[1:])}")
 
 
-def local_benchmarks(wanted: Callable[[str], bool]) -> list[Row]:
-    """ls of 100,000 jobs and REPL start-up, from the scripts that own them."""
-    rows = []
+def local_benchmarks(wanted: Callable[[str], bool]) -> str:
+    """ls of 100,000 jobs and REPL start-up: the output of the scripts that own them."""
+    parts = []
     for name, script in (("ls", "bench_ls.py"), ("repl", "bench_repl.py")):
         path = ROOT / "benchmarks" / script
-        if not wanted(name) or not path.exists():
-            continue
-        proc = subprocess.run([sys.executable, str(path), "--json"], capture_output=True,
-                              text=True, check=False)
-        for line in proc.stdout.splitlines():
-            if line.startswith("{"):
-                for key, value in json.loads(line).items():
-                    rows.append(Row(f"{name}: {key}", 0, 100000 if name == "ls" else 1,
-                                    float(value), note=script))
-    return rows
+        if wanted(name) and path.exists():
+            proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                                  check=False)
+            parts.append(f"$ python benchmarks/{script}\n{proc.stdout}{proc.stderr[-2000:]}")
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":
