@@ -347,6 +347,9 @@ class HostPool:
             if target.jump_host:
                 entry.jump = await self._connect_jump(secret)
                 kwargs["tunnel"] = entry.jump
+            # connect_interval counts from here: a slow keyring lookup before it
+            # must not shorten the gap the server sees.
+            self._last_open = time.monotonic()
             conn, _ = await asyncssh.create_connection(
                 lambda: client, target.host, **kwargs
             )
