@@ -120,6 +120,21 @@ def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def connection_times(cluster: Cluster) -> list[float]:
+    """When sshd accepted each TCP connection (docker's timestamps of its log lines)."""
+    from datetime import datetime
+
+    raw = bytes(cluster._container().logs(timestamps=True)).decode(errors="replace")
+    times = []
+    for line in raw.splitlines():
+        stamp, _, text = line.partition(" ")
+        if text.startswith("Connection from "):
+            # RFC 3339 with nanoseconds: keep microseconds for fromisoformat.
+            day, _, frac = stamp.rstrip("Z").partition(".")
+            times.append(datetime.fromisoformat(f"{day}.{frac[:6]}+00:00").timestamp())
+    return times
+
+
 def quiet_server(cluster: Cluster, timeout: float = 20.0) -> int:
     """Close this process's in-process connections to the cluster and wait until the
     server has only what other processes hold (the baseline to count from)."""
@@ -350,6 +365,9 @@ def test_budget_and_interval_hold_across_processes(sshd_server: Cluster, make_ho
     assert all(p.returncode == 0 for p in procs), results
     assert peak <= 2
     assert sshd_server.accepted_logins() - base_logins == 2
+    # The two connections, by sshd's clock, opened at least connect_interval apart.
+    first, second = connection_times(sshd_server)[-2:]
+    assert second - first >= 1.5 - 0.05, (first, second)
     st = agent.status()
     assert st is not None
     [row] = st["hosts"]
