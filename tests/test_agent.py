@@ -9,6 +9,7 @@ agent, stopped at the end of the test.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -135,6 +136,33 @@ def connection_times(cluster: Cluster) -> list[float]:
     return times
 
 
+class PeakSampler:
+    """Samples the server's connection count in a thread until stopped; keeps the peak."""
+
+    def __init__(self, cluster: Cluster, base: int, every: float = 0.2) -> None:
+        self.cluster, self.base, self.every = cluster, base, every
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            # A docker exec now and then answers nothing: skip that sample.
+            with contextlib.suppress(Exception):
+                self.peak = max(self.peak, self.cluster.ssh_connection_count() - self.base)
+                self.samples += 1
+            time.sleep(self.every)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def quiet_server(cluster: Cluster, timeout: float = 20.0) -> int:
     """Close this process's in-process connections to the cluster and wait until the
     server has only what other processes hold (the baseline to count from)."""
@@ -218,7 +246,10 @@ def test_socket_refuses_another_uid(make_home: Any) -> None:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
                     s.connect(str(path))
-                    agent.send_frame(s, {"v": agent.PROTOCOL, "op": "status"})
+                    # Refused before its request is read, the write may meet a closed
+                    # socket; the refusal is still there to read.
+                    with contextlib.suppress(BrokenPipeError):
+                        agent.send_frame(s, {"v": agent.PROTOCOL, "op": "status"})
                     frame = agent.recv_frame(s)
                     result = f"answered {json.dumps(frame)}"
                 except OSError as exc:
@@ -342,28 +373,14 @@ def test_budget_and_interval_hold_across_processes(sshd_server: Cluster, make_ho
         assert outs == [f"{i}\\n" for i in range(45)], outs
         print("ok")
     """
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, sshd_server.ssh_connection_count() - base)
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     started = time.monotonic()
-    try:
+    with PeakSampler(sshd_server, base, every=0.1) as sampler:
         procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=home.env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(4)]
         results = [p.communicate(timeout=120) for p in procs]
-    finally:
-        stop.set()
-        sampler.join()
     assert all(p.returncode == 0 for p in procs), results
-    assert peak <= 2
+    assert sampler.samples >= 5 and sampler.peak <= 2, (sampler.samples, sampler.peak)
     assert sshd_server.accepted_logins() - base_logins == 2
     # The two connections, by sshd's clock, opened at least connect_interval apart.
     first, second = connection_times(sshd_server)[-2:]
@@ -720,18 +737,8 @@ def test_repl_wait_and_script_share_one_budget(
     home = make_home({"slurm": {**slurm_cluster.profile(), "poll_interval": 1}})
     base_logins = slurm_cluster.accepted_logins()
     base = quiet_server(slurm_cluster)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, slurm_cluster.ssh_connection_count() - base)
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    sampler = PeakSampler(slurm_cluster, base)
+    with sampler:
         # Jobs for `kong wait`, submitted from the command line.
         assert home.kong("mkdir", "-p", "/w", "/r").returncode == 0
         for i in range(3):
@@ -782,9 +789,8 @@ def test_repl_wait_and_script_share_one_budget(
         screen = term.wait("repl", r"^REPL-EXIT=\d+")
         waited = waiter.communicate(timeout=120)
         scripted = script.communicate(timeout=180)
-    finally:
-        stop.set()
-        sampler.join()
+    peak = sampler.peak
+    assert sampler.samples >= 50, sampler.samples
     assert "REPL-EXIT=0" in screen
     assert "error" not in screen.lower() and "Traceback" not in screen, screen
     assert len(ids) >= 3 and "repl-0" in screen

@@ -209,12 +209,16 @@ def agent_transport(
     options: dict[str, Any] | None = None,
     idle_timeout: float = agent.DEFAULT_IDLE_TIMEOUT,
 ) -> AgentTransport:
-    """The one ``AgentTransport`` of these settings in this process (shared counters)."""
+    """The one ``AgentTransport`` of these settings in this process (shared counters).
+
+    As with ``ssh_transport``, profiles that reach the same host with the same
+    settings share one transport; messages name the first such profile.
+    """
     reason = agent.available()
     if reason is not None:
         raise agent.AgentUnavailable(reason)
     opts = dict(options or {})
-    key = (target, profile, tuple(sorted(opts.items())), idle_timeout)
+    key = (target, tuple(sorted(opts.items())), idle_timeout)
     with _lock:
         transport = _transports.get(key)
         if transport is None:
