@@ -94,14 +94,14 @@ class State:
         for name, group in groups.items():
             for job in group:
                 job.ensure_driver_instance(drivers[name])
+        # Drivers read every job's deferred ``data``: load it in a few queries rather
+        # than one per job, and before the threads below, which share this process's
+        # one session (two lazy loads at once from two threads break it).
+        _load_data([j for g in groups.values() for j in g])
+        db.end_read()  # never hold a read snapshot while clusters are talked to
         if len(groups) == 1:
-            db.end_read()  # never hold a read snapshot while clusters are talked to
             ((name, group),) = groups.items()
             return {name: action(drivers[name], group)}
-        # The driver threads share this process's one session: a lazy load of the
-        # deferred ``data`` column from two threads at once breaks it, so load it here.
-        _load_data([j for g in groups.values() for j in g])
-        db.end_read()
         with ThreadPoolExecutor(max_workers=min(8, len(groups))) as pool:
             futures = {name: pool.submit(action, drivers[name], g) for name, g in groups.items()}
             return {name: f.result() for name, f in futures.items()}

@@ -82,8 +82,15 @@ class Job(Base):
     # -- data helpers -------------------------------------------------------------------
 
     def set_data(self, **values: Any) -> None:
-        """Merge ``values`` into ``data`` (a new dict, so the change is persisted)."""
-        self.data = {**(self.data or {}), **values}
+        """Merge ``values`` into ``data`` (a new dict, so the change is persisted).
+
+        Nothing is written when every value is already there: a refresh of 10,000
+        queued jobs should not rewrite 10,000 rows.
+        """
+        current = self.data or {}
+        if all(key in current and current[key] == value for key, value in values.items()):
+            return
+        self.data = {**current, **values}
 
     # -- driver -------------------------------------------------------------------------
 
