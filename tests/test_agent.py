@@ -226,6 +226,22 @@ def test_many_processes_starting_at_once_make_one_agent(make_home: Any) -> None:
     assert len({f["pid"] for f in frames}) == 1
 
 
+def test_agent_of_another_protocol_version_is_replaced(
+    make_home: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}})
+    old = agent.call({"op": "hello"})["pid"]
+    # This client speaks another version: the agent it finds is stopped and a new
+    # one started (which, being this same code on disk, still disagrees: one error).
+    ours = agent.PROTOCOL
+    monkeypatch.setattr(agent, "PROTOCOL", ours + 1)
+    with pytest.raises(agent.AgentUnavailable, match="protocol"):
+        agent.call({"op": "hello"})
+    monkeypatch.setattr(agent, "PROTOCOL", ours)
+    new = agent_pid()
+    assert new is not None and new != old
+
+
 def test_socket_refuses_another_uid(make_home: Any) -> None:
     """A second user (nobody, uid 65534) cannot use the agent: the directory keeps it
     out, and if the directory were opened up, SO_PEERCRED still refuses it."""

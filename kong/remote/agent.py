@@ -616,6 +616,8 @@ def serve(idle_timeout: float, ready: Callable[[str], None] | None = None) -> in
     if lock is None:
         if ready is not None:
             ready("running")
+        else:
+            log.info("another kong agent already serves %s", directory)
         return 0
     (directory / "agent.pid").write_text(f"{os.getpid()}\n")
     server = AgentServer(path, idle_timeout)
