@@ -21,7 +21,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 
 export TESTCONTAINERS_RYUK_DISABLED=true
 .venv/bin/ruff check .
