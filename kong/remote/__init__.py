@@ -49,7 +49,7 @@ def transport_for(profile: Profile, config: Config | None = None) -> Transport:
     if profile.connect_interval is not None:
         options["connect_interval"] = float(profile.connect_interval)
     from kong.remote.agent_transport import agent_transport, say_once
-    from kong.remote.pool import SSHTarget
+    from kong.remote.target import SSHTarget
 
     if agent_enabled(config):
         from kong.remote.agent import AgentUnavailable

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from kong.errors import ConnectionLost, HostKeyError, KongError, TransportError
-from kong.remote.pool import PromptUnavailable, SSHTarget, terminal_prompt
+from kong.remote.target import PromptUnavailable, SSHTarget, terminal_prompt
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
 """``AgentTransport``: the SSH transport with its connections in the kong agent.
 
-It is an ``SSHTransport`` whose one primitive, running a command line, goes to
-the agent (``kong.remote.agent``) instead of an in-process pool, so every
-command-building helper (upload, read_range, sizes, remove_trees) is shared
-with the in-process transport rather than copied. Drivers see no difference.
+Like ``SSHTransport`` it is a ``CommandTransport``: its one primitive, running a
+command line, goes to the agent (``kong.remote.agent``) instead of an in-process
+pool, and every command-building helper (upload, read_range, sizes,
+remove_trees) is shared with the in-process transport. Drivers see no
+difference, and a process that uses the agent never imports asyncssh.
 
 Where the agent cannot run (no Unix sockets, no fork, it fails to start), the
 transport falls back to the in-process pool and says so once.
@@ -16,13 +17,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kong.errors import ConnectionLost, TransportError
 from kong.remote import agent
 from kong.remote.base import CommandResult, TransportStats
-from kong.remote.pool import HostPool, SSHTarget
-from kong.remote.ssh import SSHTransport, command_line
+from kong.remote.commands import CommandTransport, command_line
+from kong.remote.target import SSHTarget
+
+if TYPE_CHECKING:
+    from kong.remote.ssh import SSHTransport
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ def say_once(message: str, level: int = logging.WARNING) -> None:
     log.log(level, "%s", message)
 
 
-class AgentTransport(SSHTransport):
+class AgentTransport(CommandTransport):
     """Runs commands on one SSH target through the per-user kong agent."""
 
     def __init__(
@@ -51,7 +55,6 @@ class AgentTransport(SSHTransport):
         options: dict[str, Any] | None = None,
         idle_timeout: float = agent.DEFAULT_IDLE_TIMEOUT,
     ) -> None:
-        # No super().__init__(): there is no in-process pool to hold.
         self.target = target
         self.label = target.label
         self.stats = TransportStats()
@@ -88,9 +91,6 @@ class AgentTransport(SSHTransport):
 
     def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         return agent.call({**request, **self._where()}, idle_timeout=self.idle_timeout)
-
-    def _host(self) -> HostPool:
-        raise TransportError("the kong agent owns this transport's connections")
 
     # -- Transport ----------------------------------------------------------------------
 

@@ -1,9 +1,8 @@
 """The SSH transport: the ``Transport`` interface over pooled asyncssh connections.
 
 Each method is one remote command (one round trip) built from an argv with
-``shlex.join``; bulk data (file contents, path lists) travels on stdin, never on
-the command line, because the remote login shell receives the whole command
-line as one argument of at most 128 KiB. The connections themselves live in a
+``shlex.join`` (the helpers live in ``kong.remote.commands``, shared with the
+kong agent's transport). The connections themselves live in a
 ``kong.remote.pool.SSHPool``; transports for the same target share them.
 """
 
@@ -11,47 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import posixpath
-import shlex
-import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import asyncssh
 
 from kong.errors import ConnectionLost, TransportError
-from kong.remote.base import CommandResult, Transport, TransportStats
+from kong.remote.base import CommandResult, TransportStats
+from kong.remote.commands import MAX_COMMAND_BYTES, CommandTransport, command_line
 from kong.remote.pool import HostPool, PromptCallback, SSHPool, SSHTarget, _Conn
 
-#: Linux MAX_ARG_STRLEN (32 pages) including the terminating NUL: sshd passes the
-#: command line to ``$SHELL -c`` as one argument, and execve refuses longer ones.
-MAX_COMMAND_BYTES = 128 * 1024 - 1
 
-_READ_SCRIPT = 'test -f "$1" || exit 0; tail -c +"$2" -- "$1"'
-_SIZES_SCRIPT = (
-    'for p; do s=-; if [ -f "$p" ]; then s=$(wc -c 2>/dev/null < "$p") || s=-; fi; '
-    'echo "$s"; done'
-)
-
-
-def command_line(argv: Sequence[str]) -> str:
-    """The one string sent to sshd for ``argv``, refused if the remote side cannot take it."""
-    if not argv:
-        raise TransportError("empty command")
-    line = shlex.join(argv)
-    size = len(line.encode("utf-8", errors="surrogateescape"))
-    if size > MAX_COMMAND_BYTES:
-        raise TransportError(
-            f"command line of {size} bytes is over the remote limit of 128 KiB "
-            f"(MAX_ARG_STRLEN): pass bulk data on stdin instead (`{line[:60]}...`)"
-        )
-    return line
-
-
-class SSHTransport(Transport):
+class SSHTransport(CommandTransport):
     """Runs commands on one SSH target through a shared ``SSHPool``."""
 
     def __init__(self, target: SSHTarget, *, pool: SSHPool, **host_options: Any) -> None:
@@ -92,56 +64,6 @@ class SSHTransport(Transport):
         line = command_line(argv)
         outcome = self._pool.call(self._host().run(line, stdin, timeout))
         return CommandResult(tuple(argv), outcome.exit_code, outcome.stdout, outcome.stderr)
-
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o644) -> None:
-        if not files:
-            return
-        buf = io.BytesIO()
-        now = time.time()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for path, content in files.items():
-                remote = self.expand(path)
-                info = tarfile.TarInfo(remote.lstrip("/"))
-                info.size = len(content)
-                info.mode = mode
-                info.mtime = int(now)
-                tar.addfile(info, io.BytesIO(content))
-        # -p: the given mode exactly, not filtered by the remote umask; as root,
-        # --no-same-owner keeps files owned by the login user rather than uid 0 of the tar.
-        argv = ["tar", "-x", "-p", "--no-same-owner", "-f", "-", "-C", "/"]
-        self.run_checked(argv, stdin=buf.getvalue())
-
-    def read_range(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
-        if length is not None and length <= 0:
-            return b""
-        script = _READ_SCRIPT + ("" if length is None else ' | head -c "$3"')
-        argv = ["sh", "-c", script, "sh", self.expand(path), str(offset + 1)]
-        if length is not None:
-            argv.append(str(length))
-        return self.run_checked(argv).stdout
-
-    def sizes(self, paths: Sequence[str]) -> dict[str, int | None]:
-        if not paths:
-            return {}
-        remote = [self.expand(p) for p in paths]
-        stdin = b"".join(p.encode("utf-8", errors="surrogateescape") + b"\0" for p in remote)
-        out = self.run_checked(["xargs", "-0", "sh", "-c", _SIZES_SCRIPT, "sh"], stdin=stdin)
-        lines = out.stdout.decode("ascii", errors="replace").split()
-        if len(lines) != len(paths):
-            raise TransportError(
-                f"size query on {self.label} returned {len(lines)} answers for {len(paths)} paths"
-            )
-        return {p: (None if s == "-" else int(s)) for p, s in zip(paths, lines, strict=True)}
-
-    def remove_trees(self, paths: Sequence[str]) -> None:
-        if not paths:
-            return
-        remote = [self.expand(p) for p in paths]
-        for p in remote:
-            if posixpath.normpath(p) in ("/", "//"):
-                raise TransportError(f"refusing to remove {p!r} on {self.label}")
-        stdin = b"".join(p.encode("utf-8", errors="surrogateescape") + b"\0" for p in remote)
-        self.run_checked(["xargs", "-0", "rm", "-rf", "--"], stdin=stdin)
 
     def stream(self, path: str, offset: int = 0, poll_interval: float = 0.5) -> Iterator[bytes]:
         """Follow ``path`` with ``tail -F`` on one channel; resume after a dropped connection.
