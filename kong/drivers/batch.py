@@ -35,6 +35,7 @@ from kong.model.job import Job, JobStatus
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
+    from kong.model.folder import Folder
     from kong.remote import Transport
 
 #: options every batch driver accepts (profile-wide and per job)
@@ -113,6 +114,26 @@ class BatchDriver(DriverBase):
         value = profile.options.get("poll_interval")
         if value is not None:
             self.default_poll_interval = float(value)
+        # The config checks option types only; a bad value must not wait for the
+        # scheduler to refuse it at submit time.
+        self.check_options(dict(profile.options))
+
+    def create_job(
+        self,
+        folder: Folder,
+        command: str,
+        cores: int | None = None,
+        memory: int | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Job:
+        """As ``DriverBase.create_job``; ``cores`` defaults to the profile's ``cores``
+        where the driver has that option."""
+        if cores is None:
+            cores = int(self.profile.options.get("cores") or 1)
+        return super().create_job(folder, command, cores=cores, memory=memory, cwd=cwd,
+                                  env=env, **options)
 
     # -- what each scheduler provides ---------------------------------------------------
 
@@ -337,6 +358,19 @@ class BatchDriver(DriverBase):
         extra = options.get("extra")
         if extra is not None and not all(isinstance(line, str) for line in extra):
             raise DriverError(f"option 'extra' of driver {self.name}: expected a list of strings")
+        # Scheduler directives are lines: a newline in a value would end the directive
+        # and put the rest into the job script (or the submit description).
+        for key, value in options.items():
+            if isinstance(value, str) and ("\n" in value or "\r" in value):
+                raise DriverError(
+                    f"option {key!r} of driver {self.name} must be one line: no newlines allowed"
+                )
+        for line in extra or ():
+            if "\n" in line or "\r" in line:
+                raise DriverError(
+                    f"option 'extra' of driver {self.name} must be one line: "
+                    "one directive per line"
+                )
 
     def option(self, options: dict[str, Any], key: str, default: Any = None) -> Any:
         value = options.get(key)

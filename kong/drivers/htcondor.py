@@ -54,8 +54,7 @@ from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
 if TYPE_CHECKING:
-    from kong.config import Config, Profile
-    from kong.remote import Transport
+    pass
 
 HTCONDOR_OPTIONS: dict[str, type | tuple[type, ...]] = {
     **BATCH_OPTIONS,
@@ -350,12 +349,6 @@ class HTCondorDriver(BatchDriver):
     name = "htcondor"
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = HTCONDOR_OPTIONS
     submit_tool: ClassVar[str] = "condor_submit"
-
-    def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
-        super().__init__(config, profile, transport)
-        # The config checked the types; the values (one line each, a known transfer
-        # mode) are checked here, before any job is made with them.
-        self.check_options(dict(profile.options))
 
     # -- submit -------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
 if TYPE_CHECKING:
-    from kong.model.folder import Folder
+    pass
 
 #: bjobs -o fields, in the order of the -noheader fallback (job_name last: it may
 #: contain anything, even the delimiter)
@@ -135,34 +135,9 @@ class LSFDriver(BatchDriver):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._json = True  # until bjobs shows it has no -json
-        # The config checks option types only; a bad value must not wait for bsub.
-        self.check_options(dict(self.profile.options))
-
-    def create_job(
-        self,
-        folder: Folder,
-        command: str,
-        cores: int | None = None,
-        memory: int | None = None,
-        cwd: str | None = None,
-        env: dict[str, str] | None = None,
-        **options: Any,
-    ) -> Job:
-        """As ``DriverBase.create_job``; ``cores`` defaults to the profile's ``cores``."""
-        if cores is None:
-            cores = int(self.profile.options.get("cores") or 1)
-        return super().create_job(folder, command, cores=cores, memory=memory, cwd=cwd,
-                                  env=env, **options)
 
     def check_options(self, options: dict[str, Any]) -> None:
         super().check_options(options)
-        for key, value in options.items():
-            # a newline would end the #BSUB line and put the rest into the script
-            if isinstance(value, str) and ("\n" in value or "\r" in value):
-                raise DriverError(f"option {key!r} of driver lsf: no newlines allowed")
-        for line in options.get("extra") or ():
-            if "\n" in line or "\r" in line:
-                raise DriverError("option 'extra' of driver lsf: one directive per line")
         for key in ("memory", "cores"):
             value = options.get(key)
             if value is not None and (isinstance(value, bool) or value < 1):

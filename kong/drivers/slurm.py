@@ -31,9 +31,7 @@ from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
 if TYPE_CHECKING:
-    from kong.config import Config, Profile
-    from kong.model.folder import Folder
-    from kong.remote import Transport
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -156,38 +154,8 @@ class SlurmDriver(BatchDriver):
         "licenses": str,
     }
 
-    def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
-        super().__init__(config, profile, transport)
-        # The config checks option types only; a bad value must not wait for sbatch.
-        self.check_options(dict(profile.options))
-
-    # -- creating -----------------------------------------------------------------------
-
-    def create_job(
-        self,
-        folder: Folder,
-        command: str,
-        cores: int | None = None,
-        memory: int | None = None,
-        cwd: str | None = None,
-        env: dict[str, str] | None = None,
-        **options: Any,
-    ) -> Job:
-        """As ``DriverBase.create_job``; ``cores`` defaults to the profile's ``cores``."""
-        if cores is None:
-            cores = int(self.profile.options.get("cores") or 1)
-        return super().create_job(folder, command, cores=cores, memory=memory, cwd=cwd,
-                                  env=env, **options)
-
     def check_options(self, options: dict[str, Any]) -> None:
         super().check_options(options)
-        for key, value in options.items():
-            # a newline would end the #SBATCH line and put the rest into the script
-            if isinstance(value, str) and ("\n" in value or "\r" in value):
-                raise DriverError(f"option {key!r} of driver slurm: no newlines allowed")
-        for line in options.get("extra") or ():
-            if "\n" in line or "\r" in line:
-                raise DriverError("option 'extra' of driver slurm: one directive per line")
         memory = options.get("memory")
         if isinstance(memory, str) and not _MEMORY.match(memory.strip()):
             raise DriverError(
