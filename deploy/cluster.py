@@ -234,7 +234,9 @@ def cluster_from_profile_file(path: Path, kind: str) -> Cluster:
         candidates = [
             (key, value)
             for key, value in data.items()
-            if isinstance(value, dict) and value.get("driver", kind) == kind
+            # a profile names its driver ("lsf"), a cluster its kind ("lsf-sim")
+            if isinstance(value, dict)
+            and value.get("driver", kind) in (kind, DRIVERS.get(kind, kind))
         ]
         if not candidates:
             raise ClusterError(f"{path}: no profile with driver {kind!r}")
