@@ -40,7 +40,7 @@ from kong.remote import agent, transport_for
 from kong.remote.agent_transport import AgentTransport
 from kong.remote.ssh import SSHTransport
 from tests.clusters import Cluster, ClusterFactory, needs_container
-from tests.test_ssh_transport import OTP, OtpServer
+from tests.test_ssh_transport import OTP, OtpServer, start_otp_server
 
 #: the installed entry point itself (not a pyenv shim, which adds half a second)
 KONG = str(Path(sys.executable).parent / "kong")
@@ -573,37 +573,11 @@ def tmux_factory() -> Iterator[Any]:
 def otp_server(
     cluster_factory: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> OtpServer:
-    """An sshd demanding publickey and then a keyboard-interactive code (PAM), as in
-    tests/test_ssh_transport.py, in a container of its own: counting its connections
-    must not see that module's."""
-    cluster = cluster_factory.start("sshd", "sshd-otp-agent")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    script = f"""
-set -e
-printf '#!/bin/sh\\ncode=$(tr -d "\\\\000")\\n[ "$code" = "{OTP}" ]\\n' > /usr/local/bin/kong-otp
-chmod 755 /usr/local/bin/kong-otp
-cat > /etc/pam.d/sshd <<'EOF2'
-auth required pam_exec.so expose_authtok quiet /usr/local/bin/kong-otp
-auth optional pam_permit.so
-account required pam_permit.so
-session required pam_permit.so
-EOF2
-/usr/sbin/sshd -p {port} -o ListenAddress=127.0.0.1 \\
-    -o HostKey=/etc/ssh/ssh_host_ed25519_key -o PasswordAuthentication=no \\
-    -o KbdInteractiveAuthentication=yes -o UsePAM=yes \\
-    -o AuthenticationMethods=publickey,keyboard-interactive \\
-    -o AuthorizedKeysFile=/etc/ssh/authorized_keys/%u -o PidFile=/run/otp-sshd.pid
-for i in $(seq 100); do ss -Hltn "sport = :{port}" | grep -q . && exit 0; sleep 0.05; done
-exit 1
-"""
-    code, out = cluster.exec(["bash", "-c", script])
-    assert code == 0, out
-    key = cluster.known_hosts.read_text().split(" ", 1)[1]
-    kh = tmp_path_factory.mktemp("otp-agent") / "known_hosts"
-    kh.write_text(f"[{cluster.host}]:{port} {key}")
-    return OtpServer(cluster, port, kh)
+    """The one-time-code sshd of tests/test_ssh_transport.py, in a container of its
+    own: counting its connections must not see that module's."""
+    return start_otp_server(
+        cluster_factory, "sshd-otp-agent", tmp_path_factory.mktemp("otp-agent")
+    )
 
 
 def kill_otp_connections(srv: OtpServer) -> None:

@@ -372,11 +372,9 @@ class OtpServer:
         assert code == 0, out
 
 
-@pytest.fixture(scope="module")
-def otp_server(
-    cluster_factory: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
-) -> OtpServer:
-    cluster = cluster_factory.start("sshd", "sshd-otp")
+def start_otp_server(factory: ClusterFactory, name: str, state_dir: Path) -> OtpServer:
+    """Start an sshd container named ``name`` with a one-time-code sshd inside it."""
+    cluster = factory.start("sshd", name)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -401,9 +399,16 @@ exit 1
     code, out = cluster.exec(["bash", "-c", script])
     assert code == 0, out
     key = cluster.known_hosts.read_text().split(" ", 1)[1]
-    kh = tmp_path_factory.mktemp("otp") / "known_hosts"
+    kh = state_dir / "known_hosts"
     kh.write_text(f"[{cluster.host}]:{port} {key}")
     return OtpServer(cluster, port, kh)
+
+
+@pytest.fixture(scope="module")
+def otp_server(
+    cluster_factory: ClusterFactory, tmp_path_factory: pytest.TempPathFactory
+) -> OtpServer:
+    return start_otp_server(cluster_factory, "sshd-otp", tmp_path_factory.mktemp("otp"))
 
 
 def otp_transport(srv: OtpServer, pool: SSHPool, **kw: object) -> SSHTransport:
