@@ -40,10 +40,8 @@ from kong.remote import agent, transport_for
 from kong.remote.agent_transport import AgentTransport
 from kong.remote.ssh import SSHTransport
 from tests.clusters import Cluster, ClusterFactory, needs_container
+from tests.kongcmd import KONG, KONG_SHELL
 from tests.test_ssh_transport import OTP, OtpServer, start_otp_server
-
-#: the installed entry point itself (not a pyenv shim, which adds half a second)
-KONG = str(Path(sys.executable).parent / "kong")
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -66,7 +64,7 @@ class Home:
         return transport_for(self.profile(name), self.config())
 
     def kong(self, *args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([KONG, *args], env=self.env, capture_output=True, text=True,
+        return subprocess.run([*KONG, *args], env=self.env, capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL, **kw)
 
     def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -631,7 +629,7 @@ def test_one_time_code_asked_once_for_all_processes(
     # The person runs `kong connect otp` in a terminal and is asked for the code once.
     term = tmux_factory(home.env)
     term.window("w1")
-    term.send("w0", f"{KONG} connect otp; echo EXIT=$?")
+    term.send("w0", f"{KONG_SHELL} connect otp; echo EXIT=$?")
     term.wait("w0", PROMPT_LINE)
     term.send("w0", OTP)
     screen = term.wait("w0", r"^EXIT=\d+")
@@ -639,7 +637,7 @@ def test_one_time_code_asked_once_for_all_processes(
     assert prompts_answered() == 1
 
     # A second process, in another terminal, and a third without one: nobody is asked.
-    term.send("w1", f"{KONG} profile test otp -c 2; echo EXIT=$?")
+    term.send("w1", f"{KONG_SHELL} profile test otp -c 2; echo EXIT=$?")
     screen = term.wait("w1", r"^EXIT=\d+", 60)
     assert "EXIT=0" in screen and "ok via" in screen, screen
     assert not re.search(PROMPT_LINE, screen, re.MULTILINE), screen
@@ -664,7 +662,7 @@ def test_one_time_code_asked_once_for_all_processes(
     out = home.kong("ls", "--refresh")  # nothing remote to refresh: no connection wanted
     assert out.returncode == 0, out.stderr
     # ...and the next command in a terminal asks again, in that terminal.
-    term.send("w1", f"{KONG} profile test otp -c 1; echo EXIT2=$?")
+    term.send("w1", f"{KONG_SHELL} profile test otp -c 1; echo EXIT2=$?")
     term.wait("w1", r"EXIT=0[\s\S]*" + PROMPT_LINE[1:])
     term.send("w1", OTP)
     screen = term.wait("w1", r"^EXIT2=\d+")
@@ -736,7 +734,7 @@ def test_repl_wait_and_script_share_one_budget(
         for i in range(3):
             out = home.kong("create-job", "-f", "/w", "--submit", "--", f"sleep {25 + i}")
             assert out.returncode == 0, out.stderr
-        waiter = subprocess.Popen([KONG, "wait", "-r", "/w", "-i", "1", "-q"], env=home.env,
+        waiter = subprocess.Popen([*KONG, "wait", "-r", "/w", "-i", "1", "-q"], env=home.env,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         script = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SCRIPT),
@@ -747,7 +745,7 @@ def test_repl_wait_and_script_share_one_budget(
         # Every line kept: the prompts are counted (a new window takes the limit).
         term._tmux("set-option", "-g", "history-limit", "100000")
         term.window("repl")
-        term.send("repl", f"{KONG}; echo REPL-EXIT=$?")
+        term.send("repl", f"{KONG_SHELL}; echo REPL-EXIT=$?")
         prompt = r"^kong \[slurm\] \S+ >"
         term.wait("repl", prompt)
         sent = 0

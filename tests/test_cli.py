@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,7 @@ import pytest
 
 from kong.cli import ALIASES, Context, cli, run
 from tests.fixtures_state import write_config
-
-KONG = [sys.executable, "-m", "kong.cli"] if shutil.which("kong") is None else ["kong"]
+from tests.kongcmd import KONG
 
 
 def kong(*words: str) -> int:

@@ -12,6 +12,7 @@ from kong.config import Config, config_file, data_dir
 from kong.errors import ConfigError, KongError
 from kong.state import State
 from tests.fixtures_state import write_config
+from tests.kongcmd import KONG
 
 
 def test_no_file_gives_one_local_profile(kong_home: Path) -> None:
@@ -159,7 +160,7 @@ def test_bad_config_refused_by_cli_without_traceback(
 
     path = write_config(kong_home, text)
     proc = subprocess.run(
-        ["kong", "ls"], capture_output=True, text=True, env={**os.environ}, timeout=60
+        [*KONG, "ls"], capture_output=True, text=True, env={**os.environ}, timeout=60
     )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()

@@ -21,6 +21,7 @@ from kong.config import Config
 from kong.model import Job, JobStatus
 from kong.state import State
 from tests.fixtures_state import write_config
+from tests.kongcmd import KONG
 
 
 def finish(state: State, jobs: list[Job], timeout: int = 30) -> None:
@@ -193,7 +194,7 @@ def test_job_outlives_the_kong_process_that_submitted_it(kong_home: Path, tmp_pa
     until(state, job, JobStatus.RUNNING)
     gate.touch()
     cli = subprocess.run(
-        ["kong", "wait", str(job_id)], capture_output=True, text=True, timeout=60,
+        [*KONG, "wait", str(job_id)], capture_output=True, text=True, timeout=60,
         env={**os.environ},
     )
     assert cli.returncode == 0, cli.stderr

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures_state import write_config
+from tests.kongcmd import KONG
 
 
 class Hook:
@@ -60,7 +61,7 @@ def hook() -> Iterator[Hook]:
 def kong(home: Path, *words: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KONG_HOME": str(home)}
     env.pop("KONG_CONFIG_DIR", None)
-    return subprocess.run(["kong", *words], env=env, capture_output=True, text=True,
+    return subprocess.run([*KONG, *words], env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 

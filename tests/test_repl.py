@@ -22,6 +22,7 @@ from prompt_toolkit.output import DummyOutput
 from kong.cli import Context, run
 from kong.repl.completion import complete_spec
 from kong.repl.shell import KongCompleter, run_repl
+from tests.kongcmd import KONG, KONG_SHELL
 
 Step = str | Callable[[Any], bool]
 
@@ -235,9 +236,8 @@ class Tmux:
 
     def __init__(self, home: Path) -> None:
         self.socket = f"kongtest-{uuid.uuid4().hex[:8]}"
-        kong = shutil.which("kong")
-        assert kong is not None
-        shell = f"env KONG_HOME={home} TERM=xterm-256color {kong}; echo kong-exited-$?; sleep 60"
+        shell = (f"env KONG_HOME={home} TERM=xterm-256color {KONG_SHELL}; "
+                 "echo kong-exited-$?; sleep 60")
         self.cmd(["new-session", "-d", "-s", "k", "-x", "120", "-y", "40", shell])
 
     def cmd(self, args: list[str]) -> str:
@@ -293,7 +293,7 @@ def test_real_terminal_tab_and_ctrl_c_during_a_command(tmux: Tmux) -> None:
 
 
 def test_commands_from_a_pipe(tree: Path) -> None:
-    proc = subprocess.run(["kong"], env={**os.environ, "KONG_HOME": str(tree)},
+    proc = subprocess.run(KONG, env={**os.environ, "KONG_HOME": str(tree)},
                           input="cd /runs\n# a comment\nls\npwd\ncd /nope\npwd\n",
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 1  # stops at the first failing command
@@ -303,7 +303,7 @@ def test_commands_from_a_pipe(tree: Path) -> None:
 
 def test_bad_config_is_one_line_before_anything_runs(kong_home: Path) -> None:
     (kong_home / "config.yml").write_text("profiles: [1, 2]\n")
-    proc = subprocess.run(["kong"], env={**os.environ, "KONG_HOME": str(kong_home)},
+    proc = subprocess.run(KONG, env={**os.environ, "KONG_HOME": str(kong_home)},
                           input="pwd\n", capture_output=True, text=True, timeout=30,
                           check=False)
     assert proc.returncode == 1

@@ -19,6 +19,7 @@ from kong import db
 from kong.errors import ConfigError, DriverError, FolderError, JobSpecError, KongError
 from kong.model import Folder, Job, JobStatus
 from kong.state import State
+from tests.kongcmd import KONG
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -666,7 +667,7 @@ def test_other_process_changes_are_seen(state: State, kong_home: Path) -> None:
     job = state.create_job(command="true")
     assert state.get_jobs(job.job_id)[0].status == JobStatus.CREATED
     proc = subprocess.run(
-        ["kong", "submit", str(job.job_id)], capture_output=True, text=True, timeout=60,
+        [*KONG, "submit", str(job.job_id)], capture_output=True, text=True, timeout=60,
         env={**os.environ},
     )
     assert proc.returncode == 0, proc.stderr
@@ -674,7 +675,7 @@ def test_other_process_changes_are_seen(state: State, kong_home: Path) -> None:
     assert again.status != JobStatus.CREATED
     assert state.submit_job(job.job_id) == []  # never submitted twice
     proc = subprocess.run(
-        ["kong", "mkdir", "/made-elsewhere"], capture_output=True, text=True, timeout=60,
+        [*KONG, "mkdir", "/made-elsewhere"], capture_output=True, text=True, timeout=60,
         env={**os.environ},
     )
     assert proc.returncode == 0, proc.stderr
@@ -711,7 +712,7 @@ def test_cli_bad_input_is_one_line_and_changes_nothing(
     db.dispose()
     before = snapshot(kong_home)
     proc = subprocess.run(
-        ["kong", *argv], capture_output=True, text=True, timeout=60, env={**os.environ},
+        [*KONG, *argv], capture_output=True, text=True, timeout=60, env={**os.environ},
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0
@@ -747,7 +748,7 @@ def test_jobs_removed_by_another_process_while_refreshing_and_waiting(
     steps = iter(progress)
     assert ids(next(steps)) == [keep.job_id, drop.job_id]
     proc = subprocess.run(
-        ["kong", "rm", "-y", str(drop.job_id)], capture_output=True, text=True, timeout=60,
+        [*KONG, "rm", "-y", str(drop.job_id)], capture_output=True, text=True, timeout=60,
         env={**os.environ},
     )
     assert proc.returncode == 0, proc.stderr
