@@ -166,8 +166,12 @@ class Cluster:
         script = (
             "l=$(cat /run/kong-sshd.pid); n=0; "
             'for m in $(pgrep -P "$l"); do '
-            '  for c in $(pgrep -P "$m"); do kill -KILL "$c" 2>/dev/null || true; done; '
+            # The session's children first found, then its monitor killed and counted:
+            # killed children first, a monitor may exit by itself before its own kill
+            # and the connection would not be counted.
+            '  cs=$(pgrep -P "$m"); '
             '  kill -KILL "$m" 2>/dev/null && n=$((n+1)); '
+            '  for c in $cs; do kill -KILL "$c" 2>/dev/null || true; done; '
             "done; echo $n"
         )
         code, out = self.exec(["bash", "-c", script])

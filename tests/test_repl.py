@@ -220,12 +220,25 @@ def test_completion_asks_only_about_one_folder(tree: Path) -> None:
              "updated_at": now, "cores": 1, "memory": None} for _ in range(20000)]
     with db.write() as sess:
         sess.execute(Job.__table__.insert(), rows)
-    start = time.perf_counter()
-    found = complete_spec(obj.state, "/many/1")
-    elapsed = time.perf_counter() - start
+    # What completion costs is how many rows it reads, not a time on a busy machine:
+    # every query of the job table it makes is bounded.
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = db.engine()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        found = complete_spec(obj.state, "/many/1")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
     assert 0 < len(found) <= 50
     assert found[0].text == "/many/1"
-    assert elapsed < 0.5, elapsed
+    job_queries = [s for s in statements if "FROM job" in s]
+    assert job_queries and all("LIMIT" in s for s in job_queries), job_queries
 
 
 # -- a real terminal --------------------------------------------------------------------
@@ -250,7 +263,9 @@ class Tmux:
     def screen(self) -> str:
         return self.cmd(["capture-pane", "-p", "-t", "k", "-S", "-200"])
 
-    def wait_for(self, text: str, timeout: float = 20) -> str:
+    def wait_for(self, text: str, timeout: float = 90) -> str:
+        # Generous: on a loaded CI machine a first prompt can take many seconds; the
+        # wait ends as soon as the text shows.
         wait_until(lambda: text in self.screen(), timeout, what=repr(text))
         return self.screen()
 
@@ -280,12 +295,12 @@ def test_real_terminal_tab_and_ctrl_c_during_a_command(tmux: Tmux) -> None:
     tmux.wait_for("created job 1 (submitted)")
     tmux.keys("wait 1", "Enter")
     tmux.wait_for("Waiting")
-    time.sleep(0.5)
     tmux.keys("C-c")  # a SIGINT, sent by the terminal, in the middle of the command
-    screen = tmux.wait_for("kong: interrupted")
+    tmux.wait_for("kong: interrupted")
     tmux.keys("pwd", "Enter")
-    screen = tmux.wait_for("\n/runs/beta\n")
-    assert screen.rstrip().endswith("kong [local] /runs/beta >")
+    # pwd's answer, then the prompt again: awaited together, since the prompt is drawn
+    # a moment after the answer.
+    tmux.wait_for("\n/runs/beta\nkong [local] /runs/beta >")
     tmux.keys("kill -y 1", "Enter")
     tmux.wait_for("killed 1 job(s)")
     tmux.keys("exit", "Enter")
