@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -149,3 +150,47 @@ def test_installed_bash_script_completes_folders_from_the_database(tmp_path: Pat
 
     offered = bash_complete(kong_on_path(tmp_path, env), script, ["kong", "cd", "/ru"])
     assert [o.rstrip("/") for o in offered] == ["/runs"]
+
+
+@pytest.fixture(scope="module")
+def bash_completion_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real bash-completion (Debian's package): the installed one, else its .deb."""
+    installed = Path("/usr/share/bash-completion/bash_completion")
+    if installed.is_file():
+        return installed
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("bash-completion is not installed and apt-get cannot fetch it here")
+    where = tmp_path_factory.mktemp("bash-completion")
+    subprocess.run(["apt-get", "download", "bash-completion"], cwd=where, check=True,
+                   capture_output=True, timeout=120)
+    deb = next(where.glob("bash-completion_*.deb"))
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(where / "root")], check=True, timeout=60)
+    return where / "root" / "usr/share/bash-completion/bash_completion"
+
+
+def test_bash_completion_loads_the_installed_script_on_first_tab(
+    tmp_path: Path, bash_completion_package: Path
+) -> None:
+    """What makes `install bash` permanent: bash-completion, as Debian's ~/.bashrc starts
+    it, finds the script in the user dir the first time `kong <Tab>` is pressed."""
+    env = kong_on_path(tmp_path, user_env(tmp_path))
+    assert kong(env, "completion", "install", "bash").returncode == 0
+    program = "\n".join([
+        f"source {shlex.quote(str(bash_completion_package))}",
+        "complete -p kong 2>/dev/null && exit 3  # nothing knows kong before the first Tab",
+        # bash calls the default (-D) completion for a command without its own: this one.
+        "complete -p -D",
+        "_completion_loader kong",
+        "complete -p kong",
+        "COMP_WORDS=(kong l); COMP_CWORD=1; COMPREPLY=()",
+        "_kong_completion kong",
+        "printf 'reply:%s\\n' \"${COMPREPLY[@]}\"",
+    ])
+    result = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "complete -F _completion_loader -D"
+    assert lines[1].endswith("-F _kong_completion kong")
+    offered = {line.removeprefix("reply:") for line in lines[2:]}
+    assert offered == visible_commands("l")
