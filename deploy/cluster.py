@@ -32,7 +32,7 @@ from deploy.images import SPECS, build_image
 # The Ryuk reaper image cannot be pulled here; containers are removed by us.
 testcontainers_config.ryuk_disabled = True
 
-KINDS = tuple(SPECS)
+KINDS = tuple(name for name, spec in SPECS.items() if spec.cluster)
 # Ports each kind needs besides sshd's, by the environment variable that passes them.
 EXTRA_PORTS: dict[str, tuple[str, ...]] = {name: spec.ports for name, spec in SPECS.items()}
 DRIVERS = {name: spec.driver for name, spec in SPECS.items() if spec.driver}

@@ -44,6 +44,8 @@ class ImageSpec:
     ports: tuple[str, ...] = ()
     # kong driver of the profiles of such clusters (None: no scheduler).
     driver: str | None = None
+    # False for an image that is no test cluster (no sshd, never `testcluster.py up`).
+    cluster: bool = True
 
     @property
     def entrypoint(self) -> str:
@@ -97,6 +99,15 @@ SPECS: dict[str, ImageSpec] = {
         packages=("openssh-server", "procps", "python3", "iproute2"),
         dirs=("common", "lsf-sim"),
         driver="lsf",
+    ),
+    # A stock Debian with only the distribution's Python and what kong's README says
+    # to apt-install: tests/test_install.py runs the README's install command in it.
+    "debian-python": ImageSpec(
+        name="debian-python",
+        suite="bookworm",
+        packages=("python3", "pipx"),
+        dirs=("debian-python",),
+        cluster=False,
     ),
 }
 

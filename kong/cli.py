@@ -811,3 +811,4 @@ from kong.agent_cli import COMMANDS as _AGENT_COMMANDS  # noqa: E402 - agent, co
 
 for _command in _AGENT_COMMANDS:
     cli.add_command(_command)
+import kong.completion_cli  # noqa: E402, F401 - registers `kong completion`
