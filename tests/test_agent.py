@@ -36,7 +36,7 @@ import yaml
 
 from kong.config import Config, Profile
 from kong.errors import ConnectionLost
-from kong.remote import agent, transport_for
+from kong.remote import agent, agent_client, transport_for
 from kong.remote.agent_transport import AgentTransport
 from kong.remote.ssh import SSHTransport
 from tests.clusters import Cluster, ClusterFactory, needs_container
@@ -232,10 +232,10 @@ def test_agent_of_another_protocol_version_is_replaced(
     # This client speaks another version: the agent it finds is stopped and a new
     # one started (which, being this same code on disk, still disagrees: one error).
     ours = agent.PROTOCOL
-    monkeypatch.setattr(agent, "PROTOCOL", ours + 1)
+    monkeypatch.setattr(agent_client, "PROTOCOL", ours + 1)
     with pytest.raises(agent.AgentUnavailable, match="protocol"):
         agent.call({"op": "hello"})
-    monkeypatch.setattr(agent, "PROTOCOL", ours)
+    monkeypatch.setattr(agent_client, "PROTOCOL", ours)
     new = agent_pid()
     assert new is not None and new != old
 

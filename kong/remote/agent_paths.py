@@ -1,0 +1,82 @@
+"""Where the kong agent lives and who may use it: its directories, socket path and
+peer credentials."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import stat
+import struct
+import tempfile
+from pathlib import Path
+
+from kong.errors import KongError
+
+#: longest socket path the kernel takes (sun_path is 108 bytes on Linux, 104 on macOS)
+MAX_SOCKET_PATH = 100
+
+
+class AgentUnavailable(KongError):
+    """The agent cannot run or be reached here; callers fall back to in-process SSH."""
+
+
+class AgentNotRunning(AgentUnavailable):
+    """Nobody listens on the agent's socket (and starting one was not asked for)."""
+
+
+def agent_dir() -> Path:
+    """Lock, pid and log file of the agent: under kong's data dir."""
+    from kong.config import data_dir
+
+    return data_dir() / "agent"
+
+
+def _private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user can enter (created 0700 if missing)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        raise AgentUnavailable(f"cannot create the agent's directory {path}: {exc}") from exc
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise AgentUnavailable(f"{path} is not a directory owned by this user: not using it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def socket_path() -> Path:
+    """The agent's socket: in the agent dir, or under the runtime dir when that path is
+    too long for a Unix socket (deep test or home directories)."""
+    directory = agent_dir()
+    path = directory / "agent.sock"
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
+    digest = hashlib.sha256(os.fsencode(directory.resolve())).hexdigest()[:16]
+    return base / f"kong-{os.getuid()}" / f"agent-{digest}.sock"
+
+
+def available() -> str | None:
+    """Why the agent cannot run on this platform, or None when it can."""
+    if not hasattr(socket, "AF_UNIX"):
+        return "this platform has no Unix domain sockets"
+    if not hasattr(os, "fork"):
+        return "this platform cannot start a detached agent (no fork)"
+    return None
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket (None if unknowable)."""
+    if hasattr(socket, "SO_PEERCRED"):
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        return int(uid)
+    local_peercred = getattr(socket, "LOCAL_PEERCRED", None)
+    if local_peercred is not None:  # macOS and the BSDs: struct xucred
+        creds = sock.getsockopt(0, local_peercred, struct.calcsize("iih16i"))
+        _version, uid = struct.unpack_from("iI", creds)
+        return int(uid)
+    return None
+
