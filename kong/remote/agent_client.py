@@ -22,6 +22,8 @@ from kong.remote.agent_paths import (
     _private_dir,
     agent_dir,
     available,
+    check_listener,
+    check_socket_dir,
     socket_path,
 )
 from kong.remote.agent_wire import _ERRORS, DEFAULT_IDLE_TIMEOUT, PROTOCOL, recv_frame, send_frame
@@ -29,9 +31,13 @@ from kong.remote.target import PromptUnavailable, terminal_prompt
 
 
 def _connect(path: Path) -> socket.socket:
+    """A socket connected to the agent at ``path``, once its directory and the listener's
+    uid say it is this user's own agent (else ``AgentUntrusted``, nothing sent)."""
+    check_socket_dir(path.parent)  # FileNotFoundError when it does not exist yet
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
+        check_listener(sock, path)
     except BaseException:
         sock.close()
         raise

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from kong.errors import KongError
+from kong.paths import make_private_dir
 
 #: longest socket path the kernel takes (sun_path is 108 bytes on Linux, 104 on macOS)
 MAX_SOCKET_PATH = 100
@@ -25,6 +26,11 @@ class AgentNotRunning(AgentUnavailable):
     """Nobody listens on the agent's socket (and starting one was not asked for)."""
 
 
+class AgentUntrusted(KongError):
+    """The agent's socket could be another user's: kong sends it nothing and does not fall
+    back quietly, so the user learns that someone tried."""
+
+
 def agent_dir() -> Path:
     """Lock, pid and log file of the agent: under kong's data dir."""
     from kong.config import data_dir
@@ -33,17 +39,52 @@ def agent_dir() -> Path:
 
 
 def _private_dir(path: Path) -> Path:
-    """``path`` as a directory only this user can enter (created 0700 if missing)."""
+    """``path`` as a directory only this user can enter (created 0700 if missing).
+
+    Checked with ``lstat`` after creating it: a directory someone else made first
+    (``/tmp/kong-<uid>`` is guessable), a symlink, or one others can write is refused,
+    since whoever controls it can put their own socket where kong looks for the agent.
+    """
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.lstat(path)
+        make_private_dir(path)
     except OSError as exc:
         raise AgentUnavailable(f"cannot create the agent's directory {path}: {exc}") from exc
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise AgentUnavailable(f"{path} is not a directory owned by this user: not using it")
+    check_socket_dir(path)
+    return path
+
+
+def check_socket_dir(path: Path) -> None:
+    """Raise ``AgentUntrusted`` unless ``path`` is a real directory of this user that
+    nobody else can write (group/world read bits are taken away quietly)."""
+    uid = os.getuid()
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise AgentUntrusted(
+            f"{path} is a symbolic link, not a directory: another user may be impersonating "
+            f"the kong agent; remove it (`rm {path}`) and try again")
+    if not stat.S_ISDIR(st.st_mode):
+        raise AgentUntrusted(f"{path} is not a directory: remove it and try again")
+    if st.st_uid != uid:
+        raise AgentUntrusted(
+            f"{path} belongs to uid {st.st_uid}, not to you (uid {uid}): another user may be "
+            f"impersonating the kong agent; have it removed (as root: `rm -r {path}`) or set "
+            f"XDG_RUNTIME_DIR to a private directory")
+    if st.st_mode & 0o022:
+        raise AgentUntrusted(
+            f"{path} is writable by other users, who could plant a fake kong agent there: "
+            f"`chmod 700 {path}` and try again")
     if st.st_mode & 0o077:
         os.chmod(path, 0o700)
-    return path
+
+
+def check_listener(sock: socket.socket, path: Path) -> None:
+    """Raise ``AgentUntrusted`` unless the process listening on ``sock`` is this user's
+    (asked of the kernel, SO_PEERCRED / LOCAL_PEERCRED): checked before a byte is sent."""
+    uid = peer_uid(sock)
+    if uid is not None and uid != os.getuid():
+        raise AgentUntrusted(
+            f"the process listening on {path} runs as uid {uid}, not as you (uid "
+            f"{os.getuid()}): refusing to talk to it; remove {path} and try again")
 
 
 def socket_path() -> Path:

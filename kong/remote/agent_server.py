@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import logging
 import os
@@ -19,6 +20,8 @@ from kong.remote.agent_wire import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_SESSIONS,
     PROTOCOL,
+    REQUEST_TIMEOUT,
+    BadFrame,
     b64,
     encode_frame,
     error_kind,
@@ -67,6 +70,8 @@ class AgentServer:
         self.last_active = time.monotonic()
         self.started = time.time()
         self.refused = 0
+        #: connections dropped for a bad, oversized or missing request
+        self.dropped = 0
         self.requests = 0
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -211,13 +216,29 @@ class AgentServer:
                 await writer.drain()
             writer.close()
             return
-        self.active += 1
-        self.requests += 1
         op: Any = None
+        counted = False
         try:
-            request = await read_frame(reader)
+            try:
+                # A silent client gets REQUEST_TIMEOUT seconds; it is not counted as
+                # active meanwhile, so it cannot keep an idle agent alive either.
+                request = await asyncio.wait_for(read_frame(reader), REQUEST_TIMEOUT)
+            except TimeoutError:
+                self.dropped += 1
+                log.warning("dropped a client that sent no request within %.0f s",
+                            REQUEST_TIMEOUT)
+                return
+            except BadFrame as exc:
+                self.dropped += 1
+                log.warning("dropped a client that sent %s", exc)
+                await self._send(writer, {"type": "error", "kind": "transport",
+                                          "message": f"kong agent: bad request: {exc}"})
+                return
             if request is None:
                 return
+            self.active += 1
+            self.requests += 1
+            counted = True
             op = request.get("op")
             if op != "stop" and request.get("v") != PROTOCOL:
                 await self._send(writer, {"type": "error", "kind": "version",
@@ -233,6 +254,8 @@ class AgentServer:
                 "stop": self._op_stop,
             }.get(str(op))
             if handler is None:
+                self.dropped += 1
+                log.warning("dropped a request with unknown op %.40r", op)
                 await self._send(writer, {"type": "error", "kind": "transport",
                                           "message": f"kong agent: unknown request {op!r}"})
                 return
@@ -242,14 +265,23 @@ class AgentServer:
                 reply = {"type": "error", "kind": error_kind(exc), "message": str(exc)}
             except (OSError, ConnectionError):
                 return  # the client went away: nobody to answer
+            except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+                # A request with fields missing or of the wrong type: the client's fault.
+                self.dropped += 1
+                log.warning("dropped a malformed %.40s request: %s: %s",
+                            op, type(exc).__name__, exc)
+                reply = {"type": "error", "kind": "transport",
+                         "message": f"kong agent: malformed {op} request: {exc!r}"}
             except Exception as exc:
-                log.exception("request %s failed", op)
+                # One line, as every entry of agent.log: a person reads it.
+                log.error("request %s failed: %s: %s", op, type(exc).__name__, exc)
                 reply = {"type": "error", "kind": "transport",
                          "message": f"kong agent: {type(exc).__name__}: {exc}"}
             if reply is not None:
                 await self._send(writer, reply)
         finally:
-            self.active -= 1
+            if counted:
+                self.active -= 1
             if op in WORK:
                 self.last_active = time.monotonic()
             writer.close()
@@ -342,7 +374,7 @@ class AgentServer:
         return {
             "type": "result", "pid": os.getpid(), "socket": str(self.path),
             "uptime": time.time() - self.started, "idle_timeout": self.idle_timeout,
-            "requests": self.requests, "refused": self.refused,
+            "requests": self.requests, "refused": self.refused, "dropped": self.dropped,
             "clients": self.active - 1, "hosts": hosts,
         }
 
@@ -370,6 +402,8 @@ class AgentServer:
                                              return_when=asyncio.FIRST_COMPLETED)
                 if hangup in done:
                     chunk_task.cancel()
+                    if not hangup.cancelled():
+                        hangup.exception()  # a bad frame also ends it: retrieved, not logged
                     return None
                 chunk = chunk_task.result()
                 if not chunk:

@@ -15,8 +15,16 @@ from kong.remote.target import PromptUnavailable, SSHTarget
 
 #: bumped when frames change meaning; an agent of another version is replaced
 PROTOCOL = 1
-#: a frame holds at most a command's whole output (a log read in one piece)
-MAX_FRAME = 1 << 30
+#: the largest frame a client may send the agent: a request with its stdin, which
+#: AgentTransport keeps under MAX_STDIN (uploads go in several pieces), base64 and all
+MAX_FRAME = 16 << 20
+#: stdin bytes per request, so that base64 (4/3) and the JSON around it fit in MAX_FRAME
+MAX_STDIN = 11 << 20
+#: the largest answer a client takes from the agent (its own user's process): a
+#: command's whole output; logs are read in pieces of logsync's SYNC_CHUNK
+MAX_REPLY_FRAME = 256 << 20
+#: seconds a client may take to send its request before the agent hangs up
+REQUEST_TIMEOUT = 10.0
 
 DEFAULT_IDLE_TIMEOUT = 1800.0
 DEFAULT_MAX_CONNECTIONS = 2
@@ -37,20 +45,29 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
+class BadFrame(ValueError):
+    """A frame that is too big or not a JSON object: the connection is dropped."""
+
+
 def _decode(body: bytes) -> dict[str, Any]:
-    message = json.loads(body)
+    try:
+        message = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise BadFrame(f"a frame of {len(body)} bytes that is not JSON ({exc})") from None
     if not isinstance(message, dict):
-        raise ValueError("frame is not a JSON object")
+        raise BadFrame(f"a frame that is not a JSON object ({type(message).__name__})")
     return message
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next frame, or None at end of stream."""
+async def read_frame(reader: asyncio.StreamReader,
+                     max_size: int = MAX_FRAME) -> dict[str, Any] | None:
+    """The next frame, or None at end of stream; ``BadFrame`` before reading the body
+    of one announced bigger than ``max_size`` (memory stays bounded)."""
     try:
         header = await reader.readexactly(4)
         (size,) = struct.unpack(">I", header)
-        if size > MAX_FRAME:
-            raise ValueError(f"frame of {size} bytes")
+        if size > max_size:
+            raise BadFrame(f"a frame of {size} bytes (the limit is {max_size})")
         return _decode(await reader.readexactly(size))
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
@@ -80,10 +97,15 @@ def recv_frame(sock: socket.socket) -> dict[str, Any] | None:
     if header is None:
         return None
     (size,) = struct.unpack(">I", header)
-    if size > MAX_FRAME:
+    if size > MAX_REPLY_FRAME:
         raise TransportError(f"kong agent sent a frame of {size} bytes")
     body = exactly(size)
-    return None if body is None else _decode(body)
+    if body is None:
+        return None
+    try:
+        return _decode(body)
+    except BadFrame as exc:
+        raise TransportError(f"kong agent sent {exc}") from None
 
 
 def target_to_json(target: SSHTarget) -> dict[str, Any]:
