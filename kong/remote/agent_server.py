@@ -265,7 +265,7 @@ class AgentServer:
                 reply = {"type": "error", "kind": error_kind(exc), "message": str(exc)}
             except (OSError, ConnectionError):
                 return  # the client went away: nobody to answer
-            except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            except (AttributeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
                 # A request with fields missing or of the wrong type: the client's fault.
                 self.dropped += 1
                 log.warning("dropped a malformed %.40s request: %s: %s",
