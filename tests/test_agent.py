@@ -191,6 +191,10 @@ def test_start_status_stop_and_private_socket(make_home: Any) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(agent.agent_dir()).st_mode) == 0o700
+    # Its pid, lock and log files are the user's alone too.
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in agent.agent_dir().iterdir()}
+    assert {"agent.pid", "agent.lock", "agent.log"} <= set(files), files
+    assert all(mode & 0o077 == 0 for mode in files.values()), files
     # Started again: the same agent answers.
     assert "already running" in home.kong("agent", "start").stdout
     assert agent_pid() == pid

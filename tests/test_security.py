@@ -366,11 +366,18 @@ def test_local_files_are_the_users_alone(other_user: OtherUser, shared_tmp: Path
 
 
 @pytest.mark.cluster
-def test_cluster_files_are_the_users_alone(sshd_server: Cluster, tmp_path: Path) -> None:
-    """The same on the sshd test cluster: job dir, script, logs, outputs and the runner
-    under remote_dir, tried by a second user of the cluster host."""
+@pytest.mark.parametrize("cluster_name", ["sshd_server", "slurm_cluster"])
+def test_cluster_files_are_the_users_alone(
+    cluster_name: str, request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    """The same on the test clusters (the sshd one with the local driver, Slurm): job
+    dir, script, logs, outputs, runner and locks under remote_dir, tried by a second
+    user of the cluster host."""
+    sshd_server: Cluster = request.getfixturevalue(cluster_name)
     remote_dir = f"~/.kong-sec-{secrets.token_hex(4)}"
-    profile = {**sshd_server.profile(), "driver": "local", "remote_dir": remote_dir}
+    profile = {**sshd_server.profile(), "remote_dir": remote_dir}
+    if cluster_name == "sshd_server":
+        profile["driver"] = "local"
     home = tmp_path / "h"
     env = make_home(home, {"s": profile})
     _run_local_job(env, f'echo {SECRET}; echo {SECRET} >&2; '

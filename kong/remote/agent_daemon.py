@@ -48,7 +48,9 @@ def serve(idle_timeout: float, ready: Callable[[str], None] | None = None) -> in
         else:
             log.info("another kong agent already serves %s", directory)
         return 0
-    (directory / "agent.pid").write_text(f"{os.getpid()}\n")
+    pid_fd = os.open(directory / "agent.pid", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(pid_fd, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
     server = AgentServer(path, idle_timeout)
     try:
         asyncio.run(server.serve(ready=(lambda: ready("ok")) if ready else None))
