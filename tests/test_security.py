@@ -255,6 +255,24 @@ def test_world_writable_kong_home_is_refused_and_a_swapped_agent_dir_too(
     assert impostor.received() == []
 
 
+def test_agent_dir_of_another_user_is_refused_by_every_agent_command(
+    other_user: OtherUser, tmp_path: Path,
+) -> None:
+    home = tmp_path / "h"
+    env = make_home(home)
+    env.pop("KONG_AGENT", None)
+    (home / "agent").mkdir(mode=0o700)
+    os.chown(home / "agent", other_user.uid, other_user.gid)
+    for words in (["agent", "status"], ["agent", "start"], ["connect", "c"]):
+        out = kong(env, *words)
+        assert out.returncode == 1, (words, out.stdout)
+        assert out.stderr == (
+            f"kong: error: {home / 'agent'} belongs to uid {other_user.uid}, not to you (uid "
+            f"{os.getuid()}): another user may be impersonating the kong agent; have it "
+            f"removed (as root: `rm -r {home / 'agent'}`)\n"), words
+    assert list((home / "agent").iterdir()) == []
+
+
 def test_a_listener_of_another_uid_in_our_own_dir_is_refused(
     other_user: OtherUser, tmp_path: Path, agent_env: Any,
 ) -> None:

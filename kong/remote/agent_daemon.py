@@ -92,7 +92,7 @@ def _daemon(idle_timeout: float) -> int:
     try:
         serve(idle_timeout, ready)
     except BaseException as exc:
-        log.exception("kong agent failed")
+        log.error("kong agent failed: %s: %s", type(exc).__name__, exc)  # one line, no trace
         with contextlib.suppress(OSError):
             ready(f"kong agent failed: {exc}")
         os._exit(1)

@@ -65,10 +65,13 @@ def check_socket_dir(path: Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise AgentUntrusted(f"{path} is not a directory: remove it and try again")
     if st.st_uid != uid:
+        # The fallback under $TMPDIR can be avoided; the agent dir in the data dir not.
+        elsewhere = "" if path == agent_dir() else (
+            " or set XDG_RUNTIME_DIR to a private directory")
         raise AgentUntrusted(
             f"{path} belongs to uid {st.st_uid}, not to you (uid {uid}): another user may be "
-            f"impersonating the kong agent; have it removed (as root: `rm -r {path}`) or set "
-            f"XDG_RUNTIME_DIR to a private directory")
+            f"impersonating the kong agent; have it removed (as root: `rm -r {path}`)"
+            f"{elsewhere}")
     if st.st_mode & 0o022:
         raise AgentUntrusted(
             f"{path} is writable by other users, who could plant a fake kong agent there: "
