@@ -11,6 +11,7 @@ file, the line, the key and what was expected, in one line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ CONNECTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "remote_dir": str,
     "max_connections": int,
     "connect_interval": (int, float),
+    "umask": str,
 }
 
 TOP_LEVEL_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -87,6 +89,8 @@ class Profile:
     remote_dir: str | None = None
     max_connections: int | None = None
     connect_interval: float | None = None
+    #: umask of kong's commands and jobs on the host (default "077": the user's alone)
+    umask: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,6 +154,10 @@ class Config:
         self.path: Path | None = None
         text: str | None = None
         if data is None:
+            from kong.paths import check_start_up
+
+            home = os.environ.get("KONG_HOME")
+            check_start_up(config_file(), data_dir(), Path(home).expanduser() if home else None)
             path = config_file()
             if path.exists():
                 self.path = path
@@ -242,6 +250,10 @@ class Config:
             if value is not None and not _is_instance(value, schema[key]):
                 raise self._fail((*path, key), f"expected {_type_name(schema[key])}, "
                                  f"got {type(value).__name__} {value!r}")
+        umask = body.get("umask")
+        if umask is not None and not re.fullmatch(r"0?[0-7]{3}", umask):
+            raise self._fail((*path, "umask"), f"expected an octal umask such as \"027\", "
+                             f"got {umask!r}")
         if "host" not in body and any(k in body for k in ("port", "user", "jump_host")):
             raise self._fail(path, "`port`, `user` and `jump_host` need a `host`")
         return Profile(
@@ -256,6 +268,7 @@ class Config:
             remote_dir=body.get("remote_dir"),
             max_connections=body.get("max_connections"),
             connect_interval=body.get("connect_interval"),
+            umask=umask,
             options=options,
         )
 

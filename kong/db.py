@@ -51,7 +51,10 @@ def _make_engine(url: str) -> Engine:
     path = _sqlite_path(url)
     if path is None:
         return create_engine(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from kong.paths import check_trusted, make_private_dir
+
+    make_private_dir(path.parent)
+    check_trusted(path, "the database")
     # Create the file 0600 ourselves: SQLite would create it with the umask.
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)

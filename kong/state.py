@@ -508,6 +508,31 @@ class State:
             self.cwd = s.get(Folder, cwd_id) or Folder.get_root()
         return True
 
+    # -- logs (kong/logview.py: read from the end, bounded) ------------------------------
+
+    def tail_log(self, job: Job, which: str = "stdout", lines: int = 10,
+                 max_bytes: int | None = None) -> bytes:
+        """The last ``lines`` lines of a job's stdout or stderr, at most ``max_bytes``
+        (1 MiB by default) however long its lines are; only the end is read."""
+        from kong import logview
+
+        return logview.tail(job, which, lines, max_bytes or logview.DEFAULT_MAX_BYTES)
+
+    def follow_log(self, job: Job, which: str = "stdout", lines: int = 10) -> Iterator[bytes]:
+        """The last ``lines`` lines, then what the job writes: until a local job ends,
+        until the caller stops for a cluster job."""
+        from kong import logview
+
+        return logview.follow(job, which, lines=lines,
+                              refresh=lambda j: self.refresh_jobs([j]))
+
+    def log_file(self, job: Job, which: str = "stdout") -> Any:
+        """A local file with the whole log (a cluster log is synced to the cache first,
+        fetching only what is new); None when the job has not written it yet."""
+        from kong import logview
+
+        return logview.log_file(job, which)
+
     # -- waiting ------------------------------------------------------------------------
 
     def wait(

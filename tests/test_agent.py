@@ -36,7 +36,7 @@ import yaml
 
 from kong.config import Config, Profile
 from kong.errors import ConnectionLost
-from kong.remote import agent, transport_for
+from kong.remote import agent, agent_client, transport_for
 from kong.remote.agent_transport import AgentTransport
 from kong.remote.ssh import SSHTransport
 from tests.clusters import Cluster, ClusterFactory, needs_container
@@ -191,6 +191,10 @@ def test_start_status_stop_and_private_socket(make_home: Any) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(agent.agent_dir()).st_mode) == 0o700
+    # Its pid, lock and log files are the user's alone too.
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in agent.agent_dir().iterdir()}
+    assert {"agent.pid", "agent.lock", "agent.log"} <= set(files), files
+    assert all(mode & 0o077 == 0 for mode in files.values()), files
     # Started again: the same agent answers.
     assert "already running" in home.kong("agent", "start").stdout
     assert agent_pid() == pid
@@ -232,10 +236,10 @@ def test_agent_of_another_protocol_version_is_replaced(
     # This client speaks another version: the agent it finds is stopped and a new
     # one started (which, being this same code on disk, still disagrees: one error).
     ours = agent.PROTOCOL
-    monkeypatch.setattr(agent, "PROTOCOL", ours + 1)
+    monkeypatch.setattr(agent_client, "PROTOCOL", ours + 1)
     with pytest.raises(agent.AgentUnavailable, match="protocol"):
         agent.call({"op": "hello"})
-    monkeypatch.setattr(agent, "PROTOCOL", ours)
+    monkeypatch.setattr(agent_client, "PROTOCOL", ours)
     new = agent_pid()
     assert new is not None and new != old
 

@@ -193,3 +193,73 @@ def test_tail_then_follow_a_big_log_skips_the_middle(target: Target, tmp_path: P
     writer.join()
     assert got == b"tail-f-line\n"
     assert cache.stats.bytes_fetched < 200_000
+
+
+def test_tail_of_a_1gb_line_is_quick_and_bounded(target: Target, tmp_path: Path) -> None:
+    """A log of 1 GiB without a newline (sparse: only its end is written): the tail is
+    its last MiB, read in well under a second, and moving at most about that much."""
+    import time
+    import tracemalloc
+
+    from kong.logview import DEFAULT_MAX_BYTES
+
+    t = target.transport
+    log = f"{target.dir}/oneline.out"
+    target.sh(f"mkdir -p {target.dir} && truncate -s 1073741800 {log} && "
+              f"printf 'the-end' >> {log}")
+    cache = LogCache(tmp_path / "cache")
+    before = t.stats.snapshot()
+    tracemalloc.start()
+    start = time.perf_counter()
+    got = cache.tail(t, log, ("p", "9", "stdout"), 5)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert got.endswith(b"the-end") and len(got) == DEFAULT_MAX_BYTES
+    assert elapsed < 1.0, elapsed
+    assert peak < 8 * DEFAULT_MAX_BYTES, peak
+    assert t.stats.bytes_received - before["bytes_received"] < 2 * DEFAULT_MAX_BYTES
+
+
+def test_sync_fetches_a_big_log_in_pieces(target: Target, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each fetch is one bounded command output (under the agent's frame limit)."""
+    import kong.remote.logsync as logsync
+
+    monkeypatch.setattr(logsync, "SYNC_CHUNK", 100_000)
+    t = target.transport
+    log = f"{target.dir}/pieces.out"
+    target.sh(f"mkdir -p {target.dir} && seq 1 100000 > {log}")
+    expected = target.sh(f"cat {log}").encode()
+    cache = LogCache(tmp_path / "cache")
+    local = cache.sync(t, log, ("p", "10", "stdout"), finished=True)
+    assert local.read_bytes() == expected
+    assert cache.stats.fetches == len(expected) // 100_000 + 1
+    assert cache.stats.bytes_fetched == len(expected)
+
+
+def test_kong_tail_of_a_local_job_with_a_1gb_line(tmp_path: Path) -> None:
+    """`kong tail` of a local job whose stdout is 1 GiB without a newline: the last MiB,
+    in about the time of any kong command (before: killed after 180 s at 357 MB)."""
+    import os
+    import resource
+    import time
+
+    from tests.kongcmd import KONG
+
+    env = {**os.environ, "KONG_HOME": str(tmp_path / "h"), "KONG_AGENT": "0"}
+    for words in (["create-job", "--submit", "--", "true"], ["wait", "1"]):
+        subprocess.run([*KONG, *words], env=env, check=True, capture_output=True)
+    [log] = (tmp_path / "h").glob("jobs/*/1/log/stdout.txt")
+    with open(log, "wb") as fh:
+        fh.truncate(1 << 30)
+        fh.seek(1 << 30)
+        fh.write(b"last-bytes")
+    start = time.perf_counter()
+    out = subprocess.run([*KONG, "tail", "-n", "3", "1"], env=env, capture_output=True,
+                         timeout=60, check=False)
+    elapsed = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith(b"last-bytes") and len(out.stdout) == 1 << 20
+    assert elapsed < 10, elapsed  # a kong start-up on a busy machine, not a 1 GB read
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 200 * 1024

@@ -135,6 +135,7 @@ class DriverBase(ABC):
             cwd=_shell_quote(cwd) if cwd else '"$HOME"',
             header_lines=header_lines,
             env=data.get("env"),
+            umask=self.profile.umask or "077",
         )
 
     # -- bulk operations: each is a few commands, whatever len(jobs) is -----------------

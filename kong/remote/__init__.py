@@ -7,12 +7,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from kong.remote.base import CommandResult, Transport, TransportStats
+from kong.remote.commands import DEFAULT_UMASK
 from kong.remote.local import LocalTransport
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
 
-_local: LocalTransport | None = None
+_local: dict[int, LocalTransport] = {}
 
 
 def agent_enabled(config: Config) -> bool:
@@ -34,16 +35,19 @@ def transport_for(profile: Profile, config: Config | None = None) -> Transport:
     cannot run here; then through the in-process pool of ``kong.remote.ssh``.
     Either way transports to the same host share connections, whatever the profile.
     """
-    global _local
+    umask = profile.umask or DEFAULT_UMASK
     if profile.host is None:
-        if _local is None:
-            _local = LocalTransport()
-        return _local
+        mask = int(umask, 8)
+        if mask not in _local:
+            _local[mask] = LocalTransport(mask)
+        return _local[mask]
     if config is None:
         from kong.drivers import active_config
 
         config = active_config()
     options: dict[str, Any] = {}
+    if umask != DEFAULT_UMASK:
+        options["umask"] = umask
     if profile.max_connections is not None:
         options["max_connections"] = profile.max_connections
     if profile.connect_interval is not None:

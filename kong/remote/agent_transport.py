@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kong.errors import ConnectionLost, TransportError
@@ -60,6 +60,7 @@ class AgentTransport(CommandTransport):
         self.stats = TransportStats()
         self.profile = profile
         self.options = dict(options or {})
+        self.umask = str(self.options.pop("umask", None) or self.umask)
         self.idle_timeout = idle_timeout
         self._home: str | None = None
         self._home_lock = threading.Lock()
@@ -79,6 +80,7 @@ class AgentTransport(CommandTransport):
                 t = self.target
                 extra: dict[str, Any] = {
                     k: v for k, v in self.options.items() if k != "max_sessions"}
+                extra["umask"] = self.umask
                 if t.config is not None:
                     extra["config"] = list(t.config)
                 self._fallback = ssh_transport(
@@ -103,7 +105,11 @@ class AgentTransport(CommandTransport):
     ) -> CommandResult:
         if self._fallback is not None:
             return self._fallback.run(argv, stdin=stdin, timeout=timeout)
-        line = command_line(argv)
+        line = command_line(argv, self.umask)
+        if stdin is not None and len(stdin) > agent.MAX_STDIN:
+            raise TransportError(
+                f"{len(stdin)} bytes of stdin for `{line[:60]}` is over the kong agent's "
+                f"limit of {agent.MAX_STDIN} bytes per command")
         try:
             reply = self._call({"op": "run", "command": line, "stdin": agent.b64(stdin),
                                 "timeout": timeout})
@@ -114,6 +120,22 @@ class AgentTransport(CommandTransport):
         self.stats.add(round_trips=1, sent=len(line) + len(stdin or b""),
                        received=len(out) + len(err))
         return CommandResult(tuple(argv), int(reply["exit_code"]), out, err)
+
+    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
+        """As ``CommandTransport.upload``, in as many commands as the agent's frame limit
+        needs (one for any usual bulk submit: scripts are small)."""
+        batch: dict[str, bytes] = {}
+        size = 0
+        for path, content in files.items():
+            # A tar member costs its content rounded up to 512 bytes, plus headers.
+            cost = len(content) + 2048 + len(path)
+            if batch and size + cost > agent.MAX_STDIN - (64 << 10):
+                super().upload(batch, mode=mode)
+                batch, size = {}, 0
+            batch[path] = content
+            size += cost
+        if batch:
+            super().upload(batch, mode=mode)
 
     def stream(self, path: str, offset: int = 0, poll_interval: float = 0.5) -> Iterator[bytes]:
         """Follow ``path`` with ``tail -F`` in the agent; reopened from the last byte

@@ -90,7 +90,7 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o644) -> None:
+    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
         """Write many files (absolute remote path -> content) in one round trip,
         creating parent directories."""
 

@@ -31,11 +31,21 @@ _SIZES_SCRIPT = (
 )
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """The one string sent to sshd for ``argv``, refused if the remote side cannot take it."""
+#: what kong's commands (and the jobs they start) run under on a host: files 0600,
+#: dirs 0700, whatever the login's own umask; a profile's ``umask:`` may relax it
+DEFAULT_UMASK = "077"
+
+
+def command_line(argv: Sequence[str], umask: str | None = None) -> str:
+    """The one string sent to sshd for ``argv``, refused if the remote side cannot take it;
+    preceded by ``umask UMASK;`` when given (sh, bash, zsh, csh and fish all take that)."""
     if not argv:
         raise TransportError("empty command")
     line = shlex.join(argv)
+    if umask is not None:
+        if not umask.isdigit():
+            raise TransportError(f"bad umask {umask!r}")
+        line = f"umask {umask}; {line}"
     size = len(line.encode("utf-8", errors="surrogateescape"))
     if size > MAX_COMMAND_BYTES:
         raise TransportError(
@@ -48,7 +58,9 @@ def command_line(argv: Sequence[str]) -> str:
 class CommandTransport(Transport):
     """upload, read_range, sizes and remove_trees, each one ``run`` of a command."""
 
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o644) -> None:
+    umask: str = DEFAULT_UMASK
+
+    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
         if not files:
             return
         buf = io.BytesIO()

@@ -11,14 +11,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from kong.errors import TransportError
+from kong.paths import make_private_dir
 from kong.remote.base import CommandResult, Transport, TransportStats
 
 
 class LocalTransport(Transport):
     label = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, umask: int = 0o077) -> None:
         self.stats = TransportStats()
+        #: of every command it runs (the local runner, and so the jobs): private files
+        self.umask = umask
 
     def run(
         self,
@@ -35,6 +38,7 @@ class LocalTransport(Transport):
                 capture_output=True,
                 timeout=timeout,
                 check=False,
+                umask=self.umask,
             )
         except FileNotFoundError as exc:
             raise TransportError(f"command not found: {argv[0]}") from exc
@@ -43,11 +47,11 @@ class LocalTransport(Transport):
         self.stats.add(received=len(proc.stdout) + len(proc.stderr))
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o644) -> None:
+    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
         self.stats.add(round_trips=1, sent=sum(len(c) for c in files.values()))
         for path, content in files.items():
             target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(target.parent)
             # A name of its own per writer: two kong processes may upload one file at once.
             fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
             with os.fdopen(fd, "wb") as fh:

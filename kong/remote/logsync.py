@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from kong.logview import DEFAULT_MAX_BYTES, tail_file, tail_range
+from kong.paths import make_private_dir
 from kong.remote.base import Transport
 
 try:
@@ -29,6 +31,8 @@ except ImportError:  # Windows: one kong process at a time writes the cache
 LogKey = str | tuple[str, ...]
 
 _COMPLETE = ".complete"
+#: bytes of a log fetched per command when syncing
+SYNC_CHUNK = 8 << 20
 _SAFE = "-_.@+=,:~"
 
 
@@ -71,30 +75,40 @@ class LogCache:
         marker = local.with_name(local.name + _COMPLETE)
         if marker.exists():
             return local
-        local.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(local.parent)
         with _locked(local) as fh:
             have = os.fstat(fh.fileno()).st_size
             # One byte of overlap tells "nothing new" (the byte comes back) apart
             # from "the remote log was truncated or replaced" (it does not, or differs).
             start = max(have - 1, 0)
-            data = transport.read_range(remote_path, start)
-            self.stats.add(len(data))
+            data = self._read(transport, remote_path, start)
             if have:
                 fh.seek(have - 1)
                 last = fh.read(1)
                 if data[:1] != last:
                     fh.truncate(0)
-                    data = transport.read_range(remote_path, 0)
-                    self.stats.add(len(data))
+                    data = self._read(transport, remote_path, 0)
                     have = 0
                 else:
                     data = data[1:]
             fh.seek(have)
             fh.write(data)
+            have += len(data)
+            # The rest in pieces: each is one command's output, kept under the agent's
+            # frame limit and this process's memory.
+            while len(data) >= SYNC_CHUNK - 1:
+                data = self._read(transport, remote_path, have)
+                fh.write(data)
+                have += len(data)
             fh.flush()
             if finished:
-                marker.touch()
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600))
         return local
+
+    def _read(self, transport: Transport, remote_path: str, offset: int) -> bytes:
+        data = transport.read_range(remote_path, offset, SYNC_CHUNK)
+        self.stats.add(len(data))
+        return data
 
     def tail(
         self,
@@ -105,8 +119,10 @@ class LogCache:
         *,
         finished: bool = False,
         chunk: int = 64 * 1024,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> bytes:
-        """The last ``n_lines`` lines of the log, fetching only about that much of its end.
+        """The last ``n_lines`` lines of the log (at most its last ``max_bytes``),
+        fetching only about that much of its end.
 
         When the part not yet cached is small, it is synced instead, so the
         cache grows; otherwise the end is read in growing chunks and the cache
@@ -116,33 +132,23 @@ class LogCache:
             return b""
         local = self.path(key)
         if self.is_complete(key):
-            return _last_lines(local.read_bytes(), n_lines)
+            return tail_file(local, n_lines, max_bytes)[0]
         have = local.stat().st_size if local.exists() else 0
         size = transport.sizes([remote_path]).get(remote_path)
         if size is None:
             return b""
         if size - have <= chunk:
             synced = self.sync(transport, remote_path, key, finished)
-            self._tail_end[local] = synced.stat().st_size
-            return _last_lines(synced.read_bytes(), n_lines)
-        got = b""
-        start = size
-        step = chunk
-        while start > 0:
-            begin = max(start - step, 0)
-            piece = transport.read_range(remote_path, begin, start - begin)
+            data, self._tail_end[local] = tail_file(synced, n_lines, max_bytes)
+            return data
+
+        def read_at(offset: int, length: int) -> bytes:
+            piece = transport.read_range(remote_path, offset, length)
             self.stats.add(len(piece))
-            got = piece + got
-            start = begin
-            # n lines need n+1 newlines before them unless the log ends without one.
-            newlines = got.count(b"\n")
-            if newlines > n_lines:
-                break
-            # Grow by what the lines seen so far suggest is still missing, at least 4x.
-            per_line = len(got) / max(newlines, 1)
-            step = max(step * 4, int((n_lines + 1 - newlines) * per_line * 1.25))
+            return piece
+
         self._tail_end[local] = size
-        return _last_lines(got, n_lines)
+        return tail_range(read_at, size, n_lines, max_bytes)
 
     def follow(
         self,
@@ -164,13 +170,15 @@ class LogCache:
             offset = self._tail_end.get(local)
         if offset is None:
             offset = self.sync(transport, remote_path, key, finished=False).stat().st_size
+        make_private_dir(local.parent)
         stream = transport.stream(remote_path, offset, poll_interval)
         try:
             for data in stream:
                 self.stats.add(len(data))
                 cached = local.stat().st_size if local.exists() else 0
                 if cached == offset:
-                    with open(local, "ab") as fh:
+                    with _locked(local) as fh:
+                        fh.seek(0, os.SEEK_END)
                         fh.write(data)
                 offset += len(data)
                 yield data
@@ -178,11 +186,6 @@ class LogCache:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
-
-
-def _last_lines(data: bytes, n: int) -> bytes:
-    lines = data.splitlines(keepends=True)
-    return b"".join(lines[-n:])
 
 
 @contextlib.contextmanager

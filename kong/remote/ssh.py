@@ -19,7 +19,12 @@ import asyncssh
 
 from kong.errors import ConnectionLost, TransportError
 from kong.remote.base import CommandResult, TransportStats
-from kong.remote.commands import MAX_COMMAND_BYTES, CommandTransport, command_line
+from kong.remote.commands import (
+    DEFAULT_UMASK,
+    MAX_COMMAND_BYTES,
+    CommandTransport,
+    command_line,
+)
 from kong.remote.pool import HostPool, PromptCallback, SSHPool, SSHTarget, _Conn
 
 
@@ -61,7 +66,7 @@ class SSHTransport(CommandTransport):
         stdin: bytes | None = None,
         timeout: float | None = None,
     ) -> CommandResult:
-        line = command_line(argv)
+        line = command_line(argv, self.umask)
         outcome = self._pool.call(self._host().run(line, stdin, timeout))
         return CommandResult(tuple(argv), outcome.exit_code, outcome.stdout, outcome.stderr)
 
@@ -142,7 +147,7 @@ _HOST_OPTIONS = {
     "probe_timeout": float,
     "connect_interval": float,
 }
-_OPTIONS = {*_HOST_OPTIONS, "config", "connect_timeout", "pool"}
+_OPTIONS = {*_HOST_OPTIONS, "config", "connect_timeout", "pool", "umask"}
 
 
 def default_pool() -> SSHPool:
@@ -198,11 +203,13 @@ def ssh_transport(
     for name, convert in _HOST_OPTIONS.items():
         if name in options:
             settings[name] = convert(options[name]) if convert else options[name]
-    key = (id(pool), target, *sorted(settings.items(), key=lambda kv: kv[0]))
+    umask = str(options.get("umask") or DEFAULT_UMASK)
+    key = (id(pool), target, umask, *sorted(settings.items(), key=lambda kv: kv[0]))
     with _default_lock:
         transport = _transports.get(key)
         if transport is None or transport._pool is not pool:
             transport = _transports[key] = SSHTransport(target, pool=pool, **settings)
+            transport.umask = umask
         return transport
 
 

@@ -42,11 +42,16 @@ class StateLoadFailed(Exception):
 
 
 def history_file() -> Path:
-    from kong.config import data_dir
+    import os
 
-    path = data_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path / "history"
+    from kong.config import data_dir
+    from kong.paths import make_private_dir
+
+    path = make_private_dir(data_dir()) / "history"
+    # FileHistory appends with the umask's mode: the commands typed are the user's alone.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(path, 0o600)
+    return path
 
 
 class KongCompleter(Completer):
@@ -287,6 +292,7 @@ def _trim_history(shell: Context) -> None:
     first = starts[-keep] - 1 if starts[-keep] > 0 else 0
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(lines[first:]), encoding="utf-8")
+    tmp.chmod(0o600)
     tmp.replace(path)
 
 
