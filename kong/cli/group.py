@@ -3,6 +3,7 @@ confirmation), the shell's own commands and ``run``: user errors become one line
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -167,6 +168,10 @@ def exit_command(obj: Context) -> None:
 # -- entry point ------------------------------------------------------------------------
 
 
+#: OS errors that are the machine's state, not kong's bug: one line, like a KongError
+_USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"kong: error: {message}", err=True)
     raise SystemExit(code)
@@ -193,6 +198,12 @@ def run(args: Sequence[str] | None, obj: Context | None = None) -> int:
     except TimeoutError as exc:
         click.echo(f"kong: timeout: {exc}", err=True)
         return 3
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"kong: error: {exc.strerror}{where}", err=True)
+        return 1
     except (click.Abort, KeyboardInterrupt):
         click.echo("kong: interrupted", err=True)
         return 130
