@@ -10,6 +10,7 @@ file, the line, the key and what was expected, in one line.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -50,6 +51,14 @@ TOP_LEVEL_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 DEFAULT_PROFILE = "local"
+
+#: the longest pause between two new connections a profile may ask for
+MAX_CONNECT_INTERVAL_S = 3600.0
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters (newline, tab, escapes, ...) in ``text``, as reprs."""
+    return sorted({repr(c) for c in text if ord(c) < 32 or 127 <= ord(c) < 160})
 
 
 def config_dir() -> Path:
@@ -215,14 +224,59 @@ class Config:
                 ("default_profile",),
                 f"no profile named {self.default_profile!r} (profiles: {', '.join(self.profiles)})",
             )
+        self._check_database(self.data.get("database"))
         self.notify: list[Any] = list(self.data.get("notify") or [])
         for i, target in enumerate(self.notify):
             if not isinstance(target, (str, dict)):
                 raise self._fail(("notify", str(i)), "expected a URL string or a mapping")
+        from kong.notify import check_syntax
+
+        try:
+            check_syntax(self.notify)
+        except ConfigError as exc:
+            raise self._fail(("notify",), str(exc)) from None
         self.agent: bool = bool(self.data.get("agent", True))
         #: seconds without requests after which the kong agent stops (and closes connections)
         self.agent_idle_timeout: float = float(self.data.get("agent_idle_timeout") or 1800)
         self.history_size: int = int(self.data.get("history_size") or 10000)
+
+    def _check_database(self, url: Any) -> None:
+        """A ``database:`` that SQLAlchemy cannot parse, or of a dialect it does not know,
+        is refused here; a missing DBAPI package is named when the database is opened."""
+        if not url:
+            return
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            parsed = make_url(str(url))
+        except ArgumentError:
+            raise self._fail(("database",), f"not a database URL: {url!r} (expected e.g. "
+                             "sqlite:////path/kong.sqlite or postgresql://host/db)") from None
+        try:
+            parsed.get_dialect()
+        except NoSuchModuleError:
+            raise self._fail(("database",), f"unknown database kind {parsed.drivername!r} "
+                             "(expected e.g. sqlite or postgresql)") from None
+
+    def _check_connection(self, path: tuple[str, ...], body: Mapping[str, Any]) -> None:
+        """Values that parse but cannot work: they would hang a submit or block the agent."""
+        max_connections = body.get("max_connections")
+        if max_connections is not None and max_connections < 1:
+            raise self._fail((*path, "max_connections"),
+                             f"expected at least 1, got {max_connections}")
+        interval = body.get("connect_interval")
+        if interval is not None and not (
+            math.isfinite(interval) and 0 <= interval <= MAX_CONNECT_INTERVAL_S
+        ):
+            raise self._fail((*path, "connect_interval"),
+                             f"expected seconds from 0 to {MAX_CONNECT_INTERVAL_S:g}, "
+                             f"got {interval!r}")
+        for key in ("remote_dir", "host", "user", "identity_file", "known_hosts", "jump_host"):
+            value = body.get(key)
+            if isinstance(value, str) and (bad := control_characters(value)):
+                raise self._fail((*path, key),
+                                 f"control characters ({', '.join(bad)}) are not allowed")
 
     def _profile(self, name: str, body: Any) -> Profile:
         path = ("profiles", name)
@@ -235,6 +289,7 @@ class Config:
             raise self._fail((*path, "driver"), f"unknown driver {driver!r} (expected one of: "
                              f"{', '.join(DRIVERS)})")
         self._check_mapping(body, CONNECTION_KEYS, path, allow_extra=True)
+        self._check_connection(path, body)
         options = {k: v for k, v in body.items() if k not in CONNECTION_KEYS}
         from kong.drivers import driver_options
 

@@ -7,6 +7,7 @@ Each entry of ``notify:`` is an apprise URL (``json://host:port/path``,
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -27,20 +28,63 @@ def summary(jobs: Sequence[Job]) -> str:
     return ", ".join(f"{counts[name]} {name.lower()}" for name in order if counts[name])
 
 
+def parse_targets(entries: Sequence[object]) -> list[tuple[str, set[str]]]:
+    """The ``notify:`` entries as (url, events) pairs; a malformed entry is a ConfigError."""
+    targets: list[tuple[str, set[str]]] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            targets.append((entry, set(EVENTS) - {"progress"}))
+            continue
+        if not isinstance(entry, dict):
+            raise ConfigError(f"notify entry {entry!r}: expected a URL string or a mapping")
+        url = entry.get("url")
+        if not isinstance(url, str):
+            raise ConfigError(f"notify entry {entry!r}: expected a `url:` string")
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true.
+        on = entry.get("on", entry.get(True)) or EVENTS
+        if not isinstance(on, (list, tuple)) or not all(isinstance(e, str) for e in on):
+            raise ConfigError(f"notify entry {_redact(url)}: `on:` expected a list of events "
+                              f"({', '.join(EVENTS)})")
+        if unknown := set(on) - set(EVENTS):
+            raise ConfigError(f"notify entry {_redact(url)}: unknown events {sorted(unknown)} "
+                              f"(expected: {', '.join(EVENTS)})")
+        targets.append((url, set(on)))
+    return targets
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S")
+
+
+def check_syntax(entries: Sequence[object]) -> None:
+    """What the config check can afford on every start: each entry well-formed and a
+    ``scheme://...`` URL (apprise itself takes a second to load its plugins)."""
+    for url, _on in parse_targets(entries):
+        if not _URL.match(url):
+            raise ConfigError(f"{_redact(url)!r} is not a notification URL "
+                              "(expected scheme://..., e.g. ntfy://topic or mailto://user@host)")
+
+
+def check_targets(targets: Sequence[tuple[str, set[str]]], where: str = "config") -> None:
+    """Refuse URLs apprise cannot parse (apprise parses without sending). Runs when a
+    wait that notifies starts, so a bad URL stops it before it waits, not after."""
+    if not targets:
+        return
+    import logging
+
+    import apprise
+
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)
+    for url, _on in targets:
+        if not apprise.Apprise().add(url):
+            raise ConfigError(f"{where}: notify: {_redact(url)} is not a notification URL "
+                              "apprise understands "
+                              "(see https://github.com/caronc/apprise/wiki)")
+
+
 class Notifier:
     def __init__(self, config: Config) -> None:
-        self.targets: list[tuple[str, set[str]]] = []
-        for entry in config.notify:
-            if isinstance(entry, str):
-                self.targets.append((entry, set(EVENTS) - {"progress"}))
-            else:
-                url = entry.get("url")
-                if not isinstance(url, str):
-                    raise ConfigError(f"notify entry {entry!r}: expected a `url:` string")
-                on = set(entry.get("on") or EVENTS)
-                if unknown := on - set(EVENTS):
-                    raise ConfigError(f"notify entry {url}: unknown events {sorted(unknown)}")
-                self.targets.append((url, on))
+        self.targets = parse_targets(config.notify)
+        check_targets(self.targets, str(config.path or "config"))
 
     def _send(self, event: str, title: str, body: str, kind: str = "info") -> int:
         """Send to every target that wants ``event``; returns how many accepted it."""

@@ -155,6 +155,7 @@ class State:
         self, path: str, exist_ok: bool = False, create_parent: bool = False
     ) -> Folder | None:
         """Make a folder. Returns it (the existing one with ``exist_ok``)."""
+        db.require_writable()  # before anything is done that could not be recorded
         existing = Folder.find_by_path(path, self.cwd)
         if existing is not None:
             if exist_ok:
@@ -177,6 +178,7 @@ class State:
 
     def mv(self, source: str | Job | Folder, dest: str | Folder) -> list[Job | Folder]:
         """Move jobs or folders into a folder, or rename a folder (``dest`` does not exist)."""
+        db.require_writable()  # before anything is done that could not be recorded
         folders: list[Folder] = []
         jobs: list[Job] = []
         if isinstance(source, Folder):
@@ -386,6 +388,7 @@ class State:
         ``cwd``, ``env`` and the driver's options); ``profile=`` picks another
         profile and ``folder=`` another folder (path or Folder).
         """
+        db.require_writable()  # before anything is done that could not be recorded
         profile = kwargs.pop("profile", None) or self.profile
         folder = self._folder(kwargs.pop("folder", None) or self.cwd)
         driver = self.driver(self.config.profile(profile).name)
@@ -399,6 +402,7 @@ class State:
         progress: ProgressCallback | None = None,
     ) -> list[Job]:
         """Submit the selected jobs that are still CREATED; returns them."""
+        db.require_writable()  # before anything is done that could not be recorded
         jobs = [j for j in self.select_jobs(name, recursive) if j.status == JobStatus.CREATED]
         if not jobs or not confirm(f"Submit {len(jobs)} job(s)?"):
             return []
@@ -412,6 +416,7 @@ class State:
         confirm: Confirmation = YES,
     ) -> list[Job]:
         """Kill the selected jobs that are queued or running; returns them."""
+        db.require_writable()  # before anything is done that could not be recorded
         live = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.UNKNOWN)
         jobs = [j for j in self.select_jobs(name, recursive) if j.status in live]
         if not jobs or not confirm(f"Kill {len(jobs)} job(s)?"):
@@ -428,6 +433,7 @@ class State:
         progress: ProgressCallback | None = None,
     ) -> list[Job]:
         """Run the selected jobs again (only FAILED ones with ``failed_only``)."""
+        db.require_writable()  # before anything is done that could not be recorded
         jobs = self.select_jobs(name, recursive)
         if failed_only:
             jobs = [j for j in jobs if j.status == JobStatus.FAILED]
@@ -469,6 +475,7 @@ class State:
         threads: int | None = 1,
     ) -> bool:
         """Remove jobs (their files too) or folders (``recursive`` needed)."""
+        db.require_writable()  # before anything is done that could not be recorded
         folders: list[Folder] = []
         jobs: list[Job] = []
         if isinstance(name, Folder):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from kong import db
-from kong.drivers.script import JobPaths, render_script
+from kong.drivers.script import JobPaths, check_env_names, render_script
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.remote import Transport, transport_for
@@ -88,6 +88,7 @@ class DriverBase(ABC):
         if cwd is not None:
             data["cwd"] = cwd
         if env:
+            check_env_names(env)
             data["env"] = {str(k): str(v) for k, v in env.items()}
         with db.write() as s:
             job = Job(

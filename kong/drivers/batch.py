@@ -20,6 +20,7 @@ kill     one command with all batch ids.
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -377,27 +378,32 @@ class BatchDriver(DriverBase):
         return default if value is None else value
 
 
+_WALLTIME = re.compile(r"(?:([0-9]+)-)?([0-9]+(?::[0-9]+){0,2})")
+
+
 def walltime_minutes(value: str | int) -> int:
-    """``90``, ``"90"``, ``"1:30:00"``, ``"2-00:00:00"`` or ``"30:00"`` in whole minutes."""
+    """``90``, ``"90"``, ``"1:30:00"``, ``"2-00:00:00"`` or ``"30:00"`` in whole minutes;
+    anything else, or no time at all, is a DriverError."""
+    bad = DriverError(f"walltime {value!r}: expected [D-]HH:MM:SS, MM:SS or minutes, "
+                      "more than zero")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise bad
     if isinstance(value, int):
+        if value < 1:
+            raise bad
         return value
-    text = value.strip()
-    days = 0
-    if "-" in text:
-        d, _, text = text.partition("-")
-        days = int(d)
-    try:
-        parts = [int(p) for p in text.split(":")]
-    except ValueError:
-        raise DriverError(
-            f"walltime {value!r}: expected [D-]HH:MM:SS, MM:SS or minutes"
-        ) from None
+    match = _WALLTIME.fullmatch(value.strip())
+    if match is None:
+        raise bad
+    days = int(match.group(1) or 0)
+    parts = [int(p) for p in match.group(2).split(":")]
     if len(parts) == 1:
         minutes = parts[0]
     elif len(parts) == 2:
         minutes = parts[0] + (1 if parts[1] else 0)  # MM:SS
-    elif len(parts) == 3:
-        minutes = parts[0] * 60 + parts[1] + (1 if parts[2] else 0)
     else:
-        raise DriverError(f"walltime {value!r}: expected [D-]HH:MM:SS, MM:SS or minutes")
-    return days * 24 * 60 + minutes
+        minutes = parts[0] * 60 + parts[1] + (1 if parts[2] else 0)
+    total = days * 24 * 60 + minutes
+    if total < 1:
+        raise bad
+    return total

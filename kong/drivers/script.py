@@ -7,6 +7,7 @@ the logs (so a job's result survives even when the scheduler forgets it).
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +63,20 @@ cd {cwd} || exit 1
 """
 
 
+#: what a POSIX shell accepts after ``export``; anything else would be shell code
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_names(env: dict[str, str] | None) -> None:
+    """Refuse environment variable names that are not plain shell names."""
+    from kong.errors import DriverError
+
+    for name in env or {}:
+        if not ENV_NAME.fullmatch(str(name)):
+            raise DriverError(f"environment variable name {str(name)!r}: expected letters, "
+                              "digits and _, not starting with a digit")
+
+
 def render_script(
     *,
     job_id: int,
@@ -76,6 +91,7 @@ def render_script(
 ) -> str:
     """The job script. ``scratch`` and ``cwd`` are shell words (they may use ``$TMPDIR``);
     every other value is quoted. ``command`` is the user's shell command, run as is."""
+    check_env_names(env)  # names go into the script unquoted
     env_lines = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (env or {}).items())
     return _TEMPLATE.format(
         header="\n".join(header_lines),

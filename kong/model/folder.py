@@ -29,6 +29,9 @@ def check_folder_name(name: str) -> None:
     """Refuse names that could not be told apart from job selectors."""
     if not _VALID_NAME.match(name) or name in (".", ".."):
         raise FolderError(f"invalid folder name {name!r}")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        # A newline or tab would break the rows of ls; an escape would paint the terminal.
+        raise FolderError(f"folder name {name!r} contains a control character")
     if name.isdigit():
         raise FolderError(f"folder name {name!r} is all digits: it would read as a job id")
     if ".." in name and re.fullmatch(r"\d+\.\.\d+", name):

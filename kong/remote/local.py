@@ -54,8 +54,12 @@ class LocalTransport(Transport):
             make_private_dir(target.parent)
             # A name of its own per writer: two kong processes may upload one file at once.
             fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(content)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(content)
+            except OSError as exc:  # a full disk: leave no partial file behind
+                os.unlink(tmp_name)
+                raise TransportError(f"cannot write {target}: {exc.strerror}") from None
             os.chmod(tmp_name, mode)
             os.replace(tmp_name, target)
 

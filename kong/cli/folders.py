@@ -1,0 +1,139 @@
+"""Folder commands: ls, mkdir, mv, rm, cd, pwd."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from kong.cli.group import FOLDER, JOBSPEC, STATUS_NAMES, Context, cli, confirm, pass_context
+from kong.cli.render import folder_paths_of, job_row
+
+
+@cli.command("ls")
+@click.argument("path", default=".", required=False, type=JOBSPEC)
+@click.option("-R", "--recursive", is_flag=True, help="List the jobs of all folders below PATH.")
+@click.option("-u", "--refresh", is_flag=True,
+              help="Ask the clusters for the current status first (one query per profile).")
+@click.option("-s", "--status", "statuses", multiple=True, metavar="STATUS",
+              type=click.Choice(STATUS_NAMES, case_sensitive=False),
+              help="Show only jobs in this status (repeatable).")
+@click.option("-S", "--sizes", is_flag=True, help="Show the size of each job's output dir.")
+@click.option("-x", "--extra", "extra", multiple=True, metavar="KEY",
+              help="Extra column from the job's data (e.g. exit_code, node); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_context
+def ls_command(
+    obj: Context,
+    path: str,
+    recursive: bool,
+    refresh: bool,
+    statuses: Sequence[str],
+    sizes: bool,
+    extra: Sequence[str],
+    as_json: bool,
+) -> None:
+    """List the folders and jobs in PATH (default: the current folder).
+
+    PATH may also be any JobSpec (an id, a range, a glob); then only jobs are
+    listed. Folders show how many jobs in them and below them are in each
+    status. Times are local.
+    """
+    from kong import ui
+    from kong.model.job import JobList
+
+    state = obj.state
+    if refresh:
+        with ui.spinner("Refreshing job status"):
+            folders, jobs = state.ls(path, refresh=True, recursive=recursive)
+    else:
+        folders, jobs = state.ls(path, recursive=recursive)
+    rows = jobs.rows if isinstance(jobs, JobList) else [job_row(j) for j in jobs]
+    if statuses:
+        wanted = {s.upper() for s in statuses}
+        rows = [r for r in rows if r.status.name in wanted]
+    counts = state.folder_counts(folders)
+    job_sizes = None
+    if sizes:
+        selected = {r.job_id for r in rows}
+        with ui.spinner("Measuring output sizes"):
+            job_sizes = state.sizes([j for j in jobs if j.job_id in selected])
+    extra_data = None
+    if extra:
+        extra_data = state.job_data([r.job_id for r in rows], list(extra))
+    if as_json:
+        paths = folder_paths_of({r.folder_id for r in rows}, at_least=1) or {}
+        ui.print_json({
+            "folders": [
+                {"name": f.name, "path": f.path,
+                 "counts": {s.name: n for s, n in counts[f.folder_id].items()}}
+                for f in folders
+            ],
+            "jobs": [
+                {**ui.row_dict(r), "folder": paths.get(r.folder_id),
+                 **({"size": job_sizes.get(r.job_id)} if job_sizes is not None else {}),
+                 **((extra_data or {}).get(r.job_id, {}))}
+                for r in rows
+            ],
+        })
+        return
+    ui.render_listing(folders, counts, rows, sizes=job_sizes, extra=extra_data,
+                      folder_paths=folder_paths_of({r.folder_id for r in rows}))
+
+
+
+
+@cli.command("mkdir")
+@click.argument("paths", nargs=-1, required=True, type=FOLDER)
+@click.option("-p", "--parents", is_flag=True,
+              help="Create missing parent folders; no error if the folder exists.")
+@pass_context
+def mkdir_command(obj: Context, paths: Sequence[str], parents: bool) -> None:
+    """Create the folders PATHS (relative to the current folder, or absolute)."""
+    for path in paths:
+        obj.state.mkdir(path, exist_ok=parents, create_parent=parents)
+
+
+@cli.command("mv")
+@click.argument("source", type=JOBSPEC)
+@click.argument("dest", type=FOLDER)
+@pass_context
+def mv_command(obj: Context, source: str, dest: str) -> None:
+    """Move jobs or folders SOURCE into folder DEST, or rename a folder when DEST does not
+    exist."""
+    moved = obj.state.mv(source, dest)
+    click.echo(f"moved {len(moved)} item(s)")
+
+
+@cli.command("rm")
+@click.argument("spec", type=JOBSPEC)
+@click.option("-r", "--recursive", is_flag=True, help="Remove folders and everything in them.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def rm_command(obj: Context, spec: str, recursive: bool, yes: bool) -> None:
+    """Remove jobs (killing them if they run, deleting their files) or folders.
+
+    Asks before removing anything unless -y is given; without a terminal to
+    ask on, it refuses instead.
+    """
+    from kong import ui
+
+    with ui.spinner("Removing"):
+        removed = obj.state.rm(spec, recursive=recursive, confirm=confirm(yes))
+    click.echo("removed" if removed else "nothing removed")
+
+
+@cli.command("cd")
+@click.argument("path", default="/", required=False, type=FOLDER)
+@pass_context
+def cd_command(obj: Context, path: str) -> None:
+    """Change the current folder to PATH (default: /); meant for the interactive shell."""
+    obj.state.cd(path)
+
+
+@cli.command("pwd")
+@pass_context
+def pwd_command(obj: Context) -> None:
+    """Print the current folder."""
+    click.echo(obj.state.cwd.path)
+
