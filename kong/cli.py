@@ -51,7 +51,10 @@ class Context:
                 if self._state is None:
                     from kong.state import State
 
-                    self._state = State.get_instance(profile=self._profile)
+                    state = State.get_instance(profile=self._profile)
+                    # people are told when a range selects nothing; scripts get []
+                    state.empty_range_is_error = True
+                    self._state = state
         return self._state
 
     @property
@@ -259,6 +262,8 @@ def mv_command(obj: Context, source: str, dest: str) -> None:
     exist."""
     moved = obj.state.mv(source, dest)
     click.echo(f"moved {len(moved)} item(s)")
+    for folder, reason in getattr(moved, "skipped", []):
+        click.echo(f"not moved: {folder.path}: {reason}")
 
 
 @cli.command("rm")
