@@ -48,6 +48,12 @@ def check_text(value: object, what: str, error: type[KongError] = JobSpecError) 
     return value
 
 
+def shown(text: str) -> str:
+    """``text`` for a one-line message: as typed when printable, else its repr
+    (a newline in a path must not split the error line)."""
+    return text if text.isprintable() else repr(text)
+
+
 def is_id(word: str) -> bool:
     return _ID.fullmatch(word) is not None
 

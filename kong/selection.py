@@ -38,7 +38,7 @@ from kong.errors import (
     JobSpecError,
     NoSuchJobOrFolder,
 )
-from kong.jobspec import MAX_DEPTH, Spec, check_text, is_glob, job_id
+from kong.jobspec import MAX_DEPTH, Spec, check_text, is_glob, job_id, shown
 from kong.model.folder import Folder, FolderDoesNotExist, check_folder_name, subtree_ids
 from kong.model.job import Job, JobDoesNotExist
 
@@ -69,7 +69,7 @@ class Selection:
         text = check_text(path, "folder path", FolderError)
         folder = Folder.find_by_path(text, self.cwd)
         if folder is None:
-            raise FolderDoesNotExist(f"no such folder: {text}")
+            raise FolderDoesNotExist(f"no such folder: {shown(text)}")
         return folder
 
     @contextmanager
@@ -96,7 +96,7 @@ class Selection:
         text = check_text(pattern, "folder pattern", FolderError)
         folders = self._match_folders(text)
         if folders is None:
-            raise FolderDoesNotExist(f"no such folder: {text}")
+            raise FolderDoesNotExist(f"no such folder: {shown(text)}")
         return folders
 
     def _match_folders(self, pattern: str) -> list[Folder] | None:
@@ -136,7 +136,7 @@ class Selection:
         if existing is not None:
             if exist_ok:
                 return existing
-            raise CannotCreateError(f"folder exists: {text}")
+            raise CannotCreateError(f"folder exists: {shown(text)}")
         parts = [p for p in text.split("/") if p not in ("", ".")]
         if not parts:
             raise CannotCreateError(f"cannot create {text!r}")
@@ -150,15 +150,17 @@ class Selection:
             parent, index = below, index + 1
         missing = parts[index:]
         if ".." in missing:
-            raise CannotCreateError(f"cannot create {text}: '..' of a folder that does not exist")
+            raise CannotCreateError(
+                f"cannot create {shown(text)}: '..' of a folder that does not exist"
+            )
         if len(missing) > 1 and not create_parent:
             head = ("/" if text.startswith("/") else "") + "/".join(parts[:-1])
-            raise CannotCreateError(f"no such folder: {head} (use create_parent / mkdir -p)")
+            raise CannotCreateError(f"no such folder: {shown(head)} (use create_parent / mkdir -p)")
         for part in missing:
             check_folder_name(part)
         if _depth(parent) + len(missing) > MAX_DEPTH:
             raise CannotCreateError(
-                f"cannot create {text[:60]}{'...' if len(text) > 60 else ''}: "
+                f"cannot create {shown(text[:60])}{'...' if len(text) > 60 else ''}: "
                 f"folders nest at most {MAX_DEPTH} levels deep"
             )
         with db.write() as s:
@@ -193,7 +195,7 @@ class Selection:
             dest_folder = Folder.find_by_path(dest_text, self.cwd)
             if dest_folder is None:
                 if jobs or len(folders) != 1 or bulk:
-                    raise FolderDoesNotExist(f"no such folder: {dest_text}")
+                    raise FolderDoesNotExist(f"no such folder: {shown(dest_text)}")
                 return MoveResult([self._rename(folders[0], dest_text)], [])
         assert dest_folder is not None
 
@@ -291,16 +293,16 @@ class Selection:
                 query = query.where(self._in_folder(self._folder(spec.folder), recursive))
             jobs = list(db.session().scalars(query.order_by(Job.job_id)))
             if not jobs and self.empty_range_is_error:
-                raise JobSpecError(f"no jobs in range {spec.text}")
+                raise JobSpecError(f"no jobs in range {shown(spec.text)}")
             return jobs
         if spec.last == "*":
             folders = self._match_folders(spec.folder or ".")
             if not folders:
-                raise FolderDoesNotExist(f"no such folder: {spec.folder}")
+                raise FolderDoesNotExist(f"no such folder: {shown(spec.folder or '.')}")
             return self._jobs_in(folders, recursive)
         folders = self._match_folders(spec.text)
         if not folders:
-            raise NoSuchJobOrFolder(f"no such folder or job: {spec.text}")
+            raise NoSuchJobOrFolder(f"no such folder or job: {shown(spec.text)}")
         return self._jobs_in(folders, recursive)
 
     def _job(self, number: int) -> Job:
@@ -365,7 +367,7 @@ class Selection:
             return folders, []
         jobs = self.get_jobs(spec.text)
         if not jobs and spec.range is not None:  # kong-batch: DoesNotExist here too
-            raise NoSuchJobOrFolder(f"no jobs in range {spec.text}")
+            raise NoSuchJobOrFolder(f"no jobs in range {shown(spec.text)}")
         return [], jobs
 
     @staticmethod

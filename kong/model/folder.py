@@ -35,6 +35,8 @@ def check_folder_name(name: str) -> None:
     """Refuse names that could not be told apart from job selectors."""
     if not _VALID_NAME.match(name) or name in (".", ".."):
         raise InvalidFolderName(f"invalid folder name {name!r}")
+    if not name.isprintable():  # a newline or tab would break every listing of it
+        raise InvalidFolderName(f"folder name {name!r} contains a control character")
     if name.isdigit():
         raise InvalidFolderName(f"folder name {name!r} is all digits: it would read as a job id")
     if ".." in name and re.fullmatch(r"\d+\.\.\d+", name):
