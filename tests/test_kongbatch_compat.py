@@ -567,6 +567,10 @@ def test_empty_range_is_an_error_on_the_cli(state: State, kong_home: Path) -> No
                               stdin=subprocess.DEVNULL)
         assert proc.returncode == 1, (argv, proc.stdout, proc.stderr)
         assert proc.stderr.strip() == f"kong: error: no jobs in range {argv[-1]}"
+    # the shell says it too (`kong` reading commands from a script)
+    repl = subprocess.run(KONG, input="ls 5..5\n", capture_output=True, text=True, timeout=60)
+    assert repl.returncode == 1
+    assert repl.stderr.strip() == "kong: error: no jobs in range 5..5"
     assert dump(kong_home) == before
 
 
