@@ -331,7 +331,8 @@ class Selection:
         """The jobs of one JobSpec or of several (each job once)."""
         if isinstance(names, (str, int, Job)):
             return self.get_jobs(names, recursive)
-        if not isinstance(names, Sequence):
+        # bytes are a Sequence too, of ints: b"12" must not select jobs 49 and 50
+        if isinstance(names, (bytes, bytearray)) or not isinstance(names, Sequence):
             raise ArgumentTypeError(f"not a JobSpec or a list of them: {names!r}")
         found: dict[int, Job] = {}
         for name in names:

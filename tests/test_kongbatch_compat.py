@@ -493,6 +493,12 @@ def test_get_jobs(state: State) -> None:
     assert state.get_jobs(j1) == [j1]
     with pytest.raises(TypeError):
         state.get_jobs(4.2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # not a list of the ids 49 and 50
+        state.select_jobs(b"12", recursive=False)  # type: ignore[arg-type]
+    # DIFFERENCE: an empty JobSpec is refused (kong-batch: the current folder's jobs)
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="empty JobSpec"):
+            state.get_jobs(empty)
 
 
 def test_folder_job_spec_for_every_command(state: State, kong_home: Path) -> None:
