@@ -201,9 +201,14 @@ class Selection:
 
         skipped: list[tuple[Folder, str]] = []
         movable: list[Folder] = []
+        arriving: set[str] = set()  # names this move brings into dest (a glob may repeat one)
         for folder in folders:
             reason = self._move_refusal(folder, dest_folder, folder.name)
+            if reason is None and folder.name in arriving:
+                target = f"{dest_folder.path.rstrip('/')}/{folder.name}"
+                reason = f"{target} is taken by another moved folder"
             if reason is None:
+                arriving.add(folder.name)
                 movable.append(folder)
             elif bulk:
                 skipped.append((folder, reason))

@@ -56,9 +56,9 @@ CLI_CASES: list[list[str | bytes]] = [
 
 @pytest.fixture
 def small_tree(state: State) -> State:
-    """/f (jobs 1, 2 finished), /g (job 3 created), / (job 4 created)."""
-    state.mkdir("/f")
-    state.mkdir("/g")
+    """/f (jobs 1, 2 finished), /g (job 3 created), / (job 4 created); /f/sub, /g/sub."""
+    state.mkdir("/f/sub", create_parent=True)
+    state.mkdir("/g/sub", create_parent=True)
     jobs = [state.create_job(command="true", folder=f) for f in ("/f", "/f", "/g", "/")]
     state.submit_job(jobs[:2])
     state.wait(jobs[:2], notify=False, timeout=60, poll_interval=0.05)
@@ -148,7 +148,7 @@ def test_deep_trees_up_to_the_limit_work(state: State) -> None:
 # -- property-based -----------------------------------------------------------------------
 
 _SPEC_WORDS = st.sampled_from(
-    ["", ".", "..", "/", "*", "f", "g", "nope", "1", "3", "4", "²", "٣", "\udcff", "\x00",
+    ["", ".", "..", "/", "*", "f", "g", "sub", "nope", "1", "3", "4", "²", "٣", "\udcff", "\x00",
      " ", "\n", "f*", "[", "?", HUGE, str(MAX_ID), str(MAX_ID + 1), "-1", "1..4", "4..1",
      "0..0", f"1..{HUGE}", "..5", "5..", "1...3"]
 )

@@ -256,6 +256,19 @@ def test_mv_bulk_both_cli_reports_what_stayed(state: State, kong_home: Path) -> 
     assert run(["ls", "/f2"]) == 0
 
 
+def test_mv_glob_with_two_folders_of_one_name(state: State, kong_home: Path) -> None:
+    """Not in kong-batch: ``*/sub`` matches /a/sub and /b/sub; the first moves, the
+    second would take the same name and stays (no database error)."""
+    for path in ("/a/sub", "/b/sub", "/dest"):
+        state.mkdir(path, create_parent=True)
+    moved = state.mv("*/sub", "/dest")
+    assert [f.path for f in moved] == ["/dest/sub"]  # type: ignore[union-attr]
+    assert [(f.path, r) for f, r in moved.skipped] == [
+        ("/b/sub", "/dest/sub is taken by another moved folder")
+    ]
+    assert Folder.find_by_path("/b/sub") is not None
+
+
 def test_mv_invalid_types(state: State, kong_home: Path) -> None:
     """test_state.py::test_mv_invalid"""
     root = Folder.get_root()
