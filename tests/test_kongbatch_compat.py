@@ -684,6 +684,27 @@ def test_folder_path_find_and_operators(state: State) -> None:
     assert f4.path == "/f1/f4"
 
 
+def test_children_and_jobs_follow_changes(state: State) -> None:
+    """kong-batch's ``folder.children``/``folder.jobs`` were fresh queries: a script reads
+    them again after a change and must see it."""
+    root = Folder.get_root()
+    assert root.children == [] and root.jobs == []
+    a = root.add_folder("a")
+    assert root.children == [a]
+    b = state.mkdir("b")
+    assert root.children == [a, b]
+    job = state.create_job(command="true")
+    assert root.jobs == [job]
+    state.mv(job, a)
+    assert (root.jobs, a.jobs) == ([], [job])
+    state.mv(b, a)
+    assert (root.children, a.children) == ([a], [b])
+    state.rm(b, recursive=True)
+    assert a.children == []
+    state.rm(job)
+    assert a.jobs == []
+
+
 def test_folders_jobs_recursive_and_job_stats(state: State) -> None:
     """test_folder.py::test_folders_recursive, test_jobs_recursive, test_job_stats"""
     root = Folder.get_root()

@@ -119,6 +119,7 @@ class Folder(Base):
         with db.write() as s:
             folder = Folder(name=name, parent_id=self.folder_id)
             s.add(folder)
+        s.expire(self, ["children"])  # a loaded `children` would miss the new folder
         return folder
 
     @staticmethod
