@@ -345,8 +345,10 @@ class Selection:
                 found[job.job_id] = job
         return list(found.values())
 
-    def _ls_target(self, path: str) -> Folder | None:
+    def _ls_target(self, path: str | int | Job) -> Folder | None:
         """The one folder ``ls(path)`` lists, or None when ``path`` selects jobs."""
+        if isinstance(path, Job) or (isinstance(path, int) and not isinstance(path, bool)):
+            return None  # a job id or a Job: get_jobs lists it
         text = check_text(path, "path", JobSpecError)
         if text.strip() and Spec.parse(text).selects_jobs_only:
             return None

@@ -109,7 +109,7 @@ class State(Selection):
     # -- listing ------------------------------------------------------------------------
 
     def ls(
-        self, path: str = ".", refresh: bool = False, recursive: bool = False
+        self, path: str | int | Job = ".", refresh: bool = False, recursive: bool = False
     ) -> tuple[list[Folder], Sequence[Job]]:
         """The folders directly in ``path`` and its jobs (all below it with ``recursive``).
 

@@ -521,6 +521,9 @@ def test_folder_job_spec_for_every_command(state: State, kong_home: Path) -> Non
     j1 = state.create_job(command="sleep 30", folder="/a/b")
     j2 = state.create_job(command="true", folder="/f2")
     assert state.ls(f"/a/b/{j1.job_id}")[1] == [j1]
+    assert state.ls(j1.job_id) == ([], [j1])  # any JobSpec, an int id too
+    with pytest.raises(TypeError):
+        state.ls(4.5)  # type: ignore[arg-type]
     with state.pushd("/a"):
         assert state.ls(f"b/{j1.job_id}")[1] == [j1]
         assert state.submit_job(f"b/{j1.job_id}") == [j1]
