@@ -289,3 +289,37 @@ def test_create_job_takes_any_arguments(state: State) -> None:
         assert state.get_jobs(job.job_id) == [job]
 
     check()
+
+
+_ARG_KEYS = st.sampled_from(["command", "cores", "folder", "profile", "driver", "cwd", "env",
+                             "memory", "walltime", "max_parallel", "x", ""])
+
+
+def test_cli_create_job_takes_any_words(
+    small_tree: State, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``kong create-job`` in-process with arbitrary option values and ``-a`` keys."""
+    obj = Context(state=small_tree)
+
+    @FUZZ
+    @given(
+        cores=st.one_of(st.just("1"), SPEC_TEXT), folder=st.one_of(st.just("/f"), SPEC_TEXT),
+        command=SPEC_TEXT,
+        pairs=st.lists(st.tuples(_ARG_KEYS, SPEC_TEXT), max_size=2),
+        env=st.lists(st.tuples(SPEC_TEXT, SPEC_TEXT), max_size=2),
+    )
+    def check(cores: str, folder: str, command: str, pairs: list[tuple[str, str]],
+              env: list[tuple[str, str]]) -> None:
+        small_tree.cwd = Folder.get_root()
+        words = ["create-job", "-c", cores, "-f", folder]
+        for key, value in pairs:
+            words += ["-a", f"{key}={value}"]
+        for key, value in env:
+            words += ["-e", f"{key}={value}"]
+        code = run([*words, "--", command], obj=obj)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        if code != 0:
+            assert err.strip().splitlines()[-1].startswith("kong: error: "), (words, err)
+
+    check()
