@@ -3,6 +3,13 @@
 Every error kong expects (bad input, bad config, unreachable host) is a
 ``KongError``: the CLI and the REPL print its message as one line and change
 nothing. Anything else is a bug and keeps its traceback.
+
+kong-batch scripts catch the built-in exceptions kong-batch raised (``ValueError``
+for a missing folder or a bad range, ``RuntimeError`` subclasses such as
+``kong.state.DoesNotExist`` for an unknown job, ``TypeError`` for a wrong argument
+type). Each of kong's errors also derives from the built-in one kong-batch raised in
+the same situation, so those ``except`` clauses keep working; kong-batch's own class
+names are kept below as well.
 """
 
 
@@ -10,16 +17,59 @@ class KongError(Exception):
     """An error with a message meant for the person using kong."""
 
 
+class ArgumentTypeError(KongError, TypeError):
+    """An argument of the wrong type (``state.cd(42)``, ``state.rm(4.5)``)."""
+
+
+class ArgumentValueError(KongError, ValueError):
+    """An argument of the right type with a value kong refuses (``cores=0``)."""
+
+
 class ConfigError(KongError):
     """The config file is malformed or refers to something that does not exist."""
 
 
-class JobSpecError(KongError):
-    """A JobSpec (id, range, path, glob) selects nothing or cannot be parsed."""
+class DoesNotExist(KongError, LookupError, RuntimeError):
+    """A job or folder named by the user does not exist (kong-batch:
+    ``kong.state.DoesNotExist``, a ``RuntimeError``)."""
+
+
+class JobSpecError(KongError, ValueError):
+    """A JobSpec (id, range, path, glob) cannot be parsed or selects nothing that exists
+    (kong-batch: ``ValueError``)."""
+
+
+class NoSuchJobOrFolder(JobSpecError, DoesNotExist):
+    """A JobSpec names a job or folder that does not exist."""
+
+
+class JobDoesNotExist(NoSuchJobOrFolder):
+    """No job has the id a JobSpec names (``Job.DoesNotExist``)."""
 
 
 class FolderError(KongError):
     """A folder operation (mkdir, mv, rm, cd) cannot be carried out."""
+
+
+class NoSuchFolder(FolderError, ValueError, DoesNotExist):
+    """A folder path leads nowhere (kong-batch: ``ValueError`` from ``get_folders``,
+    ``mv`` and ``create_job``)."""
+
+
+class InvalidFolderName(FolderError, ValueError):
+    """A folder name kong refuses (empty, ``.``, all digits, a glob or control character)."""
+
+
+class CannotCreateError(FolderError, RuntimeError):
+    """``mkdir`` cannot create the folder (it exists, or its parent does not)."""
+
+
+class CannotRemoveRoot(FolderError, RuntimeError):
+    """The root folder cannot be removed."""
+
+
+class CannotRemoveIsFolder(FolderError, RuntimeError):
+    """A folder can only be removed recursively."""
 
 
 class DriverError(KongError):

@@ -4,26 +4,16 @@ A ``State`` has a current folder and a default profile. Methods that touch many
 jobs resolve their JobSpecs to rows, group the rows by profile and hand each
 group to its driver in one call; groups of different profiles run concurrently.
 
-JobSpecs:
-  * a job id (``1234`` or ``"1234"``): that job, wherever it is;
-  * a range ``"a..b"``: every job with an id from a to b inclusive, anywhere;
-    ``"dir/a..b"``: the same, restricted to the folder ``dir``;
-  * a folder path (absolute, relative, with ``..``): the jobs directly in it, or
-    in it and all folders below with ``recursive``;
-  * ``"dir/*"``: the jobs directly in ``dir``;
-  * a glob on folder names (``"runs/2024-*"``): the jobs of every matching folder;
-  * a ``Job`` instance.
+JobSpecs (ids, ``dir/id``, ranges, paths, globs) are described, and resolved, in
+``kong.selection``.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,18 +23,24 @@ from sqlalchemy.orm import aliased, undefer
 from kong import db
 from kong.config import Config
 from kong.drivers import driver_for_profile, set_active_config
-from kong.errors import FolderError, JobSpecError, KongError
-from kong.model.folder import Folder, check_folder_name, subtree_ids
+from kong.errors import (
+    CannotCreateError,
+    CannotRemoveIsFolder,
+    CannotRemoveRoot,
+    ConfigError,
+    DoesNotExist,
+    KongError,
+)
+from kong.jobspec import check_text, job_arguments
+from kong.model.folder import Folder
 from kong.model.job import Job, JobList, JobStatus
+from kong.selection import JobSpec, MoveResult, Selection, forget_collections
 
 if TYPE_CHECKING:
     from kong.drivers.base import DriverBase, ProgressCallback
 
-JobSpec = str | int | Job
 Confirmation = Callable[[str], bool]
 
-_RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
-_GLOB_CHARS = re.compile(r"[*?\[]")
 T = TypeVar("T")
 
 
@@ -52,8 +48,12 @@ def YES(_: str) -> bool:
     return True
 
 
-class State:
-    """A stateful handle on the kong database, modeled on the REPL."""
+class State(Selection):
+    """A stateful handle on the kong database, modeled on the REPL.
+
+    Folder navigation and JobSpec selection (cd, pushd, get_folders, mkdir, mv,
+    get_jobs, select_jobs) come from ``kong.selection.Selection``.
+    """
 
     def __init__(self, config: Config, cwd: Folder, profile: str | None = None) -> None:
         self.config = config
@@ -106,197 +106,10 @@ class State:
             futures = {name: pool.submit(action, drivers[name], g) for name, g in groups.items()}
             return {name: f.result() for name, f in futures.items()}
 
-    # -- folders ------------------------------------------------------------------------
-
-    def _folder(self, path: str | Folder) -> Folder:
-        if isinstance(path, Folder):
-            return path
-        folder = Folder.find_by_path(path, self.cwd)
-        if folder is None:
-            raise FolderError(f"no such folder: {path}")
-        return folder
-
-    @contextmanager
-    def pushd(self, folder: Folder | str) -> Iterator[None]:
-        previous = self.cwd
-        self.cwd = self._folder(folder)
-        try:
-            yield
-        finally:
-            self.cwd = previous
-
-    def cd(self, target: str | Folder = ".") -> None:
-        if isinstance(target, str) and target == "":
-            self.cwd = Folder.get_root()
-            return
-        self.cwd = self._folder(target)
-
-    def get_folders(self, pattern: str) -> list[Folder]:
-        """The folders a path matches; each component may be a glob on folder names."""
-        if not _GLOB_CHARS.search(pattern):
-            folder = Folder.find_by_path(pattern, self.cwd)
-            return [folder] if folder is not None else []
-        current = [Folder.get_root() if pattern.startswith("/") else self.cwd]
-        for part in pattern.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                current = [f.parent or f for f in current]
-            elif _GLOB_CHARS.search(part):
-                current = [
-                    c for f in current for c in f.subfolders() if fnmatch.fnmatchcase(c.name, part)
-                ]
-            else:
-                current = [c for f in current if (c := f.subfolder(part)) is not None]
-        unique = {f.folder_id: f for f in current}
-        return list(unique.values())
-
-    def mkdir(
-        self, path: str, exist_ok: bool = False, create_parent: bool = False
-    ) -> Folder | None:
-        """Make a folder. Returns it (the existing one with ``exist_ok``)."""
-        db.require_writable()  # before anything is done that could not be recorded
-        existing = Folder.find_by_path(path, self.cwd)
-        if existing is not None:
-            if exist_ok:
-                return existing
-            raise FolderError(f"folder exists: {path}")
-        parts = [p for p in path.split("/") if p not in ("", ".")]
-        if not parts:
-            raise FolderError(f"cannot create {path!r}")
-        for part in parts:
-            if part != "..":
-                check_folder_name(part)
-        head = ("/" if path.startswith("/") else "") + "/".join(parts[:-1])
-        parent = Folder.find_by_path(head, self.cwd) if head else self.cwd
-        if parent is None:
-            if not create_parent:
-                raise FolderError(f"no such folder: {head} (use create_parent / mkdir -p)")
-            parent = self.mkdir(head, exist_ok=True, create_parent=True)
-            assert parent is not None
-        return parent.add_folder(parts[-1])
-
-    def mv(self, source: str | Job | Folder, dest: str | Folder) -> list[Job | Folder]:
-        """Move jobs or folders into a folder, or rename a folder (``dest`` does not exist)."""
-        db.require_writable()  # before anything is done that could not be recorded
-        folders: list[Folder] = []
-        jobs: list[Job] = []
-        if isinstance(source, Folder):
-            folders = [source]
-        elif isinstance(source, Job):
-            jobs = [source]
-        else:
-            folders = self.get_folders(source)
-            if not folders:
-                jobs = self.get_jobs(source)
-        dest_folder = dest if isinstance(dest, Folder) else Folder.find_by_path(dest, self.cwd)
-
-        if dest_folder is None:
-            assert isinstance(dest, str)
-            if jobs or len(folders) != 1:
-                raise FolderError(f"no such folder: {dest}")
-            # rename (and maybe move) the one folder
-            head, _, new_name = dest.rstrip("/").rpartition("/")
-            check_folder_name(new_name)
-            parent = self._folder(head or ("/" if dest.startswith("/") else "."))
-            self._check_move(folders[0], parent, new_name)
-            with db.write():
-                folders[0].name = new_name
-                folders[0].parent_id = parent.folder_id
-            db.session().expire(folders[0], ["parent"])
-            return [folders[0]]
-
-        for folder in folders:
-            self._check_move(folder, dest_folder, folder.name)
-        with db.write():
-            for folder in folders:
-                folder.parent_id = dest_folder.folder_id
-            for job in jobs:
-                job.folder_id = dest_folder.folder_id
-        for obj in [*folders, *jobs]:
-            db.session().expire(obj, ["parent"] if isinstance(obj, Folder) else ["folder"])
-        return [*folders, *jobs]
-
-    def _check_move(self, folder: Folder, parent: Folder, name: str) -> None:
-        if folder.parent_id is None:
-            raise FolderError("cannot move the root folder")
-        if parent.folder_id in folder.descendant_ids():
-            raise FolderError(f"cannot move {folder.path} into itself ({parent.path})")
-        clash = parent.subfolder(name)
-        if clash is not None and clash.folder_id != folder.folder_id:
-            raise FolderError(f"{clash.path} already exists")
-
-    # -- selecting jobs -----------------------------------------------------------------
-
-    def get_jobs(self, name: JobSpec, recursive: bool = False) -> list[Job]:
-        """The jobs a JobSpec selects (see the module doc). Unknown ids, empty ranges,
-        bad ranges and missing folders raise ``JobSpecError``/``FolderError``."""
-        s = db.session()
-        if isinstance(name, Job):
-            return [name]
-        if isinstance(name, bool) or not isinstance(name, (int, str)):
-            raise JobSpecError(f"not a JobSpec: {name!r}")
-        if isinstance(name, int) or name.strip().isdigit():
-            job_id = int(name)
-            job = s.get(Job, job_id, populate_existing=True)  # another process may have changed it
-            if job is None:
-                raise Job.DoesNotExist(f"no job with id {job_id}")
-            return [job]
-
-        spec = name.strip()
-        head, _, tail = spec.rpartition("/")
-        if "/" in spec and head == "":
-            head = "/"
-        if (m := _RANGE.match(tail)) is not None:
-            start, end = int(m.group(1)), int(m.group(2))
-            if start > end:
-                raise JobSpecError(f"bad range {tail}: {start} is after {end}")
-            query = select(Job).where(Job.job_id.between(start, end))
-            if "/" in spec:
-                folder = self._folder(head)
-                query = query.where(self._in_folder(folder, recursive))
-            jobs = list(s.scalars(query.order_by(Job.job_id)))
-            if not jobs:
-                raise JobSpecError(f"no jobs in range {spec}")
-            return jobs
-        if tail == "*":
-            folders = self.get_folders(head or ".")
-            if not folders:
-                raise FolderError(f"no such folder: {head}")
-            return self._jobs_in(folders, recursive)
-        folders = self.get_folders(spec)
-        if not folders:
-            raise JobSpecError(f"no such folder or job: {spec}")
-        return self._jobs_in(folders, recursive)
-
-    def _in_folder(self, folder: Folder, recursive: bool) -> Any:
-        if not recursive:
-            return Job.folder_id == folder.folder_id
-        return Job.folder_id.in_(subtree_ids(folder.folder_id))
-
-    def _jobs_in(self, folders: Sequence[Folder], recursive: bool) -> list[Job]:
-        s = db.session()
-        jobs: list[Job] = []
-        for folder in folders:
-            query = select(Job).where(self._in_folder(folder, recursive)).order_by(Job.job_id)
-            jobs.extend(s.scalars(query))
-        if len(folders) > 1:
-            jobs = list({j.job_id: j for j in jobs}.values())
-        return jobs
-
-    def select_jobs(self, names: JobSpec | Sequence[JobSpec], recursive: bool) -> list[Job]:
-        if isinstance(names, (str, int, Job)):
-            return self.get_jobs(names, recursive)
-        found: dict[int, Job] = {}
-        for name in names:
-            for job in self.get_jobs(name, recursive):
-                found[job.job_id] = job
-        return list(found.values())
-
     # -- listing ------------------------------------------------------------------------
 
     def ls(
-        self, path: str = ".", refresh: bool = False, recursive: bool = False
+        self, path: str | int | Job = ".", refresh: bool = False, recursive: bool = False
     ) -> tuple[list[Folder], Sequence[Job]]:
         """The folders directly in ``path`` and its jobs (all below it with ``recursive``).
 
@@ -304,10 +117,9 @@ class State:
         as a ``JobList``: a sequence of ``Job`` whose ``rows`` give the listed
         columns without building an ORM object per job.
         """
-        folders = self.get_folders(path)
+        folder = self._ls_target(path)
         jobs: Sequence[Job]
-        if len(folders) == 1:
-            folder = folders[0]
+        if folder is not None:
             children = folder.subfolders()
             if refresh:
                 self.refresh_jobs(self._jobs_in([folder], recursive))
@@ -389,10 +201,17 @@ class State:
         profile and ``folder=`` another folder (path or Folder).
         """
         db.require_writable()  # before anything is done that could not be recorded
-        profile = kwargs.pop("profile", None) or self.profile
+        profile = kwargs.pop("profile", None)
+        if profile is not None:
+            check_text(profile, "profile", ConfigError)
         folder = self._folder(kwargs.pop("folder", None) or self.cwd)
-        driver = self.driver(self.config.profile(profile).name)
-        return driver.create_job(folder, *args, **kwargs)
+        arguments = job_arguments(args, kwargs)
+        driver = self.driver(self.config.profile(profile or self.profile).name)
+        job = driver.create_job(folder, **arguments)
+        # kong-batch made these at once: scripts put input files into job.output_dir
+        driver.prepare_dirs([job])
+        forget_collections()
+        return job
 
     def submit_job(
         self,
@@ -469,34 +288,15 @@ class State:
 
     def rm(
         self,
-        name: str | Job | Folder,
+        name: str | int | Job | Folder,
         recursive: bool = False,
         confirm: Confirmation = lambda _: True,
         threads: int | None = 1,
     ) -> bool:
         """Remove jobs (their files too) or folders (``recursive`` needed)."""
         db.require_writable()  # before anything is done that could not be recorded
-        folders: list[Folder] = []
-        jobs: list[Job] = []
-        if isinstance(name, Folder):
-            folders = [name]
-        elif isinstance(name, Job):
-            jobs = [name]
-        else:
-            spec = name.strip()
-            if spec.rstrip("/") == "" and spec.startswith("/"):
-                raise FolderError("cannot remove the root folder")
-            _head, _, tail = spec.rpartition("/")
-            is_job_spec = spec.isdigit() or _RANGE.match(tail) is not None or tail == "*"
-            if not is_job_spec:
-                folders = self.get_folders(spec)
-            if not folders:
-                jobs = self.get_jobs(spec)
-        if any(f.parent_id is None for f in folders):
-            raise FolderError("cannot remove the root folder")
-        if folders and not recursive:
-            paths = ", ".join(f.path for f in folders)
-            raise FolderError(f"{paths} is a folder: use recursive (rm -r) to remove it")
+        folders, jobs = self._rm_targets(name)
+        self._check_rm(folders, recursive)
         for folder in folders:
             jobs.extend(self._jobs_in([folder], recursive=True))
         what = []
@@ -507,12 +307,18 @@ class State:
             return False
         self._each_profile(jobs, lambda d, g: d.remove(g))
         if folders:
-            cwd_id = self.cwd.folder_id
+            gone = {i for folder in folders for i in folder.descendant_ids()}
             with db.write() as s:
                 for folder in folders:
                     s.delete(folder)
-            s.expunge_all()  # the database cascaded the delete to folders we never loaded
-            self.cwd = s.get(Folder, cwd_id) or Folder.get_root()
+            # The database cascaded the delete to folders we never loaded. Forget only
+            # those: a script still holds (and uses) the other Folder objects.
+            for obj in list(s.identity_map.values()):
+                if isinstance(obj, Folder) and obj.folder_id in gone:
+                    s.expunge(obj)
+            if self.cwd.folder_id in gone:
+                self.cwd = Folder.get_root()
+        forget_collections()
         return True
 
     # -- logs (kong/logview.py: read from the end, bounded) ------------------------------
@@ -621,4 +427,16 @@ def _load_data(jobs: Sequence[Job]) -> None:
         s.execute(select(Job).where(Job.job_id.in_(chunk)).options(undefer(Job.data))).all()
 
 
-__all__ = ["YES", "Confirmation", "JobSpec", "KongError", "State"]
+# kong-batch's exception names, for scripts that import them from kong.state
+__all__ = [
+    "YES",
+    "CannotCreateError",
+    "CannotRemoveIsFolder",
+    "CannotRemoveRoot",
+    "Confirmation",
+    "DoesNotExist",
+    "JobSpec",
+    "KongError",
+    "MoveResult",
+    "State",
+]

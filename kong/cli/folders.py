@@ -103,6 +103,8 @@ def mv_command(obj: Context, source: str, dest: str) -> None:
     exist."""
     moved = obj.state.mv(source, dest)
     click.echo(f"moved {len(moved)} item(s)")
+    for folder, reason in getattr(moved, "skipped", []):
+        click.echo(f"not moved: {folder.path}: {reason}")
 
 
 @cli.command("rm")

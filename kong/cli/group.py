@@ -49,7 +49,10 @@ class Context:
                 if self._state is None:
                     from kong.state import State
 
-                    self._state = State.get_instance(profile=self._profile)
+                    state = State.get_instance(profile=self._profile)
+                    # people are told when a range selects nothing; scripts get []
+                    state.empty_range_is_error = True
+                    self._state = state
         return self._state
 
     @property

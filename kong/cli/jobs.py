@@ -21,6 +21,10 @@ def _parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
     return out
 
 
+#: create_job's own arguments: `-a` cannot pass them a second time
+_CREATE_JOB_PARAMETERS = {"command", "profile", "folder", "cores", "memory", "cwd", "env"}
+
+
 def _option_value(value: str) -> Any:
     """Driver options from the command line: numbers and booleans as such."""
     import yaml
@@ -70,6 +74,9 @@ def create_job_command(
 
     text = command[0] if len(command) == 1 else shlex.join(command)
     options = {k: _option_value(v) for k, v in _parse_pairs(args, "--arg").items()}
+    if taken := sorted(set(options) & _CREATE_JOB_PARAMETERS):
+        raise click.BadParameter(f"{taken[0]} has an option of its own (see --help), "
+                                 f"not -a {taken[0]}=...", param_hint="--arg")
     job = obj.state.create_job(
         command=text,
         profile=profile,

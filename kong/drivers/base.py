@@ -22,6 +22,7 @@ from kong import db
 from kong.drivers.script import JobPaths, check_env_names, render_script
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.paths import make_private_dir
 from kong.remote import Transport, transport_for
 from kong.remote.local import LocalTransport
 
@@ -61,6 +62,20 @@ class DriverBase(ABC):
 
     def job_paths(self, job: Job) -> JobPaths:
         return JobPaths.under(self.base_dir, job.job_id)
+
+    def prepare_dirs(self, jobs: Sequence[Job]) -> None:
+        """Make the log and output dirs of new jobs where that costs no round trip.
+
+        On the local host they exist right after ``create_job`` (as in kong-batch), so
+        a script can put input files into ``job.output_dir`` before submitting. On a
+        remote host the job script makes them at submit.
+        """
+        if not isinstance(self.transport, LocalTransport):
+            return
+        for job in jobs:
+            paths = self.job_paths(job)
+            for path in (paths.log_dir, paths.output_dir):
+                make_private_dir(Path(path))  # 0700 up the tree: the user's alone
 
     # -- creating -----------------------------------------------------------------------
 

@@ -11,33 +11,38 @@ from sqlalchemy import ForeignKey, Select, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, aliased, mapped_column, relationship
 
 from kong import db
-from kong.errors import FolderError
+from kong.errors import (
+    ArgumentTypeError,
+    CannotCreateError,
+    FolderError,
+    InvalidFolderName,
+    NoSuchFolder,
+)
 from kong.model.base import Base, UTCTimestamp, utcnow
 
 if TYPE_CHECKING:
-    from kong.model.job import Job
+    from kong.model.job import Job, JobStatus
 
 ROOT_ID = 1
 _VALID_NAME = re.compile(r"^[^/\x00]+$")
 
 
-class FolderDoesNotExist(FolderError):
-    pass
+class FolderDoesNotExist(NoSuchFolder):
+    """No folder at a path (``Folder.DoesNotExist``; a ``ValueError`` as in kong-batch)."""
 
 
 def check_folder_name(name: str) -> None:
     """Refuse names that could not be told apart from job selectors."""
     if not _VALID_NAME.match(name) or name in (".", ".."):
-        raise FolderError(f"invalid folder name {name!r}")
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
-        # A newline or tab would break the rows of ls; an escape would paint the terminal.
-        raise FolderError(f"folder name {name!r} contains a control character")
+        raise InvalidFolderName(f"invalid folder name {name!r}")
+    if not name.isprintable():  # a newline or tab would break every listing of it
+        raise InvalidFolderName(f"folder name {name!r} contains a control character")
     if name.isdigit():
-        raise FolderError(f"folder name {name!r} is all digits: it would read as a job id")
+        raise InvalidFolderName(f"folder name {name!r} is all digits: it would read as a job id")
     if ".." in name and re.fullmatch(r"\d+\.\.\d+", name):
-        raise FolderError(f"folder name {name!r} would read as a job range")
+        raise InvalidFolderName(f"folder name {name!r} would read as a job range")
     if any(c in name for c in "*?[]"):
-        raise FolderError(f"folder name {name!r} contains a glob character (* ? [ ])")
+        raise InvalidFolderName(f"folder name {name!r} contains a glob character (* ? [ ])")
 
 
 class Folder(Base):
@@ -63,6 +68,10 @@ class Folder(Base):
     jobs: Mapped[list[Job]] = relationship(
         back_populates="folder", order_by="Job.job_id", passive_deletes=True
     )
+
+    def reload(self) -> None:
+        """Read this row again from the database (kong-batch's ``reload``)."""
+        db.session().refresh(self)
 
     def __repr__(self) -> str:
         return f"Folder({self.path!r})"
@@ -93,22 +102,34 @@ class Folder(Base):
         )
 
     def subfolder(self, name: str) -> Folder | None:
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"a folder name must be a str, not {type(name).__name__}")
         return db.session().scalars(
             select(Folder).where(Folder.parent_id == self.folder_id, Folder.name == name)
         ).first()
 
+    def __truediv__(self, name: str) -> Folder | None:
+        """``root / "f1" / "f2"``: the subfolder of that name, or None (as in kong-batch)."""
+        return self.subfolder(name)
+
     def add_folder(self, name: str) -> Folder:
         check_folder_name(name)
         if self.subfolder(name) is not None:
-            raise FolderError(f"{self.path.rstrip('/')}/{name} already exists")
+            raise CannotCreateError(f"{self.path.rstrip('/')}/{name} already exists")
         with db.write() as s:
             folder = Folder(name=name, parent_id=self.folder_id)
             s.add(folder)
+        s.expire(self, ["children"])  # a loaded `children` would miss the new folder
         return folder
 
     @staticmethod
     def find_by_path(path: str, cwd: Folder | None = None) -> Folder | None:
-        """The folder at ``path`` (absolute, or relative to ``cwd``; ``..`` allowed)."""
+        """The folder at ``path`` (absolute, or relative to ``cwd``; ``..`` allowed).
+
+        ``..`` of the root is the root, as in a POSIX shell (kong-batch: None).
+        """
+        if not isinstance(path, str):
+            raise ArgumentTypeError(f"a folder path must be a str, not {type(path).__name__}")
         folder: Folder | None = Folder.get_root() if cwd is None or path.startswith("/") else cwd
         for part in path.split("/"):
             if folder is None:
@@ -131,6 +152,22 @@ class Folder(Base):
         if not ids:
             return []
         return list(db.session().scalars(select(Folder).where(Folder.folder_id.in_(ids))))
+
+    def job_stats(self) -> dict[JobStatus, int]:
+        """Jobs per status in this folder and all below it (every status, 0 if none)."""
+        from sqlalchemy import func
+
+        from kong.model.job import Job, JobStatus
+
+        counts = {status: 0 for status in JobStatus}
+        query = (
+            select(Job.status, func.count())
+            .where(Job.folder_id.in_(subtree_ids(self.folder_id)))
+            .group_by(Job.status)
+        )
+        for status, n in db.session().execute(query):
+            counts[status] = n
+        return counts
 
     def jobs_recursive(self) -> Iterable[Job]:
         from kong.model.job import Job

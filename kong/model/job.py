@@ -15,7 +15,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kong import db
-from kong.errors import JobSpecError
+from kong.errors import JobDoesNotExist
 from kong.model.base import Base, UTCTimestamp, utcnow
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ class JobStatus(enum.Enum):
     @property
     def finished(self) -> bool:
         return self in (JobStatus.FAILED, JobStatus.COMPLETED)
-
-
-class JobDoesNotExist(JobSpecError):
-    pass
 
 
 class Job(Base):
@@ -75,6 +71,10 @@ class Job(Base):
     folder: Mapped[Folder] = relationship(back_populates="jobs")
 
     _driver_instance: DriverBase | None = None
+
+    def reload(self) -> None:
+        """Read this row again from the database (kong-batch's ``reload``)."""
+        db.session().refresh(self)
 
     def __repr__(self) -> str:
         return f"Job({self.job_id}, {self.status.name}, {self.command[:40]!r})"
