@@ -36,6 +36,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -246,6 +247,12 @@ class Runner:
 
     def run(self, dirs: list[str]) -> None:
         pending = deque(_limits(d) for d in dirs)
+        # Wake up as soon as a job ends (SIGCHLD), not at the next tick of a poll.
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
         while pending or self.running:
             for job in list(self.running):
                 try:
@@ -260,7 +267,10 @@ class Runner:
                 if not launched:
                     break
                 pending.popleft()
-            time.sleep(0.05 if self.running else 0.2)
+            select.select([wake_r], [], [], 0.2)
+            with contextlib.suppress(BlockingIOError):
+                while os.read(wake_r, 4096):
+                    pass
 
     def _launch(self, job: _Queued) -> bool:
         """Start the job if a slot is free; True when the job leaves the queue."""
