@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, undefer
 
 from kong import db
@@ -389,7 +390,11 @@ class State:
         profile = kwargs.pop("profile", None) or self.profile
         folder = self._folder(kwargs.pop("folder", None) or self.cwd)
         driver = self.driver(self.config.profile(profile).name)
-        return driver.create_job(folder, *args, **kwargs)
+        path = folder.path
+        try:
+            return driver.create_job(folder, *args, **kwargs)
+        except IntegrityError:  # its folder's row went between our lookup and the insert
+            raise FolderError(f"folder {path} was removed meanwhile") from None
 
     def submit_job(
         self,
@@ -500,13 +505,32 @@ class State:
             return False
         self._each_profile(jobs, lambda d, g: d.remove(g))
         if folders:
-            cwd_id = self.cwd.folder_id
-            with db.write() as s:
-                for folder in folders:
-                    s.delete(folder)
-            s.expunge_all()  # the database cascaded the delete to folders we never loaded
-            self.cwd = s.get(Folder, cwd_id) or Folder.get_root()
+            self._remove_folders(folders)
         return True
+
+    def _remove_folders(self, folders: list[Folder]) -> None:
+        """Delete folder rows once no job is left in them.
+
+        Another kong may create or move jobs into them while their jobs are being
+        removed: the database would cascade the delete to those rows while their
+        jobs run on. Such latecomers are removed through their drivers (killed, files
+        deleted) first, checked again in the same write transaction as the delete.
+        """
+        cwd_id = self.cwd.folder_id
+        for _attempt in range(5):
+            with db.write() as s:
+                late = self._jobs_in(folders, recursive=True)
+                if not late:
+                    for folder in folders:
+                        s.delete(folder)
+            if not late:
+                break
+            self._each_profile(late, lambda d, g: d.remove(g))
+        else:
+            paths = ", ".join(f.path for f in folders)
+            raise FolderError(f"jobs keep being created in {paths}; its folders are kept")
+        s.expunge_all()  # the database cascaded the delete to folders we never loaded
+        self.cwd = s.get(Folder, cwd_id) or Folder.get_root()
 
     # -- waiting ------------------------------------------------------------------------
 

@@ -415,3 +415,10 @@ def test_readme_example_runs_on_the_local_profile(state: State) -> None:
     assert job.status == JobStatus.COMPLETED
     with job.stdout() as fh:
         assert fh.read() == "hello\n"
+
+
+def test_rm_before_any_submit_on_a_fresh_host(state: State) -> None:
+    """rm kills whatever the runner may hold, even before this kong put its runner there."""
+    job = state.create_job(command="true")
+    state.rm(str(job.job_id))
+    assert state.get_jobs("/") == []

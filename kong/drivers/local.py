@@ -22,6 +22,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from kong import db
 from kong.drivers.base import DriverBase, ProgressCallback
 from kong.drivers.batch import walltime_minutes
@@ -82,10 +85,14 @@ class LocalDriver(DriverBase):
         return json.dumps(limits).encode()
 
     def _runner(self, command: str, args: Sequence[str], dirs: Sequence[str]) -> str:
-        result = self.transport.run(
-            ["python3", self.runner, command, *args],
-            stdin="".join(f"{d}\n" for d in dirs).encode(),
-        )
+        stdin = "".join(f"{d}\n" for d in dirs).encode()
+        result = self.transport.run(["python3", self.runner, command, *args], stdin=stdin)
+        if not result.ok and self.runner in result.stderr.decode(errors="replace"):
+            # This version's runner is not on the host yet (a kill or status before any
+            # submit of this kong version): put it there and ask again.
+            with _upload_lock(self.transport):
+                self.transport.upload({self.runner: _RUNNER_SOURCE})
+            result = self.transport.run(["python3", self.runner, command, *args], stdin=stdin)
         if not result.ok:
             err = result.stderr.decode(errors="replace").strip().splitlines()
             raise DriverError(
@@ -101,8 +108,16 @@ class LocalDriver(DriverBase):
         files = {self.job_paths(j).script: self.render(j).encode() for j in jobs}
         files.update({f"{self.job_paths(j).job_dir}/limits": self._limits(j) for j in jobs})
         files[self.runner] = _RUNNER_SOURCE
-        with _upload_lock(self.transport):
-            self.transport.upload(files)
+        for attempt in range(3):
+            try:
+                with _upload_lock(self.transport):
+                    self.transport.upload(files)
+                break
+            except FileNotFoundError:
+                # Another kong removed one of these jobs (its dir) under the upload:
+                # upload again; the row check below stops what has no row any more.
+                if attempt == 2:
+                    raise
         dirs = {self.job_paths(j).job_dir: j for j in jobs}
         try:
             out = self._runner(
@@ -115,16 +130,26 @@ class LocalDriver(DriverBase):
             # repeated submit finds them as "exists" instead of starting them again.
             raise
         now = datetime.now(UTC).isoformat()
-        with db.write():
+        orphans: list[str] = []
+        with db.write() as s:
+            left = _rows_left(s, jobs)
             for line in out.splitlines():
                 word, _, rest = line.partition(" ")
                 job_dir, _, pid = rest.partition(" ")
                 job = dirs.get(job_dir)
                 if job is None or word not in ("started", "exists"):
                     continue
+                if job.job_id not in left:
+                    orphans.append(job_dir)  # another kong removed it while we started it
+                    continue
                 job.status = JobStatus.SUBMITTED
                 job.batch_job_id = pid or job.batch_job_id
                 job.set_data(submitted_at=now)
+        if orphans:
+            # No row may vanish while its job runs on: stop what we started for rows
+            # that are gone, and remove the dirs our upload made anew.
+            self._runner("kill", [self._grace(self.profile.options)], orphans)
+            self.transport.remove_trees(orphans)
         if progress:
             progress(len(jobs), len(jobs))
 
@@ -141,8 +166,11 @@ class LocalDriver(DriverBase):
             if job is None:
                 continue
             updates.append((job, *_interpret(info)))
-        with db.write():
+        with db.write() as s:
+            left = _rows_left(s, [job for job, _, _ in updates])
             for job, status, data in updates:
+                if job.job_id not in left:
+                    continue  # removed by another kong meanwhile
                 if job.status != status:
                     job.status = status
                 if data:
@@ -155,10 +183,50 @@ class LocalDriver(DriverBase):
             return
         grace = max(float(self._grace(self.job_options(j))) for j in jobs)
         self._runner("kill", [str(grace)], [self.job_paths(j).job_dir for j in jobs])
-        with db.write():
+        with db.write() as s:
+            left = _rows_left(s, jobs)
             for job in jobs:
+                if job.job_id not in left:
+                    continue
                 job.status = JobStatus.FAILED
                 job.set_data(killed=True)
+
+
+    def remove(self, jobs: Sequence[Job]) -> None:
+        """Kill what the runner holds, delete the jobs' files and their rows.
+
+        Every job is killed whatever its row says: another kong process may have
+        started one this process still sees CREATED, and a job left running would
+        write into (and recreate) the dir being removed.
+        """
+        if not jobs:
+            return
+        dirs = [self.job_paths(j).job_dir for j in jobs]
+        grace = max(float(self._grace(self.job_options(j))) for j in jobs)
+        self._runner("kill", [str(grace)], dirs)
+        self.transport.remove_trees(dirs)
+        self.forget_logs(jobs)
+        with db.write() as s:
+            left = _rows_left(s, jobs)
+            for job in jobs:
+                if job.job_id in left:
+                    s.delete(job)
+
+
+def _rows_left(s: Session, jobs: Sequence[Job]) -> set[int]:
+    """Ids of the jobs whose rows still exist, inside a write (so none can go meanwhile).
+
+    Rows another kong process removed are dropped from this session: writing to them
+    would fail the whole transaction, and with it the jobs that are still there.
+    """
+    ids = [j.job_id for j in jobs]
+    left: set[int] = set()
+    for start in range(0, len(ids), 5000):
+        left.update(s.scalars(select(Job.job_id).where(Job.job_id.in_(ids[start:start + 5000]))))
+    for job in jobs:
+        if job.job_id not in left and job in s:
+            s.expunge(job)
+    return left
 
 
 def _interpret(info: dict[str, Any]) -> tuple[JobStatus, dict[str, Any]]:

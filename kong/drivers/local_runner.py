@@ -413,6 +413,10 @@ def kill(dirs: list[str], grace: float) -> None:
             continue
         _write(os.path.join(d, "kill"), str(time.time()))
         state = (_read(os.path.join(d, "state")) or "").split()
+        deadline = time.monotonic() + 2
+        while state[:1] == ["STARTING"] and time.monotonic() < deadline:
+            time.sleep(0.01)  # the runner is starting it this instant: TERM what it starts
+            state = (_read(os.path.join(d, "state")) or "").split()
         if state[:1] == ["RUNNING"] and len(state) > 1 and state[1].isdigit():
             groups.append(int(state[1]))
             _signal_group(int(state[1]), signal.SIGTERM)
