@@ -31,7 +31,7 @@ from tests.kongcmd import KONG
 RUNNER = str(Path(local_driver.__file__).with_name("local_runner.py"))
 
 
-def finish(state: State, jobs: list[Job], timeout: float = 60) -> None:
+def finish(state: State, jobs: list[Job], timeout: int = 60) -> None:
     state.wait([j.job_id for j in jobs], notify=False, timeout=timeout, poll_interval=0.05)
 
 
