@@ -422,3 +422,26 @@ def test_rm_before_any_submit_on_a_fresh_host(state: State) -> None:
     job = state.create_job(command="true")
     state.rm(str(job.job_id))
     assert state.get_jobs("/") == []
+
+
+def test_claims_that_no_runner_took_up_are_taken_over(tmp_path: Path) -> None:
+    """An empty ``state`` (older runners claimed so before forking) or a queued claim of
+    a runner that is gone: the job never started, so the next start runs it, once."""
+    base = tmp_path / "jobs"
+    ran = tmp_path / "ran"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    claims = {"0": "", "1": f"QUEUED {dead} 1", "2": f"RUNNING {dead} 1.0 {dead} 1"}
+    for name, state in claims.items():
+        (base / name).mkdir(parents=True)
+        (base / name / "job.sh").write_text(f"echo {name} >> {ran}\n")
+        (base / name / "state").write_text(state)
+    stdin = "".join(f"{base}/{name}\n" for name in claims).encode()
+    out = subprocess.run([sys.executable, RUNNER, "start", "2", str(base / "slots")],
+                         input=stdin, capture_output=True, timeout=30)
+    words = [line.split()[0] for line in out.stdout.decode().splitlines()]
+    assert words == ["started", "started", "exists"]  # a started job may have run: never again
+    deadline = time.monotonic() + 20
+    while sorted(ids_in(ran).elements()) != [0, 1]:
+        assert time.monotonic() < deadline, ids_in(ran)
+        time.sleep(0.05)

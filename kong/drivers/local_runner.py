@@ -178,7 +178,11 @@ def _claim(dirs: list[str], slot_dir: str, token: str) -> tuple[list[str], list[
     try:
         for d in dirs:
             state = _read(os.path.join(d, "state"))
-            if state is not None and not (state.startswith("QUEUED") and not _owner_alive(state)):
+            # Free to take: no claim; a queued claim whose runner died before starting
+            # it; an empty file (older runners claimed that way before they forked, and
+            # such a claim outlived a runner that never came up).
+            free = not state or (state.startswith("QUEUED") and not _owner_alive(state))
+            if state and not free:
                 owner = state.split()[1] if state.startswith("QUEUED") else ""
                 lines.append(f"exists {d} {owner}".rstrip() + "\n")
                 continue
