@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, undefer
 
 from kong import db
@@ -29,7 +30,9 @@ from kong.errors import (
     CannotRemoveRoot,
     ConfigError,
     DoesNotExist,
+    FolderError,
     KongError,
+    NoSuchFolder,
 )
 from kong.jobspec import check_text, job_arguments
 from kong.model.folder import Folder
@@ -207,7 +210,11 @@ class State(Selection):
         folder = self._folder(kwargs.pop("folder", None) or self.cwd)
         arguments = job_arguments(args, kwargs)
         driver = self.driver(self.config.profile(profile or self.profile).name)
-        job = driver.create_job(folder, **arguments)
+        path = folder.path
+        try:
+            job = driver.create_job(folder, **arguments)
+        except IntegrityError:  # its folder's row went between our lookup and the insert
+            raise NoSuchFolder(f"folder {path} was removed meanwhile") from None
         # kong-batch made these at once: scripts put input files into job.output_dir
         driver.prepare_dirs([job])
         forget_collections()
@@ -307,19 +314,38 @@ class State(Selection):
             return False
         self._each_profile(jobs, lambda d, g: d.remove(g))
         if folders:
-            gone = {i for folder in folders for i in folder.descendant_ids()}
-            with db.write() as s:
-                for folder in folders:
-                    s.delete(folder)
-            # The database cascaded the delete to folders we never loaded. Forget only
-            # those: a script still holds (and uses) the other Folder objects.
-            for obj in list(s.identity_map.values()):
-                if isinstance(obj, Folder) and obj.folder_id in gone:
-                    s.expunge(obj)
-            if self.cwd.folder_id in gone:
-                self.cwd = Folder.get_root()
+            self._remove_folders(folders)
         forget_collections()
         return True
+
+    def _remove_folders(self, folders: list[Folder]) -> None:
+        """Delete folder rows once no job is left in them.
+
+        Another kong may create or move jobs into them while their jobs are being
+        removed: the database would cascade the delete to those rows while their
+        jobs run on. Such latecomers are removed through their drivers (killed, files
+        deleted) first, checked again in the same write transaction as the delete.
+        """
+        gone = {i for folder in folders for i in folder.descendant_ids()}
+        for _attempt in range(5):
+            with db.write() as s:
+                late = self._jobs_in(folders, recursive=True)
+                if not late:
+                    for folder in folders:
+                        s.delete(folder)
+            if not late:
+                break
+            self._each_profile(late, lambda d, g: d.remove(g))
+        else:
+            paths = ", ".join(f.path for f in folders)
+            raise FolderError(f"jobs keep being created in {paths}; its folders are kept")
+        # The database cascaded the delete to folders we never loaded. Forget only
+        # those: a script still holds (and uses) the other Folder objects.
+        for obj in list(s.identity_map.values()):
+            if isinstance(obj, Folder) and obj.folder_id in gone:
+                s.expunge(obj)
+        if self.cwd.folder_id in gone:
+            self.cwd = Folder.get_root()
 
     # -- logs (kong/logview.py: read from the end, bounded) ------------------------------
 

@@ -519,11 +519,18 @@ def test_wait_timeout_and_progress(state: State) -> None:
         state.wait(slow.job_id, notify=False, timeout=1, poll_interval=0.1)
     state.kill_job(slow)
 
-    jobs = [state.create_job(command=f"sleep 0.{i}") for i in range(1, 4)]
+    # The jobs run until the test has seen them unfinished (a gate file): on a busy
+    # machine, short sleeps could all end before the first refresh.
+    gate = Path(state.config.data_dir) / "gate"
+    jobs = [state.create_job(command=f"while [ ! -e {gate} ]; do sleep 0.05; done")
+            for _ in range(3)]
     state.submit_job(ids(jobs))
     progress = state.wait(ids(jobs), notify=False, poll_interval=0.05, progress=True)
     assert progress is not None
-    snapshots = [[j.status for j in step] for step in progress]
+    snapshots = []
+    for step in progress:
+        snapshots.append([j.status for j in step])
+        gate.touch()
     assert len(snapshots) >= 2
     assert all(len(s) == 3 for s in snapshots)
     assert snapshots[-1] == [JobStatus.COMPLETED] * 3

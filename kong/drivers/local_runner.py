@@ -4,18 +4,30 @@
 This file is copied to the host that runs the jobs (this machine, or a remote
 host without a scheduler) and must only use the standard library.
 
-    python3 local_runner.py start SLOTS SLOT_DIR   < job dirs, one per line
-    python3 local_runner.py status                 < job dirs
-    python3 local_runner.py kill                   < job dirs
+    python3 local_runner.py start SLOTS SLOT_DIR [GRACE]  < job dirs, one per line
+    python3 local_runner.py status                        < job dirs
+    python3 local_runner.py kill [GRACE]                  < job dirs
 
-``start`` detaches a runner process that launches the jobs, at most SLOTS at a
-time across all runners on the host (one ``flock``ed file per slot), and returns
-at once. A job dir that already has a ``state`` file is never started again, so
+``start`` detaches a runner process that claims the jobs, launches them, at most
+SLOTS cores at a time across all runners on the host (one ``flock``ed file per
+slot), and returns at once with one line per dir: ``started DIR RUNNER_PID``,
+``exists DIR [PID]`` or ``missing DIR``. The detached runner itself writes each
+claim, so a claim always names a runner that really took the job: a claim whose
+runner died before starting the job (``QUEUED`` with a dead runner) is taken
+over by the next ``start``; any other ``state`` is never started again, so
 repeating a ``start`` whose connection dropped cannot run a job twice.
 
-Files in a job dir: ``job.sh`` (the script), ``state`` ("QUEUED runner_pid",
-"RUNNING pid", "KILLED"), ``exit_code`` (written by job.sh itself), ``kill``
-(a request to kill), ``log/stdout.txt``, ``log/stderr.txt``.
+``kill`` asks queued jobs not to start and sends SIGTERM to running ones, then
+SIGKILL to those still alive after GRACE seconds; it returns once they are gone.
+The runner applies the same grace to a job over its walltime.
+
+Files in a job dir: ``job.sh`` (the script), ``limits`` (optional JSON:
+``cores``, ``walltime`` in seconds, ``grace`` in seconds), ``state`` (``QUEUED
+RUNNER_PID START``, ``STARTING RUNNER_PID START``, ``RUNNING PID TIME RUNNER_PID
+START``, ``KILLED RUNNER_PID START``; RUNNER_PID START is the claim of one runner
+process), ``exit_code`` (written by job.sh itself), ``kill`` (a request to kill),
+``timeout`` (the runner stopped the job at its walltime), ``log/stdout.txt``,
+``log/stderr.txt``.
 """
 
 from __future__ import annotations
@@ -24,11 +36,15 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
+
+DEFAULT_GRACE = 10.0
 
 
 def _write(path: str, text: str) -> None:
@@ -42,11 +58,20 @@ def _read(path: str) -> str | None:
     try:
         with open(path) as fh:
             return fh.read().strip()
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # gone, or its dir removed under us
         return None
 
 
-def _alive(pid: int) -> bool:
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of a process (Linux), so a reused pid is not taken for it."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(pid: int, start: str = "-") -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,92 +80,218 @@ def _alive(pid: int) -> bool:
         return True
     # a zombie is not alive: it has finished and waits to be reaped
     stat = _read(f"/proc/{pid}/stat")
-    return not (stat and stat.rsplit(")", 1)[-1].split()[0] == "Z")
+    if stat and stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return start == "-" or _process_start(pid) in (None, start)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def _job_dirs() -> list[str]:
-    return [line for line in sys.stdin.read().splitlines() if line.strip()]
+    # Only whole lines: a sender killed mid-write leaves a truncated last path, which
+    # could name another job's dir.
+    data = sys.stdin.read()
+    lines = data.split("\n")[:-1]
+    return [line for line in lines if line.strip()]
 
 
-def start(slots: int, slot_dir: str, dirs: list[str]) -> None:
-    accepted = []
-    for d in dirs:
-        try:
-            fd = os.open(os.path.join(d, "state"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            print(f"exists {d}")
-            continue
-        except FileNotFoundError:
-            print(f"missing {d}")
-            continue
-        os.close(fd)
-        accepted.append(d)
-    if not accepted:
-        sys.stdout.flush()
-        return
+def _token() -> str:
+    """This runner's claim: its pid and start time (``-`` where /proc is missing)."""
+    pid = os.getpid()
+    return f"{pid} {_process_start(pid) or '-'}"
+
+
+def _owner_alive(state: str) -> bool:
+    """Whether the runner named by a QUEUED/STARTING/KILLED state still lives."""
+    parts = state.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return False
+    return _alive(int(parts[1]), parts[2] if len(parts) > 2 else "-")
+
+
+# -- start: claim, detach, run ----------------------------------------------------------
+
+
+def start(slots: int, slot_dir: str, dirs: list[str], grace: float) -> None:
     os.makedirs(slot_dir, exist_ok=True)
-    # Detach twice so the runner outlives the command (and an SSH channel) that started it.
     read_end, write_end = os.pipe()
-    if os.fork() > 0:
+    child = os.fork()
+    if child > 0:
         os.close(write_end)
-        runner_pid = os.read(read_end, 32).decode().strip()
-        for d in accepted:
-            print(f"started {d} {runner_pid}")
-        sys.stdout.flush()
+        os.waitpid(child, 0)
+        _relay(read_end)
         return
+    # Detach twice so the runner outlives the command (and an SSH channel) that started it.
+    os.close(read_end)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
-    os.close(read_end)
-    for d in accepted:
-        _write(os.path.join(d, "state"), f"QUEUED {os.getpid()}")
-    os.write(write_end, str(os.getpid()).encode())
-    os.close(write_end)
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)  # jobs inherit these; job.sh traps them
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
-    run(slots, slot_dir, accepted)
-    os._exit(0)
+    try:
+        token = _token()
+        claimed, lines = _claim(dirs, slot_dir, token)
+        with contextlib.suppress(OSError):  # the starter is gone: the claims stand
+            os.write(write_end, "".join(lines).encode())
+        os.close(write_end)
+        if claimed:
+            Runner(slots, slot_dir, token, grace).run(claimed)
+    finally:
+        os._exit(0)
 
 
-def _take_slot(slots: int, slot_dir: str) -> int | None:
+def _relay(read_end: int) -> None:
+    """Copy the runner's answer to stdout; a closed stdout (kong gone) is no error."""
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    try:
+        while data:
+            data = data[os.write(1, data):]
+    except OSError:
+        os._exit(0)
+
+
+def _claim(dirs: list[str], slot_dir: str, token: str) -> tuple[list[str], list[str]]:
+    """Claim each dir for this runner; one claimer at a time on the host."""
+    claimed: list[str] = []
+    lines: list[str] = []
+    lock = os.open(os.path.join(slot_dir, "claim.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        for d in dirs:
+            state = _read(os.path.join(d, "state"))
+            # Free to take: no claim; a queued claim whose runner died before starting
+            # it; an empty file (older runners claimed that way before they forked, and
+            # such a claim outlived a runner that never came up).
+            free = not state or (state.startswith("QUEUED") and not _owner_alive(state))
+            if state and not free:
+                owner = state.split()[1] if state.startswith("QUEUED") else ""
+                lines.append(f"exists {d} {owner}".rstrip() + "\n")
+                continue
+            try:
+                _write(os.path.join(d, "state"), f"QUEUED {token}")
+            except OSError:
+                lines.append(f"missing {d}\n")
+                continue
+            claimed.append(d)
+            lines.append(f"started {d} {os.getpid()}\n")
+    finally:
+        os.close(lock)
+    return claimed, lines
+
+
+def _take_slots(slots: int, slot_dir: str, need: int) -> list[int] | None:
+    taken: list[int] = []
     for i in range(slots):
         fd = os.open(os.path.join(slot_dir, f"{i}.lock"), os.O_CREAT | os.O_RDWR, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
         except BlockingIOError:
             os.close(fd)
+            continue
+        taken.append(fd)
+        if len(taken) == need:
+            return taken
+    for fd in taken:
+        os.close(fd)
     return None
 
 
-def run(slots: int, slot_dir: str, dirs: list[str]) -> None:
-    pending = deque(dirs)
-    # Keep each Popen and reap through it: a dropped Popen reaps its child in __del__,
-    # and a later os.waitpid() on that pid would raise and kill the runner.
-    running: dict[int, tuple[str, int, subprocess.Popen[bytes]]] = {}
-    while pending or running:
-        for pid in list(running):
-            d, slot, proc = running[pid]
-            code = proc.poll()
-            if code is not None:
-                del running[pid]
-                os.close(slot)  # frees the slot for any runner on this host
-                if not os.path.exists(os.path.join(d, "exit_code")):
-                    # job.sh was killed before its exit trap could run
-                    _write(os.path.join(d, "exit_code"), str(128 - code if code < 0 else code))
-        while pending:
-            d = pending[0]
-            if os.path.exists(os.path.join(d, "kill")):
+@dataclass
+class _Queued:
+    dir: str
+    cores: int = 1
+    walltime: float | None = None
+    grace: float | None = None
+
+
+@dataclass
+class _Running:
+    job: _Queued
+    proc: subprocess.Popen[bytes]
+    slots: list[int]
+    started: float
+    stop_sent: float | None = None
+    killed_hard: bool = False
+
+
+class Runner:
+    """One detached runner: its claimed jobs, queued and running."""
+
+    def __init__(self, slots: int, slot_dir: str, token: str, grace: float) -> None:
+        self.slots = slots
+        self.slot_dir = slot_dir
+        self.token = token
+        self.grace = grace
+        self.running: list[_Running] = []
+
+    def owns(self, d: str, word: str) -> bool:
+        """Whether the dir still holds this runner's claim (not removed, not resubmitted)."""
+        state = _read(os.path.join(d, "state")) or ""
+        parts = state.split()
+        return bool(parts) and parts[0] == word and state.endswith(f" {self.token}")
+
+    def run(self, dirs: list[str]) -> None:
+        pending = deque(_limits(d) for d in dirs)
+        # Wake up as soon as a job ends (SIGCHLD), not at the next tick of a poll.
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        while pending or self.running:
+            for job in list(self.running):
+                try:
+                    self._watch(job)
+                except Exception:  # one job's trouble must not stop the rest
+                    self._drop(job)
+            while pending:
+                try:
+                    launched = self._launch(pending[0])
+                except Exception:
+                    launched = True  # a job that cannot start is given up, not retried
+                if not launched:
+                    break
                 pending.popleft()
-                _write(os.path.join(d, "state"), "KILLED")
-                continue
-            free_slot = _take_slot(slots, slot_dir)
-            if free_slot is None:
-                break
-            pending.popleft()
+            select.select([wake_r], [], [], 0.2)
+            with contextlib.suppress(BlockingIOError):
+                while os.read(wake_r, 4096):
+                    pass
+
+    def _launch(self, job: _Queued) -> bool:
+        """Start the job if a slot is free; True when the job leaves the queue."""
+        d = job.dir
+        if not self.owns(d, "QUEUED"):
+            return True  # removed or resubmitted: the new claim is another runner's
+        if os.path.exists(os.path.join(d, "kill")):
+            _write(os.path.join(d, "state"), f"KILLED {self.token}")
+            return True
+        slots = _take_slots(self.slots, self.slot_dir, max(1, min(job.cores, self.slots)))
+        if slots is None:
+            return False
+        try:
+            _write(os.path.join(d, "state"), f"STARTING {self.token}")
             log_dir = os.path.join(d, "log")
-            os.makedirs(log_dir, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(log_dir)  # never makedirs: that would recreate a removed job dir
             with open(os.path.join(log_dir, "stdout.txt"), "ab") as out, open(
                 os.path.join(log_dir, "stderr.txt"), "ab"
             ) as err:
@@ -151,55 +302,158 @@ def run(slots: int, slot_dir: str, dirs: list[str]) -> None:
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
-                    pass_fds=(),
                 )
-            running[proc.pid] = (d, free_slot, proc)
-            _write(os.path.join(d, "state"), f"RUNNING {proc.pid} {time.time():.3f}")
-        time.sleep(0.05 if running else 0.2)
+        except BaseException:
+            for fd in slots:
+                os.close(fd)
+            raise
+        running = _Running(job, proc, slots, time.monotonic())
+        self.running.append(running)
+        try:
+            _write(os.path.join(d, "state"), f"RUNNING {proc.pid} {time.time():.3f} {self.token}")
+        except OSError:
+            self._stop(running)  # its dir went away while it started: nobody can see it
+        return True
+
+    def _watch(self, job: _Running) -> None:
+        code = job.proc.poll()
+        if code is not None:
+            self._finish(job, code)
+            return
+        now = time.monotonic()
+        d = job.job.dir
+        if job.stop_sent is None:
+            if job.job.walltime is not None and now - job.started > job.job.walltime:
+                with contextlib.suppress(OSError):
+                    _write(os.path.join(d, "timeout"), str(time.time()))
+                self._stop(job)
+            elif os.path.exists(os.path.join(d, "kill")) or not self.owns(d, "RUNNING"):
+                # kong asked to kill it (the kill command may not have lived to finish),
+                # or its dir was removed or resubmitted: this copy must not run on
+                self._stop(job)
+        elif not job.killed_hard and now - job.stop_sent > self._grace(job.job):
+            _signal_group(job.proc.pid, signal.SIGKILL)
+            job.killed_hard = True
+
+    def _grace(self, job: _Queued) -> float:
+        return job.grace if job.grace is not None else self.grace
+
+    def _stop(self, job: _Running) -> None:
+        _signal_group(job.proc.pid, signal.SIGTERM)
+        job.stop_sent = time.monotonic()
+
+    def _finish(self, job: _Running, code: int) -> None:
+        self._drop(job)
+        d = job.job.dir
+        if self.owns(d, "RUNNING") and not os.path.exists(os.path.join(d, "exit_code")):
+            # job.sh was killed before its exit trap could run
+            with contextlib.suppress(OSError):
+                _write(os.path.join(d, "exit_code"), str(128 - code if code < 0 else code))
+
+    def _drop(self, job: _Running) -> None:
+        if job in self.running:
+            self.running.remove(job)
+            for fd in job.slots:
+                os.close(fd)  # frees the slots for any runner on this host
+
+
+def _limits(d: str) -> _Queued:
+    try:
+        raw = json.loads(_read(os.path.join(d, "limits")) or "{}")
+    except ValueError:
+        raw = {}
+    if not isinstance(raw, dict):
+        raw = {}
+    cores = raw.get("cores")
+    walltime = raw.get("walltime")
+    grace = raw.get("grace")
+    return _Queued(
+        d,
+        cores=cores if isinstance(cores, int) and cores > 0 else 1,
+        walltime=float(walltime) if isinstance(walltime, (int, float)) else None,
+        grace=float(grace) if isinstance(grace, (int, float)) else None,
+    )
+
+
+# -- status and kill --------------------------------------------------------------------
 
 
 def status(dirs: list[str]) -> None:
     for d in dirs:
         state = _read(os.path.join(d, "state"))
         exit_code = _read(os.path.join(d, "exit_code"))
-        info: dict[str, object] = {"dir": d, "killed": os.path.exists(os.path.join(d, "kill"))}
+        info: dict[str, object] = {
+            "dir": d,
+            "killed": os.path.exists(os.path.join(d, "kill")),
+            "timed_out": os.path.exists(os.path.join(d, "timeout")),
+        }
         if exit_code is not None and exit_code.lstrip("-").isdigit():
             info.update(state="EXITED", exit_code=int(exit_code))
         elif state is None:
             info["state"] = "NONE"
-        elif state == "KILLED":
-            info["state"] = "KILLED"
         else:
             word, _, rest = state.partition(" ")
-            pid = int(rest.split()[0]) if rest.split() and rest.split()[0].isdigit() else 0
-            alive = pid > 0 and _alive(pid)
-            info.update(state=word if alive else f"{word}_LOST", pid=pid)
-            if word == "RUNNING" and len(rest.split()) > 1:
-                info["start_time"] = float(rest.split()[1])
+            fields = rest.split()
+            if word == "KILLED":
+                info["state"] = "KILLED"
+            elif word == "RUNNING":
+                pid = int(fields[0]) if fields and fields[0].isdigit() else 0
+                alive = pid > 0 and _alive(pid)
+                info.update(state="RUNNING" if alive else "RUNNING_LOST", pid=pid)
+                if len(fields) > 1:
+                    info["start_time"] = float(fields[1])
+            else:
+                # QUEUED, or STARTING for the instant before the job's process exists
+                pid = int(fields[0]) if fields and fields[0].isdigit() else 0
+                alive = _owner_alive(state)
+                info.update(state="QUEUED" if alive else f"{word or 'QUEUED'}_LOST", pid=pid)
         print(json.dumps(info))
 
 
-def kill(dirs: list[str]) -> None:
+def kill(dirs: list[str], grace: float) -> None:
+    groups: list[int] = []
     for d in dirs:
         if not os.path.isdir(d):
             continue
         _write(os.path.join(d, "kill"), str(time.time()))
-        state = _read(os.path.join(d, "state")) or ""
-        if state.startswith("RUNNING "):
-            pid = int(state.split()[1])
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
+        state = (_read(os.path.join(d, "state")) or "").split()
+        deadline = time.monotonic() + 2
+        while state[:1] == ["STARTING"] and time.monotonic() < deadline:
+            time.sleep(0.01)  # the runner is starting it this instant: TERM what it starts
+            state = (_read(os.path.join(d, "state")) or "").split()
+        if state[:1] == ["RUNNING"] and len(state) > 1 and state[1].isdigit():
+            groups.append(int(state[1]))
+            _signal_group(int(state[1]), signal.SIGTERM)
         print(f"killed {d}")
+    sys.stdout.flush()
+    # A job killed by kong must be gone when kong says so: TERM, a grace, then KILL.
+    deadline = time.monotonic() + grace
+    while groups and time.monotonic() < deadline:
+        groups = [g for g in groups if _group_alive(g)]
+        if groups:
+            time.sleep(0.05)
+    for g in groups:
+        _signal_group(g, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while groups and time.monotonic() < deadline:
+        groups = [g for g in groups if _group_alive(g)]
+        if groups:
+            time.sleep(0.05)
 
 
 def main() -> None:
     cmd = sys.argv[1]
     if cmd == "start":
-        start(int(sys.argv[2]) or os.cpu_count() or 1, sys.argv[3], _job_dirs())
+        # The claim is made whole even if kong (our parent, or its terminal) goes away:
+        # what was claimed runs, and the next submit finds it.
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        grace = float(sys.argv[4]) if len(sys.argv) > 4 else DEFAULT_GRACE
+        start(int(sys.argv[2]) or os.cpu_count() or 1, sys.argv[3], _job_dirs(), grace)
     elif cmd == "status":
         status(_job_dirs())
     elif cmd == "kill":
-        kill(_job_dirs())
+        kill(_job_dirs(), float(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_GRACE)
     else:
         sys.exit(f"unknown command {cmd}")
 

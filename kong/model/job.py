@@ -235,6 +235,8 @@ class JobList(Sequence[Job]):
         job_id = self.rows[index].job_id
         if job_id not in self._loaded:
             self._load(index - index % self.CHUNK)
+        if job_id not in self._loaded:  # listed, then removed by another kong process
+            raise JobDoesNotExist(f"job {job_id} was removed meanwhile (by another kong)")
         return self._loaded[job_id]
 
     @overload
