@@ -119,6 +119,12 @@ def agent_status_command(as_json: bool) -> None:
         return
     click.echo(f"kong agent pid {st['pid']}, up {st['uptime']:.0f} s, stops after "
                f"{st['idle_timeout']:.0f} s idle; {st['socket']}")
+    turned_away = {"refused (another uid)": st.get("refused") or 0,
+                   "dropped (bad or silent)": st.get("dropped") or 0}
+    if any(turned_away.values()):
+        # Someone else knocking, or a broken client: worth a look at agent.log.
+        click.echo("clients " + ", ".join(f"{what}: {n}" for what, n in turned_away.items())
+                   + f"; see {agent.agent_dir() / 'agent.log'}")
     rows = [[h["host"], str(h["connections"]), str(h["channels_in_use"]),
              str(h["connections_opened"]), str(h["commands"]),
              _size(h["bytes_sent"]), _size(h["bytes_received"])] for h in st["hosts"]]

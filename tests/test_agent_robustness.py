@@ -59,7 +59,7 @@ def agent_log() -> str:
 
 
 def test_bad_and_silent_clients_do_not_hurt_the_agent(make_home: Any) -> None:  # noqa: F811
-    make_home(PROFILES)
+    home = make_home(PROFILES)
     pid = int(agent.call({"op": "hello"})["pid"])
     path = agent.socket_path()
     base = rss_mb(pid)
@@ -116,6 +116,8 @@ def test_bad_and_silent_clients_do_not_hurt_the_agent(make_home: Any) -> None:  
     for needle in ("that is not JSON", "that is not a JSON object (list)",
                    "malformed run request", "unknown op 'no-such-op'"):
         assert needle in log, needle
+    said = home.kong("agent", "status").stdout
+    assert f"dropped (bad or silent): {status['dropped']}" in said, said
 
 
 def test_a_frame_at_the_limit_is_still_read(make_home: Any) -> None:  # noqa: F811

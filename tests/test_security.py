@@ -384,22 +384,32 @@ def test_local_files_are_the_users_alone(other_user: OtherUser, shared_tmp: Path
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("cluster_name", ["sshd_server", "slurm_cluster"])
+@pytest.mark.parametrize("cluster_name,via_agent", [
+    ("sshd_server", False), ("sshd_server", True), ("slurm_cluster", False)])
 def test_cluster_files_are_the_users_alone(
-    cluster_name: str, request: pytest.FixtureRequest, tmp_path: Path,
+    cluster_name: str, via_agent: bool, request: pytest.FixtureRequest, tmp_path: Path,
 ) -> None:
-    """The same on the test clusters (the sshd one with the local driver, Slurm): job
-    dir, script, logs, outputs, runner and locks under remote_dir, tried by a second
-    user of the cluster host."""
+    """The same on the test clusters (the sshd one with the local driver, in-process and
+    through the kong agent; Slurm): job dir, script, logs, outputs, runner and locks
+    under remote_dir, tried by a second user of the cluster host."""
     sshd_server: Cluster = request.getfixturevalue(cluster_name)
     remote_dir = f"~/.kong-sec-{secrets.token_hex(4)}"
     profile = {**sshd_server.profile(), "remote_dir": remote_dir}
     if cluster_name == "sshd_server":
         profile["driver"] = "local"
     home = tmp_path / "h"
-    env = make_home(home, {"s": profile})
-    _run_local_job(env, f'echo {SECRET}; echo {SECRET} >&2; '
-                        f'echo {SECRET} > "$KONG_JOB_OUTPUT_DIR/result.txt"')
+    env = make_home(home, {"s": profile}, agent=via_agent)
+    if via_agent:
+        env.pop("KONG_AGENT", None)
+    try:
+        _run_local_job(env, f'echo {SECRET}; echo {SECRET} >&2; '
+                            f'echo {SECRET} > "$KONG_JOB_OUTPUT_DIR/result.txt"')
+        if via_agent:
+            status = kong(env, "agent", "status")  # the job really went through it
+            assert status.returncode == 0 and "not running" not in status.stdout, status
+    finally:
+        if via_agent:
+            kong(env, "agent", "stop")
     code, _ = sshd_server.exec(f"id {OTHER} || useradd -M -N -s /bin/sh {OTHER}")
     assert code == 0
     user = sshd_server.user

@@ -17,7 +17,13 @@ until the client hangs up.
 
 Security: the socket's directory is 0700, the socket 0600, and every peer's uid
 is checked (SO_PEERCRED) before a byte of the request is read; nothing listens
-on TCP.
+on TCP. The client in turn checks the directory (a real one, the user's, that
+nobody else can write) and the listener's uid before it sends anything
+(``agent_paths``). Requests are capped at ``MAX_FRAME`` (16 MiB) and must arrive
+within ``REQUEST_TIMEOUT``; a bad one costs one line in agent.log.
+
+Modules: ``agent_paths`` (where, and who), ``agent_wire`` (frames),
+``agent_server`` (the server), ``agent_daemon`` (running it), ``agent_client``.
 """
 
 from __future__ import annotations
