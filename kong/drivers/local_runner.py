@@ -173,7 +173,7 @@ def _claim(dirs: list[str], slot_dir: str, token: str) -> tuple[list[str], list[
     """Claim each dir for this runner; one claimer at a time on the host."""
     claimed: list[str] = []
     lines: list[str] = []
-    lock = os.open(os.path.join(slot_dir, "claim.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    lock = os.open(os.path.join(slot_dir, "claim.lock"), os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         for d in dirs:
@@ -201,7 +201,7 @@ def _claim(dirs: list[str], slot_dir: str, token: str) -> tuple[list[str], list[
 def _take_slots(slots: int, slot_dir: str, need: int) -> list[int] | None:
     taken: list[int] = []
     for i in range(slots):
-        fd = os.open(os.path.join(slot_dir, f"{i}.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        fd = os.open(os.path.join(slot_dir, f"{i}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
