@@ -40,3 +40,8 @@ class ConnectionLost(TransportError):
 
 class HostKeyError(TransportError):
     """The remote host key is unknown or has changed; it is never accepted silently."""
+
+
+class KongWarning(UserWarning):
+    """Something a person should know that did not stop the operation (e.g. files on a
+    cluster that could not be cleaned); the CLI prints it as one ``kong: warning:`` line."""

@@ -52,6 +52,22 @@ def YES(_: str) -> bool:
     return True
 
 
+class MissingParentError(FolderError):
+    """``mkdir`` of a folder whose parent does not exist, without ``create_parent``."""
+
+    def __init__(self, parent: str, hint: str = "pass create_parent=True to create it") -> None:
+        super().__init__(f"no such folder: {parent} ({hint})")
+        self.parent = parent
+
+
+class IsAFolderError(FolderError):
+    """``rm`` of a folder without ``recursive``."""
+
+    def __init__(self, paths: str, hint: str = "pass recursive=True to remove it") -> None:
+        super().__init__(f"{paths} is a folder: {hint}")
+        self.paths = paths
+
+
 class State:
     """A stateful handle on the kong database, modeled on the REPL."""
 
@@ -74,8 +90,10 @@ class State:
     def default_driver(self) -> DriverBase:
         return driver_for_profile(self.config, self.profile)
 
-    def driver(self, profile: str) -> DriverBase:
-        return driver_for_profile(self.config, profile)
+    def driver(self, profile: str, driver_name: str | None = None) -> DriverBase:
+        """The driver of ``profile``; with the ``driver_name`` its jobs were made with, a
+        stand-in that lists and removes them when the profile left the config."""
+        return driver_for_profile(self.config, profile, driver_name)
 
     def _by_profile(self, jobs: Iterable[Job]) -> dict[str, list[Job]]:
         groups: dict[str, list[Job]] = defaultdict(list)
@@ -90,7 +108,7 @@ class State:
         groups = self._by_profile(jobs)
         if not groups:
             return {}
-        drivers = {name: self.driver(name) for name in groups}
+        drivers = {name: self.driver(name, group[0].driver) for name, group in groups.items()}
         for name, group in groups.items():
             for job in group:
                 job.ensure_driver_instance(drivers[name])
@@ -171,7 +189,7 @@ class State:
         parent = Folder.find_by_path(head, self.cwd) if head else self.cwd
         if parent is None:
             if not create_parent:
-                raise FolderError(f"no such folder: {head} (use create_parent / mkdir -p)")
+                raise MissingParentError(head)
             parent = self.mkdir(head, exist_ok=True, create_parent=True)
             assert parent is not None
         return parent.add_folder(parts[-1])
@@ -467,15 +485,8 @@ class State:
                 s.expunge(job)
         return gone
 
-    def rm(
-        self,
-        name: str | Job | Folder,
-        recursive: bool = False,
-        confirm: Confirmation = lambda _: True,
-        threads: int | None = 1,
-    ) -> bool:
-        """Remove jobs (their files too) or folders (``recursive`` needed)."""
-        db.require_writable()  # before anything is done that could not be recorded
+    def _rm_targets(self, name: str | Job | Folder) -> tuple[list[Folder], list[Job]]:
+        """The folders and jobs one ``rm`` argument names."""
         folders: list[Folder] = []
         jobs: list[Job] = []
         if isinstance(name, Folder):
@@ -492,13 +503,34 @@ class State:
                 folders = self.get_folders(spec)
             if not folders:
                 jobs = self.get_jobs(spec)
+        return folders, jobs
+
+    def rm(
+        self,
+        name: str | Job | Folder | Sequence[str | Job | Folder],
+        recursive: bool = False,
+        confirm: Confirmation = lambda _: True,
+        threads: int | None = 1,
+    ) -> bool:
+        """Remove jobs (their files too) or folders (``recursive`` needed); ``name`` may
+        be a list of them, removed after one confirmation."""
+        db.require_writable()  # before anything is done that could not be recorded
+        folders: list[Folder] = []
+        jobs: list[Job] = []
+        for one in [name] if isinstance(name, (str, Job, Folder)) else name:
+            more_folders, more_jobs = self._rm_targets(one)
+            folders.extend(f for f in more_folders if f not in folders)
+            jobs.extend(more_jobs)
         if any(f.parent_id is None for f in folders):
             raise FolderError("cannot remove the root folder")
+        # A folder inside another one removed here goes with it (the database cascades).
+        inner = {i for f in folders for i in f.descendant_ids() if i != f.folder_id}
+        folders = [f for f in folders if f.folder_id not in inner]
         if folders and not recursive:
-            paths = ", ".join(f.path for f in folders)
-            raise FolderError(f"{paths} is a folder: use recursive (rm -r) to remove it")
+            raise IsAFolderError(", ".join(f.path for f in folders))
         for folder in folders:
             jobs.extend(self._jobs_in([folder], recursive=True))
+        jobs = list({j.job_id: j for j in jobs}.values())
         what = []
         if folders:
             what.append(f"{len(folders)} folder(s)")
@@ -570,7 +602,7 @@ class State:
                     break
                 now = time.monotonic()
                 if timeout is not None and now - start > timeout:
-                    raise TimeoutError(f"{len(jobs)} job(s) not finished after {timeout} s")
+                    raise TimeoutError(_not_finished(jobs, timeout))
                 if (
                     notifier is not None
                     and update_interval is not None
@@ -585,6 +617,15 @@ class State:
             raise
         if notifier is not None:
             notifier.finished(jobs, time.monotonic() - start)
+
+
+def _not_finished(jobs: Sequence[Job], timeout: float) -> str:
+    """``2 job(s) not finished after 1 s: 8 (RUNNING), 9 (SUBMITTED)``: only the
+    unfinished ones are counted, and the first few named."""
+    waiting = [j for j in jobs if not j.status.finished and j.status != JobStatus.CREATED]
+    named = ", ".join(f"{j.job_id} ({j.status.name})" for j in waiting[:5])
+    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    return f"{len(waiting)} job(s) not finished after {timeout:g} s: {named}{more}"
 
 
 def _load_data(jobs: Sequence[Job]) -> None:
