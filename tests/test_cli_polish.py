@@ -3,6 +3,7 @@ words of hints, listings without raw Python, several arguments, colour."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -108,6 +109,22 @@ def test_rm_of_several_asks_once(kong_home: Path) -> None:
                     confirm=lambda q: questions.append(q) or False) is False
     assert questions == ["Remove 2 folder(s) and 0 job(s)?"]
     assert [f.name for f in state.ls("/")[0]] == ["a", "b"]
+
+
+def test_ls_takes_several_paths(kong_home: Path) -> None:
+    state = State.get_instance()
+    state.mkdir("/a/sub", create_parent=True)
+    state.mkdir("/b")
+    job = state.create_job(command="echo in-b", folder="/b")
+    out = ok(kong("ls", "/a", "/b")).splitlines()
+    assert out[:3] == ["/a:", "sub/  no jobs", ""]
+    assert out[3] == "/b:"
+    assert out[5].split()[0] == str(job.job_id) and out[5].endswith("echo in-b")
+    listing = json.loads(ok(kong("ls", "--json", "/a", "/b")))
+    assert [x["path"] for x in listing] == ["/a", "/b"]
+    assert [f["name"] for f in listing[0]["folders"]] == ["sub"]
+    assert [j["job_id"] for j in listing[1]["jobs"]] == [job.job_id]
+    assert json.loads(ok(kong("ls", "--json", "/b")))["jobs"][0]["job_id"] == job.job_id
 
 
 def test_mv_takes_several_sources(kong_home: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -19,7 +20,7 @@ from kong.cli.render import folder_paths_of, job_row
 
 
 @cli.command("ls")
-@click.argument("path", default=".", required=False, type=JOBSPEC)
+@click.argument("paths", nargs=-1, type=JOBSPEC)
 @click.option("-R", "--recursive", is_flag=True, help="List the jobs of all folders below PATH.")
 @click.option("-u", "--refresh", is_flag=True,
               help="Ask the clusters for the current status first (one query per profile).")
@@ -33,7 +34,7 @@ from kong.cli.render import folder_paths_of, job_row
 @pass_context
 def ls_command(
     obj: Context,
-    path: str,
+    paths: Sequence[str],
     recursive: bool,
     refresh: bool,
     statuses: Sequence[str],
@@ -41,12 +42,39 @@ def ls_command(
     extra: Sequence[str],
     as_json: bool,
 ) -> None:
-    """List the folders and jobs in PATH (default: the current folder).
+    """List the folders and jobs in PATHS (default: the current folder).
 
-    PATH may also be any JobSpec (an id, a range, a glob); then only jobs are
+    A PATH may also be any JobSpec (an id, a range, a glob); then only jobs are
     listed. Folders show how many jobs in them and below them are in each
-    status. Times are local.
+    status. Times are local. Several PATHS are listed one after the other, each
+    under its name (with --json: a list, one object per PATH).
     """
+    from kong import ui
+
+    listings = []
+    for i, path in enumerate(paths or ["."]):
+        if len(paths) > 1 and not as_json:
+            if i:
+                click.echo()
+            click.echo(f"{path}:")
+        listing = _ls_one(obj, path, recursive, refresh, statuses, sizes, extra, as_json)
+        if listing is not None:
+            listings.append({"path": path, **listing} if len(paths) > 1 else listing)
+    if as_json:
+        ui.print_json(listings if len(paths) > 1 else listings[0])
+
+
+def _ls_one(
+    obj: Context,
+    path: str,
+    recursive: bool,
+    refresh: bool,
+    statuses: Sequence[str],
+    sizes: bool,
+    extra: Sequence[str],
+    as_json: bool,
+) -> dict[str, Any] | None:
+    """Print the listing of one PATH, or return it for JSON."""
     from kong import ui
     from kong.model.job import JobList
 
@@ -71,7 +99,7 @@ def ls_command(
         extra_data = state.job_data([r.job_id for r in rows], list(extra))
     if as_json:
         paths = folder_paths_of({r.folder_id for r in rows}, at_least=1) or {}
-        ui.print_json({
+        return {
             "folders": [
                 {"name": f.name, "path": f.path,
                  "counts": {s.name: n for s, n in counts[f.folder_id].items()}}
@@ -83,8 +111,7 @@ def ls_command(
                  **((extra_data or {}).get(r.job_id, {}))}
                 for r in rows
             ],
-        })
-        return
+        }
     # Only folders without jobs need their subfolders counted ("2 folders, no jobs").
     subfolders = {f.folder_id: len(f.subfolders()) for f in folders
                   if not any(counts[f.folder_id].values())}
@@ -99,6 +126,7 @@ def ls_command(
             click.echo(f"no jobs with status {wanted_names} in {where}")
         else:
             click.echo(f"{where} is empty: no folders, no jobs")
+    return None
 
 
 @cli.command("mkdir")
