@@ -72,6 +72,23 @@ class CannotRemoveIsFolder(FolderError, RuntimeError):
     """A folder can only be removed recursively."""
 
 
+class MissingParentError(CannotCreateError):
+    """``mkdir`` of a folder whose parent does not exist, without ``create_parent``; the
+    hint says how to create it in the words of the surface that asked."""
+
+    def __init__(self, parent: str, hint: str = "pass create_parent=True to create it") -> None:
+        super().__init__(f"no such folder: {parent} ({hint})")
+        self.parent = parent
+
+
+class IsAFolderError(CannotRemoveIsFolder):
+    """``rm`` of a folder without ``recursive``; the hint is the asking surface's."""
+
+    def __init__(self, paths: str, hint: str = "pass recursive=True to remove it") -> None:
+        super().__init__(f"{paths} is a folder: {hint}")
+        self.paths = paths
+
+
 class DriverError(KongError):
     """A driver could not carry out an operation on the scheduler."""
 
@@ -90,3 +107,8 @@ class ConnectionLost(TransportError):
 
 class HostKeyError(TransportError):
     """The remote host key is unknown or has changed; it is never accepted silently."""
+
+
+class KongWarning(UserWarning):
+    """Something a person should know that did not stop the operation (e.g. files on a
+    cluster that could not be cleaned); the CLI prints it as one ``kong: warning:`` line."""

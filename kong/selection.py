@@ -32,10 +32,11 @@ from kong import db
 from kong.errors import (
     ArgumentTypeError,
     CannotCreateError,
-    CannotRemoveIsFolder,
     CannotRemoveRoot,
     FolderError,
+    IsAFolderError,
     JobSpecError,
+    MissingParentError,
     NoSuchJobOrFolder,
 )
 from kong.jobspec import MAX_DEPTH, Spec, check_text, is_glob, job_id, shown
@@ -156,7 +157,7 @@ class Selection:
             )
         if len(missing) > 1 and not create_parent:
             head = ("/" if text.startswith("/") else "") + "/".join(parts[:-1])
-            raise CannotCreateError(f"no such folder: {shown(head)} (use create_parent / mkdir -p)")
+            raise MissingParentError(shown(head))
         for part in missing:
             check_folder_name(part)
         if _depth(parent) + len(missing) > MAX_DEPTH:
@@ -386,7 +387,7 @@ class Selection:
             raise CannotRemoveRoot("cannot remove the root folder")
         if folders and not recursive:
             paths = ", ".join(f.path for f in folders)
-            raise CannotRemoveIsFolder(f"{paths} is a folder: use recursive (rm -r) to remove it")
+            raise IsAFolderError(paths)
 
 
 def forget_collections() -> None:

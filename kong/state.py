@@ -31,7 +31,9 @@ from kong.errors import (
     ConfigError,
     DoesNotExist,
     FolderError,
+    IsAFolderError,
     KongError,
+    MissingParentError,
     NoSuchFolder,
 )
 from kong.jobspec import check_text, job_arguments
@@ -77,8 +79,10 @@ class State(Selection):
     def default_driver(self) -> DriverBase:
         return driver_for_profile(self.config, self.profile)
 
-    def driver(self, profile: str) -> DriverBase:
-        return driver_for_profile(self.config, profile)
+    def driver(self, profile: str, driver_name: str | None = None) -> DriverBase:
+        """The driver of ``profile``; with the ``driver_name`` its jobs were made with, a
+        stand-in that lists and removes them when the profile left the config."""
+        return driver_for_profile(self.config, profile, driver_name)
 
     def _by_profile(self, jobs: Iterable[Job]) -> dict[str, list[Job]]:
         groups: dict[str, list[Job]] = defaultdict(list)
@@ -93,7 +97,7 @@ class State(Selection):
         groups = self._by_profile(jobs)
         if not groups:
             return {}
-        drivers = {name: self.driver(name) for name in groups}
+        drivers = {name: self.driver(name, group[0].driver) for name, group in groups.items()}
         for name, group in groups.items():
             for job in group:
                 job.ensure_driver_instance(drivers[name])
@@ -215,8 +219,6 @@ class State(Selection):
             job = driver.create_job(folder, **arguments)
         except IntegrityError:  # its folder's row went between our lookup and the insert
             raise NoSuchFolder(f"folder {path} was removed meanwhile") from None
-        # kong-batch made these at once: scripts put input files into job.output_dir
-        driver.prepare_dirs([job])
         forget_collections()
         return job
 
@@ -295,17 +297,27 @@ class State(Selection):
 
     def rm(
         self,
-        name: str | int | Job | Folder,
+        name: str | int | Job | Folder | Sequence[str | int | Job | Folder],
         recursive: bool = False,
         confirm: Confirmation = lambda _: True,
         threads: int | None = 1,
     ) -> bool:
-        """Remove jobs (their files too) or folders (``recursive`` needed)."""
+        """Remove jobs (their files too) or folders (``recursive`` needed); ``name`` may
+        be a list of them, removed after one confirmation."""
         db.require_writable()  # before anything is done that could not be recorded
-        folders, jobs = self._rm_targets(name)
+        folders: list[Folder] = []
+        jobs: list[Job] = []
+        for one in [name] if isinstance(name, (str, int, Job, Folder)) else name:
+            more_folders, more_jobs = self._rm_targets(one)
+            folders.extend(f for f in more_folders if f not in folders)
+            jobs.extend(more_jobs)
         self._check_rm(folders, recursive)
+        # A folder inside another one removed here goes with it (the database cascades).
+        inner = {i for f in folders for i in f.descendant_ids() if i != f.folder_id}
+        folders = [f for f in folders if f.folder_id not in inner]
         for folder in folders:
             jobs.extend(self._jobs_in([folder], recursive=True))
+        jobs = list({j.job_id: j for j in jobs}.values())
         what = []
         if folders:
             what.append(f"{len(folders)} folder(s)")
@@ -427,7 +439,7 @@ class State(Selection):
                     break
                 now = time.monotonic()
                 if timeout is not None and now - start > timeout:
-                    raise TimeoutError(f"{len(jobs)} job(s) not finished after {timeout} s")
+                    raise TimeoutError(_not_finished(jobs, timeout))
                 if (
                     notifier is not None
                     and update_interval is not None
@@ -442,6 +454,15 @@ class State(Selection):
             raise
         if notifier is not None:
             notifier.finished(jobs, time.monotonic() - start)
+
+
+def _not_finished(jobs: Sequence[Job], timeout: float) -> str:
+    """``2 job(s) not finished after 1 s: 8 (RUNNING), 9 (SUBMITTED)``: only the
+    unfinished ones are counted, and the first few named."""
+    waiting = [j for j in jobs if not j.status.finished and j.status != JobStatus.CREATED]
+    named = ", ".join(f"{j.job_id} ({j.status.name})" for j in waiting[:5])
+    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    return f"{len(waiting)} job(s) not finished after {timeout:g} s: {named}{more}"
 
 
 def _load_data(jobs: Sequence[Job]) -> None:
@@ -461,8 +482,10 @@ __all__ = [
     "CannotRemoveRoot",
     "Confirmation",
     "DoesNotExist",
+    "IsAFolderError",
     "JobSpec",
     "KongError",
+    "MissingParentError",
     "MoveResult",
     "State",
 ]

@@ -8,6 +8,7 @@ the status colours taken from the same rich styles.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -36,12 +37,35 @@ STATUS_STYLE: dict[JobStatus, str] = {
     JobStatus.COMPLETED: "green",
 }
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 
 def use_color(stream: IO[str] | None = None) -> bool:
+    """Colour only on a terminal that shows it: not into a pipe, not with NO_COLOR set,
+    not on TERM=dumb (rich leaves such a terminal's colours on)."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") in ("dumb", "unknown"):
+        return False
     return console.is_terminal and not console.no_color if stream is None else stream.isatty()
+
+
+def _console(stderr: bool = False) -> Console:
+    no_color = os.environ.get("TERM") in ("dumb", "unknown") or None
+    return Console(stderr=stderr, highlight=False, no_color=no_color)
+
+
+console: Console = _console()
+err_console: Console = _console(stderr=True)
+
+
+def cell(value: Any) -> str:
+    """A value from a job's data as a person reads it: blank for nothing, JSON for
+    lists and mappings (never a Python repr)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, separators=(", ", ": "))
+    return str(value)
 
 
 def _ansi(style: str) -> tuple[str, str]:
@@ -80,7 +104,7 @@ def status_counts_text(counts: dict[JobStatus, int], color: bool) -> str:
             start, end = _ansi(STATUS_STYLE[status])
             text = f"{start}{text}{end}"
         parts.append(text)
-    return "  ".join(parts) if parts else "empty"
+    return "  ".join(parts) if parts else "no jobs"
 
 
 def render_listing(
@@ -94,14 +118,21 @@ def render_listing(
     extra: dict[int, dict[str, Any]] | None = None,
     show_profile: bool | None = None,
     folder_paths: dict[int, str] | None = None,
+    subfolders: dict[int, int] | None = None,
 ) -> None:
-    """Print folders (with per-status counts) and jobs as aligned columns."""
+    """Print folders (with per-status counts) and jobs as aligned columns.
+
+    ``subfolders`` (for folders without jobs) says how many folders such a folder
+    holds, so that it does not read as empty; ``folder_paths`` adds a folder column.
+    """
     out = out or sys.stdout
     color = use_color() if color is None else color
     width = shutil.get_terminal_size((120, 24)).columns
     name_width = max((len(f.name) + 1 for f in folders), default=0)
     for folder in folders:
         counts = status_counts_text(folder_counts.get(folder.folder_id, {}), color)
+        if n_sub := (subfolders or {}).get(folder.folder_id):
+            counts = f"{n_sub} folder{'s' if n_sub > 1 else ''}, {counts}"
         name = f"{folder.name}/".ljust(name_width)
         if color:
             start, end = _ansi("bold cyan")
@@ -112,7 +143,7 @@ def render_listing(
     if show_profile is None:
         show_profile = len({r.profile for r in rows}) > 1
     extra_keys = sorted({k for d in (extra or {}).values() for k in d})
-    show_folder = folder_paths is not None and len({r.folder_id for r in rows}) > 1
+    show_folder = folder_paths is not None
     header = ["id", "batch id", *(["profile"] if show_profile else []),
               *(["folder"] if show_folder else []), "status", "created",
               *(["size"] if sizes is not None else []), *extra_keys, "command"]
@@ -142,7 +173,7 @@ def render_listing(
     if sizes is not None:
         columns.append([human_size(sizes.get(r.job_id)) for r in rows])
     for key in extra_keys:
-        columns.append([str((extra or {}).get(r.job_id, {}).get(key, "-")) for r in rows])
+        columns.append([cell((extra or {}).get(r.job_id, {}).get(key)) for r in rows])
     commands = [r.command.replace("\n", "; ") for r in rows]
 
     widths = [max(len(h), max(map(len, col))) for h, col in zip(header, columns, strict=False)]
@@ -236,29 +267,58 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     console.print(table)
 
 
-def render_info(jobs: Sequence[Job]) -> None:
-    """Every field of each job, one small two-column table per job."""
-    from rich.table import Table
-
+def render_info(
+    jobs: Sequence[Job], *, out: IO[str] | None = None, color: bool | None = None
+) -> None:
+    """Every field of each job as aligned ``key  value`` lines, one block per job, and
+    its earlier runs as a small table. Plain lines, not rich tables: ``info -r`` of
+    thousands of jobs must print as fast as ``--json``."""
+    out = out or sys.stdout
+    color = use_color() if color is None else color
+    bold = _ansi("bold") if color else ("", "")
+    blocks = []
     for job in jobs:
-        table = Table(show_header=False, box=None, pad_edge=False)
-        table.add_column(style="bold")
-        table.add_column(overflow="fold")
+        pairs: list[tuple[str, str]] = []
         for key, value in job_dict(job, with_data=False).items():
-            if key == "status":
-                value = f"[{STATUS_STYLE[job.status]}]{value}[/]"
+            if key == "status" and color:
+                start, end = _ansi(STATUS_STYLE[job.status])
+                value = f"{start}{value}{end}"
             elif key in ("created_at", "updated_at"):
                 value = local_time(getattr(job, key))
-            table.add_row(key, "-" if value is None else str(value))
-        table.add_row("log dir", job.log_dir)
-        table.add_row("output dir", job.output_dir)
+            pairs.append((key, "-" if value is None else str(value)))
+        pairs.append(("log dir", job.log_dir))
+        pairs.append(("output dir", job.output_dir))
+        history: list[dict[str, Any]] = []
         for key, value in sorted((job.data or {}).items()):
+            if key == "history" and isinstance(value, list) and all(
+                isinstance(h, dict) for h in value
+            ):
+                history = value
+                continue
             if key == "submitted_at" and isinstance(value, str):
                 with suppress(ValueError):
                     value = local_time(datetime.fromisoformat(value))
-            table.add_row(f"data.{key}", str(value))
-        console.print(table)
-        console.print()
+            pairs.append((f"data.{key}", cell(value)))
+        width = max(len(k) for k, _ in pairs)
+        lines = [f"{bold[0]}{k.ljust(width)}{bold[1]}  {v}".rstrip() for k, v in pairs]
+        if history:
+            lines.append(f"{bold[0]}{'earlier runs'.ljust(width)}{bold[1]}")
+            lines.extend(" " * (width + 2) + line for line in _history_table(history))
+        blocks.append("\n".join(lines))
+    if blocks:
+        out.write("\n\n".join(blocks))
+        out.write("\n")
+
+
+def _history_table(history: Sequence[dict[str, Any]]) -> list[str]:
+    """A job's earlier runs (batch id, status, ...) as aligned lines with a header."""
+    names = {"batch_job_id": "batch id"}
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    rows = [[cell(h.get(k)) for k in keys] for h in history]
+    header = [names.get(k, k.replace("_", " ")) for k in keys]
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in [header, *rows]]
 
 
 @contextmanager

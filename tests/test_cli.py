@@ -130,7 +130,7 @@ def test_folders(kong_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert kong("ls", "/runs") == 0
     out = capsys.readouterr().out
-    assert out.splitlines() == ["a/  empty", "b/  empty"]
+    assert out.splitlines() == ["a/  1 folder, no jobs", "b/  no jobs"]
     assert kong("mv", "/runs/b", "/runs/c") == 0  # rename
     assert kong("mv", "/runs/c", "/runs/a") == 0  # move into
     capsys.readouterr()
@@ -141,7 +141,7 @@ def test_folders(kong_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert kong("rm", "-r", "-y", "/runs/a") == 0
     capsys.readouterr()
     assert kong("ls", "/runs") == 0
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == "/runs is empty: no folders, no jobs\n"
 
 
 def test_rm_without_terminal_refuses_to_guess(kong_home: Path) -> None:
@@ -153,7 +153,7 @@ def test_rm_without_terminal_refuses_to_guess(kong_home: Path) -> None:
 
 
 def test_cd_pwd_share_one_context(kong_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    obj = Context()
+    obj = Context(interactive=True)  # as the shell runs its commands
     assert run(["mkdir", "-p", "/a/b"], obj=obj) == 0
     assert run(["cd", "/a/b"], obj=obj) == 0
     assert run(["cd", ".."], obj=obj) == 0
@@ -290,7 +290,7 @@ def test_folder_counts(kong_home: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_profiles(kong_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_config(kong_home, "default_profile: here\nprofiles:\n  here:\n    driver: local\n"
                  "  there:\n    driver: local\n    max_parallel: 2\n")
-    obj = Context()
+    obj = Context(interactive=True)  # profile use is the shell's
     assert run(["profile"], obj=obj) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["profile", "driver", "host", "remote", "dir"]

@@ -17,6 +17,7 @@ import pytest
 
 from kong import db
 from kong.db import DatabaseError
+from kong.errors import KongError
 from kong.state import State
 from tests.oneline import kong, ok, refused
 
@@ -139,6 +140,11 @@ def test_full_disk_submit_is_one_line_and_rm_frees_space(
     ok(kong("create-job", "-f", "/a", "--", "echo", "two"))
     _fill(tmpfs)
     refused(kong("submit", "2"), "No space left on device")
+    state = State.get_instance()
+    with pytest.raises(KongError, match="No space left on device"):
+        state.submit_job(2)
+    assert state.get_jobs(2)[0].status.name == "CREATED"
+    db.dispose()  # on a full disk this process holds the database alone: let go of it
     out = ok(kong("ls", "/a"))
     assert [line.split()[2] for line in out.splitlines()[1:]] == ["COMPLETED", "CREATED"]
     # rm must still work on a full disk, and frees the space of the job's files

@@ -312,7 +312,7 @@ def test_commands_from_a_pipe(tree: Path) -> None:
                           input="cd /runs\n# a comment\nls\npwd\ncd /nope\npwd\n",
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 1  # stops at the first failing command
-    assert proc.stdout == "alpha/  empty\nbeta/   empty\n/runs\n"
+    assert proc.stdout == "alpha/  1 folder, no jobs\nbeta/   no jobs\n/runs\n"
     assert proc.stderr == "kong: error: no such folder: /nope\n"
 
 

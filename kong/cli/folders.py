@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
-from kong.cli.group import FOLDER, JOBSPEC, STATUS_NAMES, Context, cli, confirm, pass_context
+from kong.cli.group import (
+    FOLDER,
+    JOBSPEC,
+    STATUS_NAMES,
+    Confirmation,
+    Context,
+    cli,
+    pass_context,
+)
 from kong.cli.render import folder_paths_of, job_row
 
 
 @cli.command("ls")
-@click.argument("path", default=".", required=False, type=JOBSPEC)
+@click.argument("paths", nargs=-1, type=JOBSPEC)
 @click.option("-R", "--recursive", is_flag=True, help="List the jobs of all folders below PATH.")
 @click.option("-u", "--refresh", is_flag=True,
               help="Ask the clusters for the current status first (one query per profile).")
@@ -25,7 +34,7 @@ from kong.cli.render import folder_paths_of, job_row
 @pass_context
 def ls_command(
     obj: Context,
-    path: str,
+    paths: Sequence[str],
     recursive: bool,
     refresh: bool,
     statuses: Sequence[str],
@@ -33,12 +42,39 @@ def ls_command(
     extra: Sequence[str],
     as_json: bool,
 ) -> None:
-    """List the folders and jobs in PATH (default: the current folder).
+    """List the folders and jobs in PATHS (default: the current folder).
 
-    PATH may also be any JobSpec (an id, a range, a glob); then only jobs are
+    A PATH may also be any JobSpec (an id, a range, a glob); then only jobs are
     listed. Folders show how many jobs in them and below them are in each
-    status. Times are local.
+    status. Times are local. Several PATHS are listed one after the other, each
+    under its name (with --json: a list, one object per PATH).
     """
+    from kong import ui
+
+    listings = []
+    for i, path in enumerate(paths or ["."]):
+        if len(paths) > 1 and not as_json:
+            if i:
+                click.echo()
+            click.echo(f"{path}:")
+        listing = _ls_one(obj, path, recursive, refresh, statuses, sizes, extra, as_json)
+        if listing is not None:
+            listings.append({"path": path, **listing} if len(paths) > 1 else listing)
+    if as_json:
+        ui.print_json(listings if len(paths) > 1 else listings[0])
+
+
+def _ls_one(
+    obj: Context,
+    path: str,
+    recursive: bool,
+    refresh: bool,
+    statuses: Sequence[str],
+    sizes: bool,
+    extra: Sequence[str],
+    as_json: bool,
+) -> dict[str, Any] | None:
+    """Print the listing of one PATH, or return it for JSON."""
     from kong import ui
     from kong.model.job import JobList
 
@@ -63,7 +99,7 @@ def ls_command(
         extra_data = state.job_data([r.job_id for r in rows], list(extra))
     if as_json:
         paths = folder_paths_of({r.folder_id for r in rows}, at_least=1) or {}
-        ui.print_json({
+        return {
             "folders": [
                 {"name": f.name, "path": f.path,
                  "counts": {s.name: n for s, n in counts[f.folder_id].items()}}
@@ -75,12 +111,22 @@ def ls_command(
                  **((extra_data or {}).get(r.job_id, {}))}
                 for r in rows
             ],
-        })
-        return
+        }
+    # Only folders without jobs need their subfolders counted ("2 folders, no jobs").
+    subfolders = {f.folder_id: len(f.subfolders()) for f in folders
+                  if not any(counts[f.folder_id].values())}
     ui.render_listing(folders, counts, rows, sizes=job_sizes, extra=extra_data,
-                      folder_paths=folder_paths_of({r.folder_id for r in rows}))
-
-
+                      subfolders=subfolders,
+                      folder_paths=folder_paths_of({r.folder_id for r in rows},
+                                                   at_least=1 if recursive else 2))
+    if not folders and not rows:
+        where = state.cwd.path if path == "." else path
+        if statuses:
+            wanted_names = ", ".join(s.upper() for s in statuses)
+            click.echo(f"no jobs with status {wanted_names} in {where}")
+        else:
+            click.echo(f"{where} is empty: no folders, no jobs")
+    return None
 
 
 @cli.command("mkdir")
@@ -90,47 +136,73 @@ def ls_command(
 @pass_context
 def mkdir_command(obj: Context, paths: Sequence[str], parents: bool) -> None:
     """Create the folders PATHS (relative to the current folder, or absolute)."""
+    from kong.state import MissingParentError
+
     for path in paths:
-        obj.state.mkdir(path, exist_ok=parents, create_parent=parents)
+        try:
+            obj.state.mkdir(path, exist_ok=parents, create_parent=parents)
+        except MissingParentError as exc:
+            raise MissingParentError(exc.parent, "use mkdir -p to create it too") from None
 
 
 @cli.command("mv")
-@click.argument("source", type=JOBSPEC)
+@click.argument("sources", nargs=-1, required=True, type=JOBSPEC)
 @click.argument("dest", type=FOLDER)
 @pass_context
-def mv_command(obj: Context, source: str, dest: str) -> None:
-    """Move jobs or folders SOURCE into folder DEST, or rename a folder when DEST does not
-    exist."""
-    moved = obj.state.mv(source, dest)
+def mv_command(obj: Context, sources: Sequence[str], dest: str) -> None:
+    """Move jobs or folders SOURCES into folder DEST, or rename a folder when DEST does
+    not exist (then give one SOURCE)."""
+    from kong.errors import FolderError
+
+    state = obj.state
+    if len(sources) > 1 and not state.get_folders(dest):
+        raise FolderError(f"no such folder: {dest} (moving several, DEST must exist)")
+    moved = [item for source in sources for item in state.mv(source, dest)]
     click.echo(f"moved {len(moved)} item(s)")
     for folder, reason in getattr(moved, "skipped", []):
         click.echo(f"not moved: {folder.path}: {reason}")
 
 
 @cli.command("rm")
-@click.argument("spec", type=JOBSPEC)
+@click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Remove folders and everything in them.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
-def rm_command(obj: Context, spec: str, recursive: bool, yes: bool) -> None:
+def rm_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool) -> None:
     """Remove jobs (killing them if they run, deleting their files) or folders.
 
-    Asks before removing anything unless -y is given; without a terminal to
-    ask on, it refuses instead.
+    Asks once before removing anything unless -y is given; without a terminal
+    to ask on, it refuses instead.
     """
-    from kong import ui
+    from kong.state import IsAFolderError
 
-    with ui.spinner("Removing"):
-        removed = obj.state.rm(spec, recursive=recursive, confirm=confirm(yes))
-    click.echo("removed" if removed else "nothing removed")
+    with Confirmation(yes, spinning="Removing") as ask:
+        try:
+            removed = obj.state.rm(list(specs), recursive=recursive, confirm=ask)
+        except IsAFolderError as exc:
+            raise IsAFolderError(exc.paths, "use rm -r to remove it") from None
+    if ask.declined:
+        click.echo("nothing removed (not confirmed)")
+    else:
+        click.echo("removed" if removed else "nothing removed")
 
 
 @cli.command("cd")
 @click.argument("path", default="/", required=False, type=FOLDER)
 @pass_context
 def cd_command(obj: Context, path: str) -> None:
-    """Change the current folder to PATH (default: /); meant for the interactive shell."""
-    obj.state.cd(path)
+    """Change the current folder to PATH (default: /) of the interactive shell.
+
+    From a terminal there is no folder to change: give each command its path
+    (kong ls /runs) or open the shell with kong.
+    """
+    from kong.errors import KongError
+
+    obj.state.cd(path)  # a folder that does not exist is reported either way
+    if not obj.interactive:
+        raise KongError("cd changes the folder of kong's interactive shell (start it with "
+                        "`kong`); from a terminal, give each command its path, e.g. kong ls "
+                        f"{path}")
 
 
 @cli.command("pwd")

@@ -6,14 +6,16 @@ from __future__ import annotations
 import errno
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any, NoReturn
 
 import click
 from click.shell_completion import CompletionItem
 
 from kong import __version__
-from kong.errors import KongError
+from kong.errors import KongError, KongWarning
 
 STATUS_NAMES = ["UNKNOWN", "CREATED", "SUBMITTED", "RUNNING", "FAILED", "COMPLETED"]
 
@@ -104,19 +106,59 @@ class KongGroup(click.Group):
         return (cmd.name if cmd is not None else name), cmd, rest
 
 
-def confirm(yes: bool) -> Callable[[str], bool]:
-    def ask(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            raise KongError(f"{question} Refusing without a terminal to ask; pass -y to confirm")
-        return click.confirm(question, default=False)
+class Confirmation:
+    """The one way kill, rm and resubmit ask: the question with ``[y/N]`` first, the
+    spinner only after a yes (it would draw over the question), and ``declined`` to
+    say afterwards that nothing was done.
 
-    return ask
+    Use it as State's ``confirm`` callback inside ``with``; ``yes`` (from -y) answers
+    for the user, and without a terminal to ask on it refuses instead of guessing.
+    """
+
+    def __init__(self, yes: bool, spinning: str | None = None) -> None:
+        self.yes = yes
+        self.spinning = spinning
+        self.declined = False
+        self._stack = ExitStack()
+
+    def __call__(self, question: str) -> bool:
+        if not self.yes:
+            if not sys.stdin.isatty():
+                raise KongError(
+                    f"{question} Refusing without a terminal to ask; pass -y to confirm"
+                )
+            if not click.confirm(question, default=False):
+                self.declined = True
+                return False
+        if self.spinning is not None:
+            from kong import ui
+
+            self._stack.enter_context(ui.spinner(self.spinning))
+        return True
+
+    def __enter__(self) -> Confirmation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
+def complete_profile(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Profile names from the config, for the shell's Tab."""
+    try:
+        from kong.config import Config
+
+        profiles = Config().profiles
+    except Exception:  # a broken config must not break the user's shell
+        return []
+    return [CompletionItem(name, help=prof.driver) for name, prof in profiles.items()
+            if name.startswith(incomplete)]
 
 
 @click.group(cls=KongGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
-@click.option("-p", "--profile", metavar="NAME",
+@click.option("-p", "--profile", metavar="NAME", shell_complete=complete_profile,
               help="Profile (cluster) that new jobs go to; default: the config's default_profile.")
 @click.version_option(__version__, "-V", "--version", prog_name="kong")
 @click.pass_context
@@ -128,7 +170,7 @@ def cli(ctx: click.Context, profile: str | None) -> None:
     (10..20, or dir/10..20), a folder path (/runs/a, ../b), DIR/* for the jobs
     directly in DIR, or a glob on folder names (runs/2024-*).
 
-    Aliases: create_job, submit_job, kill_job, resubmit_job (the seed's names),
+    Aliases: create_job, submit_job, kill_job, resubmit_job (kong-batch's names),
     refresh (update), quit (exit). Shell completion for bash: eval "$(_KONG_COMPLETE=bash_source
     kong)" (zsh_source, fish_source for other shells).
     """
@@ -175,6 +217,15 @@ def exit_command(obj: Context) -> None:
 _USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: object,
+                  **__: object) -> None:
+    """A KongWarning is one ``kong: warning:`` line; others (a library's) keep their form."""
+    if issubclass(category, KongWarning):
+        click.echo(f"kong: warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, "", 0).strip(), err=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"kong: error: {message}", err=True)
     raise SystemExit(code)
@@ -183,13 +234,23 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def run(args: Sequence[str] | None, obj: Context | None = None) -> int:
     """Run one command line; user errors become one line on stderr and an exit code."""
     try:
-        cli.main(args=list(args) if args is not None else None, prog_name="kong",
-                 standalone_mode=False, obj=obj)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", KongWarning)
+            warnings.showwarning = _show_warning
+            cli.main(args=list(args) if args is not None else None, prog_name="kong",
+                     standalone_mode=False, obj=obj)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:
-        hint = f" (see: kong {exc.ctx.command_path.partition(' ')[2]} --help)".replace(
-            "kong  ", "kong ") if exc.ctx else ""
+        hint = ""
+        if exc.ctx:
+            # Each surface names its own way to help: `ls --help` typed in the shell.
+            words = exc.ctx.command_path.partition(" ")[2]
+            interactive = obj is not None and obj.interactive
+            if interactive:
+                hint = f" (see: {words} --help)" if words else " (see: help)"
+            else:
+                hint = f" (see: kong {words} --help)" if words else " (see: kong --help)"
         click.echo(f"kong: error: {exc.format_message()}{hint}", err=True)
         return 2
     except click.ClickException as exc:

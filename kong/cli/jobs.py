@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from kong.cli.group import FOLDER, JOBSPEC, Context, cli, confirm, pass_context
+from kong.cli.group import (
+    FOLDER,
+    JOBSPEC,
+    Confirmation,
+    Context,
+    cli,
+    complete_profile,
+    pass_context,
+)
 from kong.cli.render import bulk_progress
 
 
@@ -38,7 +46,7 @@ def _option_value(value: str) -> Any:
 
 @cli.command("create-job", context_settings={"ignore_unknown_options": True})
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--profile", metavar="NAME",
+@click.option("--profile", metavar="NAME", shell_complete=complete_profile,
               help="Profile (cluster) to run on; default: the current profile.")
 @click.option("-f", "--folder", metavar="PATH", type=FOLDER,
               help="Folder for the job (default: current).")
@@ -122,11 +130,14 @@ def submit_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
 @pass_context
 def kill_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool) -> None:
     """Kill the selected jobs that are queued or running; they end FAILED."""
-    from kong import ui
-
-    with ui.spinner("Killing"):
-        killed = obj.state.kill_job(list(specs), recursive=recursive, confirm=confirm(yes))
-    click.echo(f"killed {len(killed)} job(s)")
+    with Confirmation(yes, spinning="Killing") as ask:
+        killed = obj.state.kill_job(list(specs), recursive=recursive, confirm=ask)
+    if ask.declined:
+        click.echo("nothing killed (not confirmed)")
+    elif not killed:
+        click.echo("no jobs to kill (none of the selected jobs is queued or running)")
+    else:
+        click.echo(f"killed {len(killed)} job(s)")
 
 
 @cli.command("resubmit")
@@ -149,8 +160,8 @@ def resubmit_command(
         click.echo("no jobs to resubmit")
         return
     # Ask before the progress bar takes over the terminal.
-    if not confirm(yes)(f"Resubmit {len(jobs)} job(s)?"):
-        click.echo("resubmitted 0 job(s)")
+    if not Confirmation(yes)(f"Resubmit {len(jobs)} job(s)?"):
+        click.echo("nothing resubmitted (not confirmed)")
         return
     with ui.progress_bar("Resubmitting", len(jobs)) as bar:
         done = state.resubmit_job(jobs, progress=bulk_progress(bar))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kong.cli.group import CONTEXT_SETTINGS, Context, cli, pass_context
+from kong.cli.group import CONTEXT_SETTINGS, Context, cli, complete_profile, pass_context
 
 
 @cli.group("profile", invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
@@ -45,7 +45,7 @@ def profile_show_command(obj: Context) -> None:
 
 
 @profile_group.command("use")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_profile)
 @pass_context
 def profile_use_command(obj: Context, name: str) -> None:
     """Make NAME the profile new jobs go to, for the rest of this shell session.
@@ -53,12 +53,19 @@ def profile_use_command(obj: Context, name: str) -> None:
     (From a terminal, use kong --profile NAME, or default_profile in config.yml.)
     """
     state = obj.state
-    state.profile = state.config.profile(name).name
+    profile = state.config.profile(name).name  # an unknown name is reported either way
+    if not obj.interactive:
+        from kong.errors import KongError
+
+        raise KongError("profile use changes the profile of kong's interactive shell (start "
+                        f"it with `kong`); from a terminal, use kong -p {profile} COMMAND, or "
+                        "default_profile in config.yml")
+    state.profile = profile
     click.echo(f"profile: {state.profile}")
 
 
 @profile_group.command("test")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_profile)
 @click.option("-c", "--count", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many round trips to time after connecting.")
 @pass_context

@@ -52,14 +52,25 @@ def driver_options(name: str) -> dict[str, Any]:
     return dict(driver_class(name).OPTIONS)
 
 
-def driver_for_profile(config: Config, profile: str) -> DriverBase:
-    """The one driver instance of ``profile`` under ``config`` (created on first use)."""
+def driver_for_profile(
+    config: Config, profile: str, driver_name: str | None = None
+) -> DriverBase:
+    """The one driver instance of ``profile`` under ``config`` (created on first use).
+
+    With ``driver_name`` (the driver a job was made with), a profile that is no
+    longer in the config gets a stand-in that can list and remove its jobs.
+    """
     key = (id(config), profile)
     with _lock:
         driver = _instances.get(key)
         if driver is None:
-            prof = config.profile(profile)
-            driver = driver_class(prof.driver)(config, prof)
+            if driver_name is not None and profile not in config.profiles:
+                from kong.drivers.missing import MissingProfileDriver
+
+                driver = MissingProfileDriver(config, profile, driver_name)
+            else:
+                prof = config.profile(profile)
+                driver = driver_class(prof.driver)(config, prof)
             _instances[key] = driver
         return driver
 

@@ -117,6 +117,11 @@ class DriverBase(ABC):
                 data=data,
             )
             s.add(job)
+            s.flush()  # the id names the dirs
+            # Made inside the insert's transaction: a concurrent `rm -r` of the folder
+            # either sees this job (and removes these dirs) or not at all (then its
+            # latecomer check does); dirs made after its removal would be orphans.
+            self.prepare_dirs([job])
         job.ensure_driver_instance(self)
         return job
 

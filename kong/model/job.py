@@ -103,7 +103,7 @@ class Job(Base):
         from kong.drivers import driver_for_profile
 
         if isinstance(arg, Config):
-            self._driver_instance = driver_for_profile(arg, self.profile)
+            self._driver_instance = driver_for_profile(arg, self.profile, self.driver)
         else:
             self._driver_instance = arg
 
