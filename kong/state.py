@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import aliased, undefer
 
-from kong import db
+from kong import db, lifecycle
 from kong.config import Config
-from kong.drivers import driver_for_profile, set_active_config
+from kong.drivers import driver_for_profile
 from kong.errors import FolderError, JobSpecError, KongError
 from kong.model.folder import Folder, check_folder_name, subtree_ids
 from kong.model.job import Job, JobList, JobStatus
@@ -59,7 +59,6 @@ class State:
         self.config = config
         self.cwd = cwd
         self.profile = config.profile(profile).name
-        set_active_config(config)
 
     @classmethod
     def get_instance(cls, profile: str | None = None) -> State:
@@ -72,10 +71,10 @@ class State:
 
     @property
     def default_driver(self) -> DriverBase:
-        return driver_for_profile(self.config, self.profile)
+        return self.driver(self.profile)
 
     def driver(self, profile: str) -> DriverBase:
-        return driver_for_profile(self.config, profile)
+        return driver_for_profile(self.config, profile, db.install_id())
 
     def _by_profile(self, jobs: Iterable[Job]) -> dict[str, list[Job]]:
         groups: dict[str, list[Job]] = defaultdict(list)
@@ -93,6 +92,7 @@ class State:
         drivers = {name: self.driver(name) for name in groups}
         for name, group in groups.items():
             for job in group:
+                job.config = self.config
                 job.ensure_driver_instance(drivers[name])
         # Drivers read every job's deferred ``data``: load it in a few queries rather
         # than one per job, and before the threads below, which share this process's
@@ -309,7 +309,7 @@ class State:
             children = folder.subfolders()
             if refresh:
                 self.refresh_jobs(self._jobs_in([folder], recursive))
-            jobs = JobList.query(self._in_folder(folder, recursive))
+            jobs = JobList.query(self._in_folder(folder, recursive), config=self.config)
         else:
             children = []
             jobs = self.get_jobs(path, recursive)
@@ -389,7 +389,9 @@ class State:
         profile = kwargs.pop("profile", None) or self.profile
         folder = self._folder(kwargs.pop("folder", None) or self.cwd)
         driver = self.driver(self.config.profile(profile).name)
-        return driver.create_job(folder, *args, **kwargs)
+        job = lifecycle.create(driver, folder, *args, **kwargs)
+        job.config = self.config
+        return job
 
     def submit_job(
         self,
@@ -397,12 +399,18 @@ class State:
         confirm: Confirmation = YES,
         recursive: bool = False,
         progress: ProgressCallback | None = None,
+        force: bool = False,
     ) -> list[Job]:
-        """Submit the selected jobs that are still CREATED; returns them."""
+        """Submit the selected jobs that are still CREATED; returns them.
+
+        A job whose earlier submission was cut off is first looked up on the
+        cluster. When kong cannot tell whether it got there (see
+        ``kong.lifecycle``), it is not submitted again and a ``DriverError`` says
+        so, unless ``force``: then it is submitted as a new attempt."""
         jobs = [j for j in self.select_jobs(name, recursive) if j.status == JobStatus.CREATED]
         if not jobs or not confirm(f"Submit {len(jobs)} job(s)?"):
             return []
-        self._each_profile(jobs, lambda d, g: d.submit(g, progress))
+        self._each_profile(jobs, lambda d, g: lifecycle.submit(d, g, progress, force=force))
         return jobs
 
     def kill_job(
@@ -411,12 +419,17 @@ class State:
         recursive: bool = False,
         confirm: Confirmation = YES,
     ) -> list[Job]:
-        """Kill the selected jobs that are queued or running; returns them."""
+        """Kill the selected jobs that are queued, running, UNKNOWN or being submitted;
+        returns them. Killed jobs read FAILED when this returns; a job the scheduler
+        refused to kill keeps its status, and a ``DriverError`` says which and why."""
         live = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.UNKNOWN)
-        jobs = [j for j in self.select_jobs(name, recursive) if j.status in live]
+        selected = self.select_jobs(name, recursive)
+        candidates = [j for j in selected if j.status in live or j.status == JobStatus.CREATED]
+        _load_data(candidates)
+        jobs = [j for j in candidates if j.status in live or lifecycle.in_flight(j)]
         if not jobs or not confirm(f"Kill {len(jobs)} job(s)?"):
             return []
-        self._each_profile(jobs, lambda d, g: d.kill(g))
+        self._each_profile(jobs, lifecycle.kill)
         return jobs
 
     def resubmit_job(
@@ -433,18 +446,24 @@ class State:
             jobs = [j for j in jobs if j.status == JobStatus.FAILED]
         if not jobs or not confirm(f"Resubmit {len(jobs)} job(s)?"):
             return []
-        self._each_profile(jobs, lambda d, g: d.resubmit(g, progress))
+        self._each_profile(jobs, lambda d, g: lifecycle.resubmit(d, g, progress))
         return jobs
 
     def refresh_jobs(self, jobs: Sequence[Job]) -> Sequence[Job]:
         """Ask the schedulers for the current status of ``jobs`` (one query per profile).
 
-        Jobs another kong process removed meanwhile are skipped (and detached from
-        this process's session), not written back."""
-        pending = [j for j in jobs if j.status not in (JobStatus.CREATED,)]
+        Jobs whose submission is in flight are reconciled first. Jobs another kong
+        process removed meanwhile are skipped (and detached from this process's
+        session), not written back."""
+        pending = [j for j in jobs if not j.status.finished]
         gone = self._removed_elsewhere(pending)
         pending = [j for j in pending if j.job_id not in gone]
-        self._each_profile(pending, lambda d, g: d.sync_status(g))
+        created = [j for j in pending if j.status == JobStatus.CREATED]
+        if created:
+            _load_data(created)
+            pending = [j for j in pending if j.status != JobStatus.CREATED
+                       or lifecycle.in_flight(j)]
+        self._each_profile(pending, lifecycle.refresh)
         return jobs
 
     def _removed_elsewhere(self, jobs: Sequence[Job]) -> set[int]:
@@ -498,7 +517,7 @@ class State:
         what.append(f"{len(jobs)} job(s)")
         if not confirm(f"Remove {' and '.join(what)}?"):
             return False
-        self._each_profile(jobs, lambda d, g: d.remove(g))
+        self._each_profile(jobs, lifecycle.remove)
         if folders:
             cwd_id = self.cwd.folder_id
             with db.write() as s:
@@ -559,7 +578,8 @@ class State:
                     live = [j for j in live if j.job_id not in gone]
                 self.refresh_jobs(live)
                 yield jobs
-                if all(j.status.finished or j.status == JobStatus.CREATED for j in jobs):
+                lifecycle.check_waitable(jobs)
+                if all(lifecycle.settled(j) for j in jobs):
                     break
                 now = time.monotonic()
                 if timeout is not None and now - start > timeout:

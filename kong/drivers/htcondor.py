@@ -42,8 +42,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
+    BUSY,
     WAIT_FOR_SUBMITS,
     BatchDriver,
     SchedulerInfo,
@@ -349,6 +351,7 @@ class HTCondorDriver(BatchDriver):
     name = "htcondor"
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = HTCONDOR_OPTIONS
     submit_tool: ClassVar[str] = "condor_submit"
+    KILL_GONE = ("not found", "couldn't find")
 
     # -- submit -------------------------------------------------------------------------
 
@@ -464,7 +467,7 @@ class HTCondorDriver(BatchDriver):
         ]
         if not lines:
             return {}
-        queue, history = self._ads(lines)
+        queue, history, _busy = self._ads(lines)
         wanted = {j.batch_job_id for j in jobs}
         return {
             key: scheduler_info(ad)
@@ -472,24 +475,25 @@ class HTCondorDriver(BatchDriver):
             if key in wanted
         }
 
-    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
-            return {}
+            return TokenLookup({})
         lines = [(c, n, None, False) for c, n in tokens_constraints(tokens)]
-        queue, history = self._ads(lines, lock=self.submit_lock)
+        queue, history, busy = self._ads(lines, lock=self.submit_lock)
         wanted = set(tokens)
         found: dict[str, str] = {}
         for ad in [*queue, *history]:
             token, key = ad.get("KongToken"), batch_id(ad)
             if isinstance(token, str) and token in wanted and key is not None:
                 found[token] = key
-        return found
+        # condor_history is read to its start: as long as the schedd keeps history
+        return TokenLookup(found, busy=self.busy_message() if busy else None)
 
     def _ads(
         self, lines: Sequence[tuple[str, int, str | None, bool]], lock: str = ""
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
         """Queue and history ads for (constraint, limit, since, remove held) lines,
-        in one command."""
+        in one command; and whether a submit loop still held ``lock``."""
         stdin = "".join(
             f"{n}\t{since or '-'}\t{1 if remove else 0}\t{c}\n" for c, n, since, remove in lines
         )
@@ -502,12 +506,18 @@ class HTCondorDriver(BatchDriver):
                 f"condor_q/condor_history failed on {self.transport.label}: "
                 f"{err[-1] if err else f'exit code {result.exit_code}'}"
             )
-        return parse_query(result.text())
+        text = result.text()
+        busy = any(line == BUSY for line in text.splitlines())
+        queue, history = parse_query(text)
+        return queue, history, busy
 
     # -- kill ---------------------------------------------------------------------------
 
-    def kill_argv(self) -> list[str]:
-        return ["condor_rm"]
+    def kill_argv(self, batch_id: str) -> list[str]:
+        return ["condor_rm", batch_id]
+
+    def kill_token_argv(self, token: str) -> list[str]:
+        return ["condor_rm", "-constraint", f"KongToken == {classad_string(token)}"]
 
     # -- options ------------------------------------------------------------------------
 

@@ -24,8 +24,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
+    BUSY,
     WAIT_FOR_SUBMITS,
     BatchDriver,
     SchedulerInfo,
@@ -119,9 +121,15 @@ printf 'KONG-END\n'
 """
 
 
+#: LSF's default CLEAN_PERIOD: how long mbatchd shows a finished job (bjobs -a)
+CLEAN_PERIOD = 3600.0
+
+
 class LSFDriver(BatchDriver):
     name = "lsf"
     submit_tool = "bsub"
+    KILL_FINISHED = ("already finished",)
+    KILL_GONE = ("no matching job",)
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
         "walltime": (str, int),
@@ -191,8 +199,12 @@ class LSFDriver(BatchDriver):
     def parse_submit(self, output: str) -> str:
         return parse_bsub(output)
 
-    def kill_argv(self) -> list[str]:
-        return ["bkill"]
+    def kill_argv(self, batch_id: str) -> list[str]:
+        return ["bkill", batch_id]
+
+    def kill_token_argv(self, token: str) -> list[str]:
+        # job id 0 with -J: every job of that name (a bare -J kills only the newest)
+        return ["bkill", "-J", token, "0"]
 
     # -- asking LSF -----------------------------------------------------------------
 
@@ -223,11 +235,12 @@ class LSFDriver(BatchDriver):
                 del infos[batch_id]
         return infos
 
-    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
-            return {}
+            return TokenLookup({})
         wanted = set(tokens)
         output = self._run(_NAMES, "", self.submit_lock, DELIMITER)
+        busy = self.busy_message() if BUSY in output.splitlines() else None
         found: dict[str, str] = {}
         for kind, text in _sections(output):
             if kind == "KONG-JSON":
@@ -244,7 +257,8 @@ class LSFDriver(BatchDriver):
                     name not in found or int(batch_id) > int(found[name])
                 ):
                     found[name] = batch_id
-        return found
+        # bjobs -a lists a finished job for CLEAN_PERIOD (an hour by default) only
+        return TokenLookup(found, busy=busy, history_seconds=CLEAN_PERIOD)
 
     def _run(self, script: str, stdin: str, *args: str) -> str:
         """Run one of the scripts above; its answer counts only when it ran to the end."""

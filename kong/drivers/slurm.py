@@ -20,8 +20,10 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
+    BUSY,
     WAIT_FOR_SUBMITS,
     BatchDriver,
     SchedulerInfo,
@@ -115,7 +117,8 @@ echo END
 """
 
 # reconcile: one round trip. Tokens on stdin; lines Q|<name>|<id> (slurmctld) and
-# A|<name>|<id> (sacct, the last 7 days), then END.
+# A|<name>|<id> (sacct, the last 7 days), then HIST|sacct when sacct answered, or
+# else HIST|<MinJobAge> (how long slurmctld keeps a finished job), then END.
 _FIND = WAIT_FOR_SUBMITS + _HELPERS + r"""
 cat > "$t/tokens"
 if ! squeue -h -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
@@ -123,10 +126,13 @@ if ! squeue -h -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
     exit 0
 fi
 keep 'Q|' "$t/tokens" "$t/q"
-if command -v sacct >/dev/null 2>&1; then
-    xargs -n 1000 sh -c 'IFS=,; exec sacct -X -n -P -S now-7days -o JobName,JobID --name "$*"' \
-        sh < "$t/tokens" > "$t/a" 2>/dev/null
+if command -v sacct >/dev/null 2>&1 && \
+        xargs -n 1000 sh -c 'IFS=,; exec sacct -X -n -P -S now-7days -o JobName,JobID --name "$*"' \
+        sh < "$t/tokens" > "$t/a" 2>/dev/null; then
     keep 'A|' "$t/tokens" "$t/a"
+    echo 'HIST|sacct'
+else
+    scontrol show config 2>/dev/null | awk '$1 == "MinJobAge" { print "HIST|" $3 }'
 fi
 echo END
 """
@@ -142,6 +148,8 @@ _warned_lock = threading.Lock()
 class SlurmDriver(BatchDriver):
     name = "slurm"
     submit_tool = "sbatch"
+    KILL_FINISHED = ("already completing or completed",)
+    KILL_GONE = ("invalid job id",)
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
         "account": str,
@@ -200,8 +208,11 @@ class SlurmDriver(BatchDriver):
     def parse_submit(self, output: str) -> str:
         return parse_sbatch(output)
 
-    def kill_argv(self) -> list[str]:
-        return ["scancel"]
+    def kill_argv(self, batch_id: str) -> list[str]:
+        return ["scancel", batch_id]
+
+    def kill_token_argv(self, token: str) -> list[str]:
+        return ["scancel", "--me", f"--name={token}"]
 
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
@@ -224,12 +235,24 @@ class SlurmDriver(BatchDriver):
                 infos[parsed[0]] = parsed[1]
         return infos
 
-    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
-            return {}
+            return TokenLookup({})
         found: dict[str, str] = {}
+        busy: str | None = None
+        # Without an answer from sacct, a finished job is known only while slurmctld
+        # keeps it (MinJobAge, 300 s unless the site says otherwise).
+        history: float | None = 300.0
         for line in self._run(_FIND, tokens, self.submit_lock):
+            if line == BUSY:
+                busy = self.busy_message()
+                continue
             kind, _, rest = line.partition("|")
+            if kind == "HIST":
+                value = rest.strip().lower().removesuffix("sec").strip()
+                history = 7 * 24 * 3600.0 if value == "sacct" else (
+                    float(value) if value.isdigit() else history)
+                continue
             name, _, batch_id = rest.partition("|")
             batch_id = batch_id.strip()
             if kind not in ("Q", "A") or not batch_id.isdigit():
@@ -238,7 +261,7 @@ class SlurmDriver(BatchDriver):
             # the one that may still run, and it is the one kong follows.
             if name not in found or int(batch_id) > int(found[name]):
                 found[name] = batch_id
-        return found
+        return TokenLookup(found, busy=busy, history_seconds=history)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -308,12 +331,17 @@ def parse_exit_code(text: str | None, status: JobStatus) -> int | None:
     return rc
 
 
+_PARSABLE = re.compile(r"^(\d+)(?:;\S+)?$")
+
+
 def parse_sbatch(output: str) -> str:
-    """The job id of ``sbatch --parsable`` (``123`` or ``123;cluster``), warnings around it."""
-    for word in reversed(output.split()):
-        batch_id = word.split(";", 1)[0]
-        if batch_id.isdigit():
-            return batch_id
+    """The job id of ``sbatch --parsable``: a line of its own, ``123`` or
+    ``123;cluster``; the last such line wins over warnings and site wrappers
+    around it. A number inside a sentence ("held for 600 seconds") is no job id."""
+    for line in reversed(output.strip().splitlines()):
+        m = _PARSABLE.match(line.strip())
+        if m is not None:
+            return m.group(1)
     raise DriverError(f"sbatch printed no job id: {output.strip()[:200]!r}")
 
 
@@ -339,10 +367,13 @@ def _info(
         reason = None
     if reason is None and status == JobStatus.FAILED and word != "FAILED":
         reason = state.strip()  # Slurm ended it: "CANCELLED by 2000", "TIMEOUT", ...
+    started = status in (JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED)
     extra: dict[str, Any] = {
         "node": node if node and node not in ("None assigned", "(null)") else None,
         "submit_time": _time(submit),
-        "start_time": _time(start),
+        # For a pending job Slurm's StartTime is an estimate, not a start.
+        "start_time": _time(start) if started else None,
+        "expected_start": None if started else _time(start),
         "end_time": _time(end) if status.finished else None,
     }
     return SchedulerInfo(

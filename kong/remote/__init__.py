@@ -40,9 +40,9 @@ def transport_for(profile: Profile, config: Config | None = None) -> Transport:
             _local = LocalTransport()
         return _local
     if config is None:
-        from kong.drivers import active_config
+        from kong.config import Config
 
-        config = active_config()
+        config = Config()
     options: dict[str, Any] = {}
     if profile.max_connections is not None:
         options["max_connections"] = profile.max_connections
