@@ -386,8 +386,11 @@ def _bulk_progress(bar: Any) -> Callable[[int, int], None]:
 @cli.command("submit")
 @click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
+@click.option("--force", is_flag=True,
+              help="Submit again jobs whose earlier submission kong cannot settle "
+                   "(it may be on the cluster: check first).")
 @pass_context
-def submit_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
+def submit_command(obj: Context, specs: Sequence[str], recursive: bool, force: bool) -> None:
     """Submit the selected jobs that have not been submitted yet (status CREATED)."""
     from kong import ui
 
@@ -396,7 +399,7 @@ def submit_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
         click.echo("no jobs to submit (all selected jobs were submitted before)")
         return
     with ui.progress_bar("Submitting", len(jobs)) as bar:
-        submitted = obj.state.submit_job(jobs, progress=_bulk_progress(bar))
+        submitted = obj.state.submit_job(jobs, progress=_bulk_progress(bar), force=force)
         bar.update(bar.task_ids[0], completed=len(submitted))
     click.echo(f"submitted {len(submitted)} job(s)")
 

@@ -1,0 +1,227 @@
+"""Issue 15's faults, each hit on cue by the fault-injecting Slurm (tests/faultsched.py),
+in seconds and without containers. Each docstring names the bullet of the issue's
+first list it covers; tests/test_driver_contract.py runs the same behaviour on the
+real Slurm test cluster."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kong.errors import DriverError
+from kong.model.job import Job, JobStatus
+from kong.state import State
+from tests.faultsched import FaultScheduler, await_condition
+from tests.kongcmd import KONG
+
+
+@pytest.fixture
+def state(fault_slurm: FaultScheduler) -> State:
+    return State.get_instance()
+
+
+def appending_jobs(state: State, runs: Path, n: int, folder: str = "/f") -> list[Job]:
+    """Jobs that each append their KONG_JOB_ID to ``runs``."""
+    state.mkdir(folder, exist_ok=True)
+    return [state.create_job(command=f'echo "$KONG_JOB_ID" >> {runs}', folder=folder)
+            for _ in range(n)]
+
+
+def crash_mid_submit(sched: FaultScheduler, folder: str = "/f") -> None:
+    """Start ``kong submit`` in its own process and kill -9 it while sbatch hangs."""
+    proc = subprocess.Popen([*KONG, "submit", "-r", folder], env=sched.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await_condition(lambda: sched.hanging, what="sbatch to hang")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def ran(runs: Path) -> list[int]:
+    return sorted(int(x) for x in runs.read_text().split()) if runs.exists() else []
+
+
+def test_crash_mid_submit_then_rm_leaves_nothing_on_the_cluster(
+    fault_slurm: FaultScheduler, state: State, tmp_path: Path
+) -> None:
+    """Bullet "Orphans": kill -9 of a bulk submit once some jobs reached the cluster,
+    then rm -r of the folder from a new process: nothing of it left on the cluster."""
+    fault_slurm.control(hang_at=4)
+    state.mkdir("/f")
+    for _ in range(8):
+        state.create_job(command="sleep 60", folder="/f")
+    crash_mid_submit(fault_slurm)
+    assert len(fault_slurm.live()) == 3
+    fault_slurm.release()  # the orphaned loop submits one more, then dies writing
+    state.rm("/f", recursive=True)
+    assert fault_slurm.jobs()  # something had reached the cluster ...
+    assert fault_slurm.live() == []  # ... and nothing of it is left
+    assert state.get_folders("/f") == []
+
+
+def test_crash_then_submit_again_runs_every_job_exactly_once(
+    fault_slurm: FaultScheduler, state: State, tmp_path: Path
+) -> None:
+    """Bullet "Double submit window": after a crash mid-submit, submitting again adopts
+    what reached the cluster and submits the rest: every job runs exactly once."""
+    runs = tmp_path / "runs.txt"
+    fault_slurm.control(hang_at=4)
+    jobs = appending_jobs(state, runs, 8)
+    crash_mid_submit(fault_slurm)
+    fault_slurm.release()
+    state.submit_job("/f", recursive=True)
+    state.wait("/f", recursive=True, notify=False, timeout=60, poll_interval=0.1)
+    assert all(j.status == JobStatus.COMPLETED for j in jobs)
+    assert ran(runs) == sorted(j.job_id for j in jobs)
+    assert len(fault_slurm.jobs()) == 8
+
+
+def test_sbatch_exit_0_without_an_id_is_not_submitted_again(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """Bullet "Double submit window" (sbatch exit 0 with unparseable output): kong says
+    it cannot know, submits nothing again, wait does not take the job for done, and
+    submit --force submits it as a new attempt."""
+    fault_slurm.control(noise=1, noise_defer=1)
+    job = state.create_job(command="true")
+    with pytest.raises(DriverError, match="cannot tell whether it was submitted"):
+        state.submit_job(job)
+    assert job.status == JobStatus.CREATED and job.data["submitting"]
+    assert "600 seconds" in job.data["submit_unclear"]
+    with pytest.raises(DriverError, match="cannot tell whether it was submitted"):
+        state.submit_job(job)
+    assert fault_slurm.submits == 1
+    with pytest.raises(DriverError, match="cannot be waited for"):
+        state.wait(job, notify=False, timeout=10, poll_interval=0.1)
+    fault_slurm.control(noise=0, noise_defer=0)
+    state.submit_job(job, force=True)
+    assert job.status == JobStatus.SUBMITTED and fault_slurm.submits == 2
+    assert job.data["history"][-1]["status"] == "UNCLEAR"
+
+
+def test_sbatch_exit_0_with_noise_and_the_job_queued_is_adopted_by_its_token(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """Bullet "Double submit window": the job a noisy sbatch did queue is found by its
+    token, not submitted again."""
+    fault_slurm.control(noise=1)
+    job = state.create_job(command="true")
+    state.submit_job(job)
+    assert job.status == JobStatus.SUBMITTED and job.data.get("reconciled")
+    assert job.batch_job_id in fault_slurm.jobs()
+    assert fault_slurm.submits == 1
+
+
+def test_failed_submits_after_n_are_not_lost(
+    fault_slurm: FaultScheduler, state: State, tmp_path: Path
+) -> None:
+    """Bullet "Double submit window": sbatch refusing the jobs after the 3rd leaves
+    those CREATED (nothing in flight); submitting again runs each job once."""
+    runs = tmp_path / "runs.txt"
+    fault_slurm.control(fail_after=3)
+    jobs = appending_jobs(state, runs, 5)
+    with pytest.raises(DriverError, match=r"2 of 5 job\(s\) could not be submitted"):
+        state.submit_job("/f")
+    assert [j.status for j in jobs].count(JobStatus.CREATED) == 2
+    assert not any(j.data.get("submitting") for j in jobs)
+    fault_slurm.control(fail_after=0)
+    state.submit_job("/f")
+    state.wait("/f", notify=False, timeout=60, poll_interval=0.1)
+    assert ran(runs) == sorted(j.job_id for j in jobs)
+
+
+def test_forgotten_history_is_not_taken_for_never_submitted(
+    fault_slurm: FaultScheduler, state: State, tmp_path: Path
+) -> None:
+    """Bullet "Double submit window" (a token the scheduler has forgotten: Slurm
+    without accounting after MinJobAge): kong says it cannot know, does not submit
+    again; the job ran once."""
+    runs = tmp_path / "runs.txt"
+    fault_slurm.control(hang_at=1)
+    (job,) = appending_jobs(state, runs, 1)
+    crash_mid_submit(fault_slurm)
+    fault_slurm.control(forget=1, sacct="off", min_job_age=0)
+    fault_slurm.release()
+    await_condition(lambda: ran(runs) == [job.job_id], what="the job to run")
+    await_condition(lambda: fault_slurm.live() == [], what="the job to end")
+    with pytest.raises(DriverError, match="cannot tell whether it was submitted"):
+        state.submit_job(job)
+    db_job = state.get_jobs(job.job_id)[0]
+    assert db_job.status == JobStatus.CREATED and db_job.data["submit_unclear"]
+    assert fault_slurm.submits == 1 and ran(runs) == [job.job_id]
+
+
+def test_scancel_permission_denied_keeps_the_job_and_says_why(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """Bullet "Kill trusts itself": scancel refused (permission denied): the job keeps
+    running and its status; one error line says which job and why."""
+    job = state.create_job(command="sleep 60")
+    state.submit_job(job)
+    state.refresh_jobs([job])
+    assert job.status == JobStatus.RUNNING
+    fault_slurm.control(denied=1)
+    with pytest.raises(DriverError, match=rf"job {job.job_id}: .*refused.*permission denied"):
+        state.kill_job(job)
+    assert job.status == JobStatus.RUNNING
+    state.refresh_jobs([job])
+    assert job.status == JobStatus.RUNNING and fault_slurm.live() == [job.batch_job_id]
+
+
+def test_kill_of_a_job_that_already_finished_keeps_completed(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """Bullet "Kill trusts itself": killing a job that already ended (kong had not
+    seen it yet) keeps COMPLETED and its exit code."""
+    job = state.create_job(command="true")
+    state.submit_job(job)
+    assert job.batch_job_id is not None
+    batch_id = job.batch_job_id
+    await_condition(lambda: fault_slurm.state(batch_id) == "COMPLETED", what="the job to end")
+    assert job.status == JobStatus.SUBMITTED
+    state.kill_job(job)
+    assert job.status == JobStatus.COMPLETED and job.data["exit_code"] == 0
+
+
+def test_killed_job_reads_failed_at_once_and_after_refresh(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """Bullet "Kill trusts itself": a job the scheduler killed is FAILED when kill_job
+    returns (as in kong-batch), and stays FAILED."""
+    job = state.create_job(command="sleep 60")
+    state.submit_job(job)
+    state.kill_job(job)
+    assert job.status == JobStatus.FAILED and job.data["killed"]
+    assert job.batch_job_id is not None
+    assert fault_slurm.state(job.batch_job_id) == "CANCELLED"
+    state.refresh_jobs([job])
+    assert job.status == JobStatus.FAILED and job.data["reason"] == "killed by kong"
+
+
+def test_resubmit_of_a_running_job_is_a_clean_new_attempt(
+    fault_slurm: FaultScheduler, state: State, tmp_path: Path
+) -> None:
+    """Bullet "Stale rerun": resubmit of a running job whose rerun prints something
+    else: the old attempt is killed and confirmed ended, the rerun exits 0 and is
+    COMPLETED (no stale `killed` flag), stdout() is the rerun's, the old attempt is in
+    the history."""
+    marker = tmp_path / "first-ran"
+    job = state.create_job(
+        command=f"if [ -e {marker} ]; then echo second; else touch {marker}; echo first; "
+                "sleep 60; fi")
+    state.submit_job(job)
+    await_condition(lambda: marker.exists(), what="the first attempt to start")
+    first = job.batch_job_id
+    assert first is not None
+    state.resubmit_job(job)
+    assert fault_slurm.state(first) == "CANCELLED"
+    state.wait(job, notify=False, timeout=60, poll_interval=0.1)
+    assert job.status == JobStatus.COMPLETED and job.data["exit_code"] == 0
+    assert "killed" not in job.data
+    with job.stdout() as fh:
+        assert fh.read() == "second\n"
+    assert job.data["history"] == [{"batch_job_id": first, "status": "FAILED"}]
