@@ -386,20 +386,21 @@ def test_slurm_and_htcondor_side_by_side(
     lock = threading.Lock()
     drivers = {name: state.driver(name) for name in ("condor", "slurm")}
     for name, driver in drivers.items():
-        real = driver.sync_status
+        real = driver.status
 
-        def timed(jobs: Any, name: str = name, real: Any = real) -> None:
+        def timed(jobs: Any, name: str = name, real: Any = real) -> Any:
             start = time.monotonic()
-            real(jobs)
+            result = real(jobs)
             with lock:
                 spans[name] = (start, time.monotonic())
+            return result
 
-        driver.sync_status = timed  # type: ignore[method-assign]
+        driver.status = timed  # type: ignore[method-assign]
     try:
         _, listed = state.ls("/mixed", refresh=True, recursive=True)
     finally:
         for driver in drivers.values():
-            del driver.sync_status
+            del driver.status
     assert len(listed) == 6
     assert set(spans) == {"condor", "slurm"}
     (a0, a1), (b0, b1) = spans["condor"], spans["slurm"]
