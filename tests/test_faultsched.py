@@ -5,16 +5,20 @@ real Slurm test cluster."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from kong.drivers import lsf
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
-from tests.faultsched import FaultScheduler, await_condition
+from tests.faultsched import SCRIPTS, FaultScheduler, await_condition
 from tests.kongcmd import KONG
 
 
@@ -225,3 +229,56 @@ def test_resubmit_of_a_running_job_is_a_clean_new_attempt(
     with job.stdout() as fh:
         assert fh.read() == "second\n"
     assert job.data["history"] == [{"batch_job_id": first, "status": "FAILED"}]
+
+
+# -- LSF: a busy mbatchd, and a status script linear in the number of jobs -----------
+
+
+@pytest.fixture
+def lsf_state(kong_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> State:
+    """The lsf driver over the local transport, the fault-injecting bjobs on PATH."""
+    sched_dir = tmp_path / "faultsched-lsf"
+    sched_dir.mkdir()
+    monkeypatch.setenv("FAULTSCHED_DIR", str(sched_dir))
+    monkeypatch.setenv("PATH", f"{SCRIPTS / 'lsf'}{os.pathsep}{os.environ['PATH']}")
+    config = {"default_profile": "l", "profiles": {"l": {
+        "driver": "lsf", "remote_dir": str(tmp_path / "cluster")}}}
+    (kong_home / "config.yml").write_text(yaml.safe_dump(config))
+    return State.get_instance()
+
+
+def lsf_jobs(n: int, first: int = 1) -> list[Job]:
+    return [Job(job_id=i, batch_job_id=str(1000 + i), profile="l", command="true", cores=1,
+                status=JobStatus.SUBMITTED, data={"attempt": 1})
+            for i in range(first, first + n)]
+
+
+def test_lsf_cannot_connect_please_wait_is_retried(
+    lsf_state: State, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, "while there": LSF's "Cannot connect to LSF. Please wait ..." is
+    retried, not a failed refresh; the noise before an answer is skipped."""
+    monkeypatch.setattr(lsf, "NOT_READY_RETRIES", (0.05, 0.05, 0.05))
+    (tmp_path / "faultsched-lsf" / "control").write_text("not_ready=2\n")
+    infos = lsf_state.driver("l").query(lsf_jobs(3))
+    assert sorted(infos) == ["1001", "1002", "1003"]
+    assert all(i.status == JobStatus.COMPLETED for i in infos.values())
+    assert (tmp_path / "faultsched-lsf" / "bjobs_calls").read_text().strip() == "3"
+
+
+def test_lsf_status_script_is_linear_in_the_number_of_jobs(lsf_state: State) -> None:
+    """Issue 15, "while there": 1,000 / 2,000 / 4,000 jobs (it was 0.86 / 2.6 / 15.8 s:
+    quadratic). Four times the jobs may take at most about four times as long."""
+    driver = lsf_state.driver("l")
+    times = {}
+    for n in (1000, 2000, 4000):
+        jobs = lsf_jobs(n)
+        best = float("inf")
+        for _ in range(3):  # the best of three: the machine is shared
+            start = time.perf_counter()
+            infos = driver.query(jobs)
+            best = min(best, time.perf_counter() - start)
+            assert len(infos) == n
+        times[n] = best
+    print("LSF status script:", {n: round(t, 2) for n, t in times.items()})
+    assert times[4000] < 7 * times[1000], times

@@ -20,6 +20,7 @@ import contextlib
 import json
 import re
 import shlex
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -75,27 +76,27 @@ fmt=$1; delim=$2; mode=$3
 out=""
 if [ "$mode" != plain ]; then
     out=$(bjobs -a -o "$fmt" -json $ids 2>/dev/null)
+    # "Cannot connect to LSF. Please wait ..." may come before the document
+    case $out in '{'*) ;; *) out=$(printf '%s\n' "$out" | sed -n '/^{/,$p') ;; esac
 fi
 case $out in
     '{'*) printf 'KONG-JSON\n%s\n' "$out"
-          # whitespace out, so that a record reads "JOBID":"1","STAT":... (the order
-          # of $fmt); records of unknown ids carry an ERROR instead of a STAT
-          seen=$(printf '%s' "$out" | tr -d ' \t\r\n') ;;
+          # the ids answered for: with white space out a record reads
+          # "JOBID":"1","STAT":... (the order of $fmt); unknown ids carry an ERROR
+          found=$(printf '%s' "$out" | tr -d ' \t\r\n' | grep -o '"JOBID":"[0-9]*","STAT"' |
+                  tr -cd '0-9\n') ;;
     *) out=$(bjobs -a -noheader -o "$fmt delimiter='$delim'" $ids 2>&1)
        # what is not a record nor "Job <n> is not found" means LSF did not answer
        bad=$(printf '%s\n' "$out" | grep -v -e "^[0-9][0-9]*$delim" -e 'is not found' \
              -e '^$' | head -n 3 | tr '\n' ' ')
        if [ -n "$bad" ]; then printf 'ERR|%s\n' "$bad"; exit 0; fi
        printf 'KONG-PLAIN\n%s\n' "$out"
-       seen=$(printf '%s' "$out" | tr '\n' ' ') ;;
+       found=$(printf '%s\n' "$out" | cut -d "$delim" -f 1 | grep -x '[0-9][0-9]*') ;;
 esac
-missing=""
-for id in $ids; do
-    case " $seen" in
-        *"\"JOBID\":\"$id\",\"STAT\""*|*" $id$delim"*) ;;
-        *) missing="$missing $id" ;;
-    esac
-done
+# One pass over both lists (not a scan of the answer per id): linear in the jobs.
+missing=$({ printf '%s\n' "$found"; echo KONG-SEP; printf '%s\n' $ids; } |
+          awk '$0 == "KONG-SEP" { p = 1; next } !p { s[$0] = 1; next } $0 != "" && !($0 in s)' |
+          tr '\n' ' ')
 if [ -n "$missing" ]; then
     # Aged out of mbatchd's memory (CLEAN_PERIOD): the event log still has them,
     # unless it was rotated since (then the job's exit_code file is the fallback).
@@ -109,6 +110,7 @@ printf 'KONG-END\n'
 # is the submit lock, "$2" the delimiter.
 _NAMES = WAIT_FOR_SUBMITS + r"""
 out=$(bjobs -a -o "jobid job_name" -json 2>/dev/null)
+case $out in '{'*) ;; *) out=$(printf '%s\n' "$out" | sed -n '/^{/,$p') ;; esac
 case $out in
     '{'*) printf 'KONG-JSON\n%s\n' "$out" ;;
     *) out=$(bjobs -a -noheader -o "jobid job_name delimiter='$2'" 2>&1)
@@ -120,6 +122,9 @@ esac
 printf 'KONG-END\n'
 """
 
+
+#: seconds to wait before asking LSF again when mbatchd says "Please wait"
+NOT_READY_RETRIES = (1.0, 2.0, 4.0)
 
 #: LSF's default CLEAN_PERIOD: how long mbatchd shows a finished job (bjobs -a)
 CLEAN_PERIOD = 3600.0
@@ -261,19 +266,30 @@ class LSFDriver(BatchDriver):
         return TokenLookup(found, busy=busy, history_seconds=CLEAN_PERIOD)
 
     def _run(self, script: str, stdin: str, *args: str) -> str:
-        """Run one of the scripts above; its answer counts only when it ran to the end."""
-        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
-        text = result.text()
-        for line in text.splitlines():
-            if line.startswith("ERR|"):
-                raise DriverError(f"LSF on {self.transport.label}: {line[4:].strip()}")
-        if not text.rstrip().endswith("KONG-END"):
-            err = result.stderr.decode(errors="replace").strip().splitlines()
-            raise DriverError(
-                f"LSF query on {self.transport.label} failed: "
-                f"{err[-1] if err else f'exit code {result.exit_code}'}"
-            )
-        return text
+        """Run one of the scripts above; its answer counts only when it ran to the end.
+        LSF's "Cannot connect to LSF. Please wait ..." (mbatchd busy) is retried."""
+        for delay in (*NOT_READY_RETRIES, None):
+            result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
+            text = result.text()
+            errors = [line[4:].strip() for line in text.splitlines() if line.startswith("ERR|")]
+            if errors and delay is not None and _not_ready(errors[0]):
+                time.sleep(delay)
+                continue
+            if errors:
+                raise DriverError(f"LSF on {self.transport.label}: {errors[0]}")
+            if not text.rstrip().endswith("KONG-END"):
+                err = result.stderr.decode(errors="replace").strip().splitlines()
+                raise DriverError(
+                    f"LSF query on {self.transport.label} failed: "
+                    f"{err[-1] if err else f'exit code {result.exit_code}'}"
+                )
+            return text
+        raise AssertionError("unreachable")
+
+
+def _not_ready(message: str) -> bool:
+    lower = message.lower()
+    return "cannot connect to lsf" in lower or "please wait" in lower
 
 
 # -- parsers (pure functions: tested on IBM's documented samples) ------------------------
