@@ -40,6 +40,7 @@ from kong.drivers.base import (
     TokenLookup,
 )
 from kong.drivers.script import JobPaths
+from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job
 
@@ -60,52 +61,24 @@ BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
 # The loop holds a lock ("$1", where the host has flock) while it lives: after a
 # dropped connection it may still be submitting (it dies only at its next write),
 # and a reconcile must not look for tokens before it is gone (WAIT_FOR_SUBMITS).
-_SUBMIT_LOOP = r"""
-if command -v flock >/dev/null 2>&1 && [ -w "${1%/*}" ]; then exec 9>>"$1"; flock 9; fi
-kong_nl='
-'
-kong_us=$(printf '\037')
-while IFS='	' read -r kong_id kong_cmd; do
-    kong_out=$(eval "$kong_cmd" 2>&1 </dev/null 9>&-)
-    kong_rc=$?
-    # Newlines to the unit separator (the parser gets its lines back) with builtins
-    # only: a fork per job would cost as much as the scheduler's own submit command
-    # on some clusters.
-    set -f; IFS=$kong_nl; set -- $kong_out; IFS=$kong_us; kong_out="$*"; unset IFS; set +f
-    printf 'KONG\t%s\t%s\t%s\n' "$kong_id" "$kong_rc" "$kong_out"
-done
-"""
+_SUBMIT_LOOP = load("submit_loop.sh")
 
 #: Shell lines for the top of a ``find_tokens`` script run with the lock path
 #: (``BatchDriver.submit_lock``) as "$1": wait a little for a submit loop of this
 #: kong on the host to end, so that every job it submitted is visible; when it is
 #: still running, print KONG-BUSY (and go on: what is found is still true), so
 #: that a token not found is not taken for "never submitted".
-WAIT_FOR_SUBMITS = r"""
-if command -v flock >/dev/null 2>&1 && [ -f "$1" ]; then
-    flock -w 20 "$1" true || echo KONG-BUSY
-fi
-"""
+WAIT_FOR_SUBMITS = load("wait_for_submits.sh")
 
 #: The marker WAIT_FOR_SUBMITS prints when a submit loop holds the lock.
 BUSY = "KONG-BUSY"
 
 # Run one command per line of stdin, "<key>\t<command>" (built with shlex.join), and
 # print "KONG\t<key>\t<exit code>\t<output on one line>" for each: kill answers per job.
-_EACH = r"""
-while IFS='	' read -r kong_key kong_cmd; do
-    kong_out=$(eval "$kong_cmd" 2>&1 </dev/null)
-    kong_rc=$?
-    printf 'KONG\t%s\t%s\t%s\n' "$kong_key" "$kong_rc" "$(printf '%s' "$kong_out" | tr '\n\t' '  ')"
-done
-"""
+_EACH = load("each.sh")
 
 # Read the exit_code files that job scripts leave, for jobs the scheduler forgot.
-_EXIT_CODES = r"""
-while IFS= read -r kong_f; do
-    if [ -f "$kong_f" ]; then printf '%s\t%s\n' "$kong_f" "$(cat "$kong_f")"; fi
-done
-"""
+_EXIT_CODES = load("exit_codes.sh")
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,12 @@ from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
-    WAIT_FOR_SUBMITS,
     BatchDriver,
     SchedulerInfo,
     SubmitEntry,
     walltime_minutes,
 )
+from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
@@ -110,48 +110,14 @@ _DIR_VAR = "kong_dir"
 # files; HTCondor runs them directly, so they need their execute bit); then submit
 # descriptions, each after a line "KONG-SUBMIT". One condor_submit each, all in
 # this one command; "$1" is the submit lock (see batch._SUBMIT_LOOP).
-_SUBMIT = r"""
-if command -v flock >/dev/null 2>&1 && [ -w "${1%/*}" ]; then exec 9>>"$1"; flock 9; fi
-kong_tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$kong_tmp"' EXIT
-awk -v d="$kong_tmp" '
-    $0 == "KONG-EXEC" { f = d "/exec"; next }
-    $0 == "KONG-SUBMIT" { if (f) close(f); n++; f = sprintf("%s/%06d.sub", d, n); next }
-    { print > f }' || exit 1
-tr '\n' '\0' < "$kong_tmp/exec" | xargs -0 -r chmod u+x -- || exit 1
-for kong_f in "$kong_tmp"/*.sub; do
-    [ -f "$kong_f" ] || continue
-    kong_n=${kong_f##*/}
-    kong_out=$(condor_submit -terse "$kong_f" 2>"$kong_tmp/err" </dev/null 9>&-)
-    kong_rc=$?
-    printf 'KONG-GROUP\t%s\t%s\t%s\t%s\n' "${kong_n%.sub}" "$kong_rc" \
-        "$(printf '%s' "$kong_out" | tr '\n\t' '  ')" "$(tr '\n\t' '  ' < "$kong_tmp/err")"
-done
-"""
+_SUBMIT = load("htcondor_submit.sh")
 
 # stdin: lines "<limit>\t<since or ->\t<remove held: 1 or 0>\t<constraint>" (a tab
 # is IFS white space: an empty field would vanish). For each: the queue, the
 # history (stopping at -limit records, or where <since> becomes true, so a long
 # history is not read to its start), then the held jobs removed if asked. "$1": a
 # submit lock to wait for (find_tokens) or ""; "$2": the attributes.
-_QUERY = WAIT_FOR_SUBMITS + r"""
-while IFS='	' read -r kong_limit kong_since kong_rm kong_c; do
-    echo KONG-QUEUE
-    condor_q -json -attributes "$2" -constraint "$kong_c" </dev/null || exit 3
-    echo KONG-HISTORY
-    if [ "$kong_since" != - ]; then
-        condor_history -json -attributes "$2" -constraint "$kong_c" -limit "$kong_limit" \
-            -since "$kong_since" </dev/null || exit 4
-    else
-        condor_history -json -attributes "$2" -constraint "$kong_c" -limit "$kong_limit" \
-            </dev/null || exit 4
-    fi
-    if [ "$kong_rm" = 1 ]; then
-        condor_rm -constraint "($kong_c) && JobStatus == 5" </dev/null >/dev/null 2>&1
-    fi
-done
-echo KONG-END
-"""
+_QUERY = load("wait_for_submits.sh", "htcondor_query.sh")
 
 # A constraint stays well under the kernel's 128 KiB limit for one argument.
 _MAX_CONSTRAINT = 16_000

@@ -32,11 +32,12 @@ from kong.drivers.base import (
     TokenLookup,
 )
 from kong.drivers.script import JobPaths
+from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
 _RUNNER_SOURCE = (Path(__file__).parent / "local_runner.py").read_bytes()
-_KILL_SCRIPT = (Path(__file__).parent / "sh" / "local_kill.sh").read_text()
+_KILL_SCRIPT = load("local_kill.sh")
 _RUNNER_NAME = f"local_runner-{hashlib.sha256(_RUNNER_SOURCE).hexdigest()[:12]}.py"
 
 # Profiles on one host share the runner file, and State submits the jobs of several

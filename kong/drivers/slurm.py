@@ -24,11 +24,11 @@ from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
-    WAIT_FOR_SUBMITS,
     BatchDriver,
     SchedulerInfo,
     walltime_minutes,
 )
+from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
@@ -75,67 +75,16 @@ SQUEUE_FORMAT = "%i|%j|%T|%r|%N|%V|%S"
 # Shell helpers of the scripts below: ``keep P IDS FILE`` prints the lines of FILE
 # whose first |-field is in the file IDS, prefixed with P; ``drop FILE IDS`` prints
 # the ids of IDS that start no line of FILE.
-_HELPERS = r"""
-keep() {
-    awk -F'|' -v p="$1" 'FILENAME == ARGV[1] { w[$1] = 1; next } ($1 in w) { print p $0 }' "$2" "$3"
-}
-drop() { awk -F'|' 'FILENAME == ARGV[1] { s[$1] = 1; next } !($1 in s)' "$1" "$2"; }
-t=$(mktemp -d "${TMPDIR:-/tmp}/kong-slurm.XXXXXX") || exit 1
-trap 'rm -rf "$t"' EXIT
-"""
 
 # status: one round trip. Lines: Q|<squeue line> for the live jobs, A|<sacct line>
 # for the others sacct knows, C|<scontrol line> for the rest slurmctld still holds,
 # NOACCT|<why> when sacct cannot answer, ERR|<why> when squeue fails, then END.
-_QUERY = _HELPERS + r"""
-cat > "$t/ids"
-if ! squeue -h -u "$(id -un)" -o "$1" > "$t/q" 2> "$t/err"; then
-    printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
-    exit 0
-fi
-keep 'Q|' "$t/ids" "$t/q"
-drop "$t/q" "$t/ids" > "$t/rest"
-if [ -s "$t/rest" ]; then
-    if ! command -v sacct >/dev/null 2>&1; then
-        echo 'NOACCT|sacct: command not found'
-        cp "$t/rest" "$t/rest2"
-    elif xargs -n 2000 sh -c 'IFS=,; exec sacct -X -n -P --format="$0" -j "$*"' "$2" \
-            < "$t/rest" > "$t/a" 2> "$t/err"; then
-        keep 'A|' "$t/rest" "$t/a"
-        drop "$t/a" "$t/rest" > "$t/rest2"
-    else
-        printf 'NOACCT|%s\n' "$(tr '\n' ' ' < "$t/err")"
-        cp "$t/rest" "$t/rest2"
-    fi
-    if [ -s "$t/rest2" ]; then
-        scontrol show job -o 2>/dev/null | awk '
-            FILENAME == ARGV[1] { w[$1] = 1; next }
-            { id = substr($1, 7) } (id in w) { print "C|" $0 }' "$t/rest2" -
-    fi
-fi
-echo END
-"""
+_QUERY = load("slurm_helpers.sh", "slurm_query.sh")
 
 # reconcile: one round trip. Tokens on stdin; lines Q|<name>|<id> (slurmctld) and
 # A|<name>|<id> (sacct, the last 7 days), then HIST|sacct when sacct answered, or
 # else HIST|<MinJobAge> (how long slurmctld keeps a finished job), then END.
-_FIND = WAIT_FOR_SUBMITS + _HELPERS + r"""
-cat > "$t/tokens"
-if ! squeue -h -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
-    printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
-    exit 0
-fi
-keep 'Q|' "$t/tokens" "$t/q"
-if command -v sacct >/dev/null 2>&1 && \
-        xargs -n 1000 sh -c 'IFS=,; exec sacct -X -n -P -S now-7days -o JobName,JobID --name "$*"' \
-        sh < "$t/tokens" > "$t/a" 2>/dev/null; then
-    keep 'A|' "$t/tokens" "$t/a"
-    echo 'HIST|sacct'
-else
-    scontrol show config 2>/dev/null | awk '$1 == "MinJobAge" { print "HIST|" $3 }'
-fi
-echo END
-"""
+_FIND = load("wait_for_submits.sh", "slurm_helpers.sh", "slurm_find.sh")
 
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
 _ACCOUNTING_OFF = ("accounting storage is disabled", "not found", "no such file")

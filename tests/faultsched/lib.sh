@@ -34,6 +34,7 @@ start() {
     j="$D/jobs/$1"
     [ -f "$j/started" ] && return 0
     : > "$j/started"
+    # shellcheck disable=SC2016 # expanded by the inner sh
     setsid sh -c 'sh "$1/script" > "$(cat "$1/out")" 2> "$(cat "$1/err")"; echo $? > "$1/rc"' \
         sh "$j" < /dev/null > /dev/null 2>&1 &
     echo $! > "$j/pid"
