@@ -91,17 +91,18 @@ class FaultScheduler:
 
 
 @pytest.fixture
-def fault_slurm(kong_home: Path, tmp_path: Path,
+def fault_slurm(request: pytest.FixtureRequest, kong_home: Path, tmp_path: Path,
                 monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultScheduler]:
     """A kong home whose default profile ``fake`` is the slurm driver over the local
     transport, with the fault-injecting Slurm first on PATH (for this process and
-    the kong processes a test starts with ``sched.env()``)."""
+    the kong processes a test starts with ``sched.env()``). Indirect parameters are
+    more options of the profile."""
     sched_dir = tmp_path / "faultsched"
     sched_dir.mkdir()
     config = {
         "default_profile": "fake",
         "profiles": {"fake": {"driver": "slurm", "remote_dir": str(tmp_path / "cluster"),
-                              "poll_interval": 0.1}},
+                              "poll_interval": 0.1, **getattr(request, "param", {})}},
     }
     (kong_home / "config.yml").write_text(yaml.safe_dump(config))
     sched = FaultScheduler(sched_dir, kong_home)

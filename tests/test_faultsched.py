@@ -282,3 +282,41 @@ def test_lsf_status_script_is_linear_in_the_number_of_jobs(lsf_state: State) -> 
         times[n] = best
     print("LSF status script:", {n: round(t, 2) for n, t in times.items()})
     assert times[4000] < 7 * times[1000], times
+
+
+@pytest.mark.parametrize("fault_slurm", [{"submit_lock_wait": 1}], indirect=True)
+def test_a_submit_loop_still_running_keeps_its_jobs_in_flight(
+    fault_slurm: FaultScheduler, state: State, tmp_path: Path
+) -> None:
+    """Bullet "Double submit window" (the earlier loop lives on after its client is
+    gone, sbatch still running): kong does not look for tokens as if the loop were
+    over; the jobs stay in flight, are not submitted again, wait does not count them
+    as done. Once the loop ends, submitting again runs every job exactly once."""
+    runs = tmp_path / "runs.txt"
+    fault_slurm.control(hang_at=3)
+    jobs = appending_jobs(state, runs, 5)
+    crash_mid_submit(fault_slurm)
+    state.refresh_jobs(jobs)
+    # what the scheduler has is adopted; the rest stays in flight, not "never submitted"
+    assert all(j.batch_job_id and j.status != JobStatus.CREATED for j in jobs[:2])
+    assert all(j.status == JobStatus.CREATED and j.data.get("submitting") for j in jobs[2:])
+    with pytest.raises(DriverError, match="still in flight"):
+        state.submit_job("/f")
+    assert fault_slurm.submits == 3
+    with pytest.raises(TimeoutError):
+        state.wait("/f", notify=False, timeout=1, poll_interval=0.1)
+    fault_slurm.release()  # sbatch returns; the orphaned loop dies at its next write
+    await_condition(lambda: fault_slurm.submits == 3 and len(fault_slurm.jobs()) == 3,
+                    what="the orphaned loop's last submit")
+
+    def settled() -> bool:
+        try:
+            state.submit_job("/f")
+        except DriverError:
+            return False  # the loop had not quite ended yet: still in flight
+        return True
+
+    await_condition(settled, what="the earlier loop to end")
+    state.wait("/f", notify=False, timeout=60, poll_interval=0.1)
+    assert ran(runs) == sorted(j.job_id for j in jobs)
+    assert len(fault_slurm.jobs()) == 5

@@ -54,6 +54,8 @@ BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "scratch_dir": str,  # shell word for KONG_JOB_SCRATCHDIR's parent; default $TMPDIR
     "extra": list,  # extra scheduler directive lines, verbatim
     "poll_interval": (int, float),
+    # how long a reconcile waits for an earlier submit loop before it says "in flight"
+    "submit_lock_wait": (int, float),
 }
 
 # One remote loop submits every job: lines "<job_id>\t<command>" on stdin, where
@@ -170,8 +172,14 @@ class BatchDriver(DriverBase):
 
     # -- helpers ------------------------------------------------------------------------
 
+    def sh_argv(self, script: str, *args: str) -> list[str]:
+        """The command that runs ``script`` with ``args`` on the host."""
+        wait = self.profile.options.get("submit_lock_wait")
+        env = [] if wait is None else ["env", f"KONG_LOCK_WAIT={float(wait):g}"]
+        return [*env, "sh", "-c", script, "sh", *args]
+
     def run_script(self, script: str, stdin: str = "", *args: str) -> str:
-        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
+        result = self.transport.run(self.sh_argv(script, *args), stdin=stdin.encode())
         return result.text()
 
     @property

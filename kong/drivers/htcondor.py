@@ -464,7 +464,7 @@ class HTCondorDriver(BatchDriver):
             f"{n}\t{since or '-'}\t{1 if remove else 0}\t{c}\n" for c, n, since, remove in lines
         )
         result = self.transport.run(
-            ["sh", "-c", _QUERY, "sh", lock, ",".join(ATTRIBUTES)], stdin=stdin.encode()
+            self.sh_argv(_QUERY, lock, ",".join(ATTRIBUTES)), stdin=stdin.encode()
         )
         if not result.ok:
             err = result.stderr.decode(errors="replace").strip().splitlines()

@@ -223,7 +223,7 @@ class LSFDriver(BatchDriver):
         """Run one of the scripts above; its answer counts only when it ran to the end.
         LSF's "Cannot connect to LSF. Please wait ..." (mbatchd busy) is retried."""
         for delay in (*NOT_READY_RETRIES, None):
-            result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
+            result = self.transport.run(self.sh_argv(script, *args), stdin=stdin.encode())
             text = result.text()
             errors = [line[4:].strip() for line in text.splitlines() if line.startswith("ERR|")]
             if errors and delay is not None and _not_ready(errors[0]):

@@ -217,7 +217,7 @@ class SlurmDriver(BatchDriver):
     def _run(self, script: str, stdin_lines: Sequence[str], *args: str) -> list[str]:
         """Run one of the scripts above; its answer counts only when it ran to the end."""
         stdin = "".join(f"{line}\n" for line in stdin_lines).encode()
-        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin)
+        result = self.transport.run(self.sh_argv(script, *args), stdin=stdin)
         lines = result.text().splitlines()
         for line in lines:
             if line.startswith("ERR|"):
