@@ -241,7 +241,9 @@ def test_connection_dropped_while_condor_submit_runs(
         while htcondor_cluster.exec("pgrep -x condor_submit")[0] != 0:
             assert time.monotonic() < deadline, "condor_submit never started"
             time.sleep(0.1)
-        assert htcondor_cluster.kill_ssh_connections() >= 1
+        # (the count can be 0 though the connection was cut: the session's monitor
+        # may exit on its own between the kill of its child and its own kill)
+        htcondor_cluster.kill_ssh_connections()
         time.sleep(1)  # kong notices the drop and reconnects to reconcile
     finally:
         htcondor_cluster.exec("pkill -CONT -x condor_schedd")
