@@ -320,3 +320,39 @@ def test_a_submit_loop_still_running_keeps_its_jobs_in_flight(
     state.wait("/f", notify=False, timeout=60, poll_interval=0.1)
     assert ran(runs) == sorted(j.job_id for j in jobs)
     assert len(fault_slurm.jobs()) == 5
+
+
+def test_rm_of_a_job_kong_cannot_settle_cancels_it_by_its_token(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """Bullet "Orphans": a job whose submission kong cannot settle (sbatch said 0 with
+    no id) may be on the cluster: rm cancels whatever carries its token there (no
+    batch id known), then removes it."""
+    fault_slurm.control(noise=1, noise_defer=1)
+    job = state.create_job(command="sleep 60")
+    with pytest.raises(DriverError, match="cannot tell"):
+        state.submit_job(job)
+    token = job.data["submitting"]
+    state.rm(str(job.job_id))
+    assert f"--me --name={token}" in (fault_slurm.dir / "scancel.log").read_text()
+    with pytest.raises(Job.DoesNotExist):
+        state.get_jobs(job.job_id)
+
+
+def test_kill_by_token_cancels_whatever_carries_it(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """The driver half of the above: a job queued under the token after kong looked
+    (a site wrapper that queues later) is cancelled by ``kill_tokens``."""
+    fault_slurm.control(noise=1, noise_defer=1, hold=1)
+    job = state.create_job(command="sleep 60")
+    with pytest.raises(DriverError, match="cannot tell"):
+        state.submit_job(job)
+    token = job.data["submitting"]
+    fault_slurm.control(noise=0, noise_defer=0)
+    driver = state.driver("fake")
+    late = subprocess.run(["sbatch", "--parsable", driver.job_paths(job).script],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert fault_slurm.jobs() == {late: token} and fault_slurm.live() == [late]
+    assert driver.kill_tokens([token])[token].outcome.name == "KILLED"
+    assert fault_slurm.state(late) == "CANCELLED"
