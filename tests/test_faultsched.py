@@ -356,3 +356,28 @@ def test_kill_by_token_cancels_whatever_carries_it(
     assert fault_slurm.jobs() == {late: token} and fault_slurm.live() == [late]
     assert driver.kill_tokens([token])[token].outcome.name == "KILLED"
     assert fault_slurm.state(late) == "CANCELLED"
+
+
+def test_kong_submit_says_it_cannot_know_in_one_line_and_force_submits(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """The CLI face of "cannot know": one `kong: error:` line, no traceback, nothing
+    submitted again; `kong submit --force` submits a new attempt."""
+    fault_slurm.control(noise=1, noise_defer=1)
+    job = state.create_job(command="true")
+    first = subprocess.run([*KONG, "submit", str(job.job_id)], env=fault_slurm.env(),
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode != 0
+    lines = first.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kong: error: "), first.stderr
+    assert "cannot tell whether it was submitted" in lines[0]
+    assert "Traceback" not in first.stderr
+    again = subprocess.run([*KONG, "submit", str(job.job_id)], env=fault_slurm.env(),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "submit --force" in again.stderr
+    assert fault_slurm.submits == 1
+    fault_slurm.control(noise=0, noise_defer=0)
+    forced = subprocess.run([*KONG, "submit", "--force", str(job.job_id)],
+                            env=fault_slurm.env(), capture_output=True, text=True, timeout=120)
+    assert forced.returncode == 0, forced.stderr
+    assert fault_slurm.submits == 2 and len(fault_slurm.jobs()) == 1
