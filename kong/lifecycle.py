@@ -457,7 +457,8 @@ def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
     """Stop what may still run, delete the jobs' files, cached logs and rows. A job
     that could not be stopped keeps its row (and the error says so)."""
     killed, check, problems = _stop(driver, jobs)
-    gone = [j for j in jobs if _may_rerun(j) or j in killed or j in check]
+    stopped = {j.job_id for j in [*killed, *check]}
+    gone = [j for j in jobs if j.job_id in stopped or _may_rerun(j)]
     driver.remove_files(gone)
     driver.forget_logs(gone)
     with db.write() as s:

@@ -511,7 +511,8 @@ def test_wait_timeout_and_progress(state: State) -> None:
         state.wait(slow.job_id, notify=False, timeout=1, poll_interval=0.1)
     state.kill_job(slow)
 
-    jobs = [state.create_job(command=f"sleep 0.{i}") for i in range(1, 4)]
+    # long enough that a loaded machine's first poll still sees them unfinished
+    jobs = [state.create_job(command=f"sleep {i}") for i in range(1, 4)]
     state.submit_job(ids(jobs))
     progress = state.wait(ids(jobs), notify=False, poll_interval=0.05, progress=True)
     assert progress is not None
