@@ -11,6 +11,7 @@ command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v tmux >/dev/null 2>&1 || need_pkgs+=(tmux)
+command -v shellcheck >/dev/null 2>&1 || need_pkgs+=(shellcheck)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "run-tests: installing Debian packages: ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

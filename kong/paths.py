@@ -101,6 +101,11 @@ def check_start_up(config_file: Path, data_dir: Path, kong_home: Path | None) ->
     directory, KONG_HOME, the data dir and the local jobs dir (the local runner lives
     there). Raises ``UnsafePath``."""
     if kong_home is not None:
+        if kong_home.exists() and not kong_home.is_dir():
+            from kong.db import DatabaseError
+
+            raise DatabaseError(f"{kong_home} is not a directory, so KONG_HOME cannot be "
+                                "there (kong keeps its config, database and job dirs in it)")
         check_trusted(kong_home, "KONG_HOME")
     check_trusted(config_file.parent, "the config dir")
     check_trusted(config_file, "the config file")

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, undefer
 
-from kong import db
+from kong import db, lifecycle
 from kong.config import Config
-from kong.drivers import driver_for_profile, set_active_config
+from kong.drivers import driver_for_profile
 from kong.errors import (
     CannotCreateError,
     CannotRemoveIsFolder,
@@ -64,7 +64,6 @@ class State(Selection):
         self.config = config
         self.cwd = cwd
         self.profile = config.profile(profile).name
-        set_active_config(config)
 
     @classmethod
     def get_instance(cls, profile: str | None = None) -> State:
@@ -77,12 +76,12 @@ class State(Selection):
 
     @property
     def default_driver(self) -> DriverBase:
-        return driver_for_profile(self.config, self.profile)
+        return self.driver(self.profile)
 
     def driver(self, profile: str, driver_name: str | None = None) -> DriverBase:
         """The driver of ``profile``; with the ``driver_name`` its jobs were made with, a
         stand-in that lists and removes them when the profile left the config."""
-        return driver_for_profile(self.config, profile, driver_name)
+        return driver_for_profile(self.config, profile, db.install_id(), driver_name)
 
     def _by_profile(self, jobs: Iterable[Job]) -> dict[str, list[Job]]:
         groups: dict[str, list[Job]] = defaultdict(list)
@@ -100,6 +99,7 @@ class State(Selection):
         drivers = {name: self.driver(name, group[0].driver) for name, group in groups.items()}
         for name, group in groups.items():
             for job in group:
+                job.config = self.config
                 job.ensure_driver_instance(drivers[name])
         # Drivers read every job's deferred ``data``: load it in a few queries rather
         # than one per job, and before the threads below, which share this process's
@@ -130,7 +130,7 @@ class State(Selection):
             children = folder.subfolders()
             if refresh:
                 self.refresh_jobs(self._jobs_in([folder], recursive))
-            jobs = JobList.query(self._in_folder(folder, recursive))
+            jobs = JobList.query(self._in_folder(folder, recursive), config=self.config)
         else:
             children = []
             jobs = self.get_jobs(path, recursive)
@@ -216,9 +216,10 @@ class State(Selection):
         driver = self.driver(self.config.profile(profile or self.profile).name)
         path = folder.path
         try:
-            job = driver.create_job(folder, **arguments)
+            job = lifecycle.create(driver, folder, **arguments)
         except IntegrityError:  # its folder's row went between our lookup and the insert
             raise NoSuchFolder(f"folder {path} was removed meanwhile") from None
+        job.config = self.config
         forget_collections()
         return job
 
@@ -228,13 +229,19 @@ class State(Selection):
         confirm: Confirmation = YES,
         recursive: bool = False,
         progress: ProgressCallback | None = None,
+        force: bool = False,
     ) -> list[Job]:
-        """Submit the selected jobs that are still CREATED; returns them."""
+        """Submit the selected jobs that are still CREATED; returns them.
+
+        A job whose earlier submission was cut off is first looked up on the
+        cluster. When kong cannot tell whether it got there (see
+        ``kong.lifecycle``), it is not submitted again and a ``DriverError`` says
+        so, unless ``force``: then it is submitted as a new attempt."""
         db.require_writable()  # before anything is done that could not be recorded
         jobs = [j for j in self.select_jobs(name, recursive) if j.status == JobStatus.CREATED]
         if not jobs or not confirm(f"Submit {len(jobs)} job(s)?"):
             return []
-        self._each_profile(jobs, lambda d, g: d.submit(g, progress))
+        self._each_profile(jobs, lambda d, g: lifecycle.submit(d, g, progress, force=force))
         return jobs
 
     def kill_job(
@@ -243,13 +250,18 @@ class State(Selection):
         recursive: bool = False,
         confirm: Confirmation = YES,
     ) -> list[Job]:
-        """Kill the selected jobs that are queued or running; returns them."""
+        """Kill the selected jobs that are queued, running, UNKNOWN or being submitted;
+        returns them. Killed jobs read FAILED when this returns; a job the scheduler
+        refused to kill keeps its status, and a ``DriverError`` says which and why."""
         db.require_writable()  # before anything is done that could not be recorded
         live = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.UNKNOWN)
-        jobs = [j for j in self.select_jobs(name, recursive) if j.status in live]
+        selected = self.select_jobs(name, recursive)
+        candidates = [j for j in selected if j.status in live or j.status == JobStatus.CREATED]
+        _load_data(candidates)
+        jobs = [j for j in candidates if j.status in live or lifecycle.in_flight(j)]
         if not jobs or not confirm(f"Kill {len(jobs)} job(s)?"):
             return []
-        self._each_profile(jobs, lambda d, g: d.kill(g))
+        self._each_profile(jobs, lifecycle.kill)
         return jobs
 
     def resubmit_job(
@@ -267,18 +279,24 @@ class State(Selection):
             jobs = [j for j in jobs if j.status == JobStatus.FAILED]
         if not jobs or not confirm(f"Resubmit {len(jobs)} job(s)?"):
             return []
-        self._each_profile(jobs, lambda d, g: d.resubmit(g, progress))
+        self._each_profile(jobs, lambda d, g: lifecycle.resubmit(d, g, progress))
         return jobs
 
     def refresh_jobs(self, jobs: Sequence[Job]) -> Sequence[Job]:
         """Ask the schedulers for the current status of ``jobs`` (one query per profile).
 
-        Jobs another kong process removed meanwhile are skipped (and detached from
-        this process's session), not written back."""
-        pending = [j for j in jobs if j.status not in (JobStatus.CREATED,)]
+        Jobs whose submission is in flight are reconciled first. Jobs another kong
+        process removed meanwhile are skipped (and detached from this process's
+        session), not written back."""
+        pending = [j for j in jobs if not j.status.finished]
         gone = self._removed_elsewhere(pending)
         pending = [j for j in pending if j.job_id not in gone]
-        self._each_profile(pending, lambda d, g: d.sync_status(g))
+        created = [j for j in pending if j.status == JobStatus.CREATED]
+        if created:
+            _load_data(created)
+            pending = [j for j in pending if j.status != JobStatus.CREATED
+                       or lifecycle.in_flight(j)]
+        self._each_profile(pending, lifecycle.refresh)
         return jobs
 
     def _removed_elsewhere(self, jobs: Sequence[Job]) -> set[int]:
@@ -307,7 +325,7 @@ class State(Selection):
         db.require_writable()  # before anything is done that could not be recorded
         folders: list[Folder] = []
         jobs: list[Job] = []
-        for one in [name] if isinstance(name, (str, int, Job, Folder)) else name:
+        for one in list(name) if isinstance(name, (list, tuple)) else [name]:
             more_folders, more_jobs = self._rm_targets(one)
             folders.extend(f for f in more_folders if f not in folders)
             jobs.extend(more_jobs)
@@ -324,7 +342,7 @@ class State(Selection):
         what.append(f"{len(jobs)} job(s)")
         if not confirm(f"Remove {' and '.join(what)}?"):
             return False
-        self._each_profile(jobs, lambda d, g: d.remove(g))
+        self._each_profile(jobs, lifecycle.remove)
         if folders:
             self._remove_folders(folders)
         forget_collections()
@@ -347,7 +365,7 @@ class State(Selection):
                         s.delete(folder)
             if not late:
                 break
-            self._each_profile(late, lambda d, g: d.remove(g))
+            self._each_profile(late, lifecycle.remove)
         else:
             paths = ", ".join(f.path for f in folders)
             raise FolderError(f"jobs keep being created in {paths}; its folders are kept")
@@ -358,6 +376,11 @@ class State(Selection):
                 s.expunge(obj)
         if self.cwd.folder_id in gone:
             self.cwd = Folder.get_root()
+
+    def load_data(self, jobs: Sequence[Job]) -> None:
+        """Read the ``data`` (scheduler details, history) of many jobs in a few queries,
+        before showing them all: it is loaded lazily, one query per job, otherwise."""
+        _load_data(jobs)
 
     # -- logs (kong/logview.py: read from the end, bounded) ------------------------------
 
@@ -435,7 +458,8 @@ class State(Selection):
                     live = [j for j in live if j.job_id not in gone]
                 self.refresh_jobs(live)
                 yield jobs
-                if all(j.status.finished or j.status == JobStatus.CREATED for j in jobs):
+                lifecycle.check_waitable(jobs)
+                if all(lifecycle.settled(j) for j in jobs):
                     break
                 now = time.monotonic()
                 if timeout is not None and now - start > timeout:

@@ -4,4 +4,4 @@ import os
 # kong agent on for its own KONG_HOMEs (an agent per test home would outlive the test).
 os.environ.setdefault("KONG_AGENT", "0")
 
-pytest_plugins = ["tests.clusters", "tests.fixtures_state"]
+pytest_plugins = ["tests.clusters", "tests.fixtures_state", "tests.faultsched"]

@@ -2,6 +2,8 @@
 
 Nothing is faked: kong's database is a real SQLite file in a fresh KONG_HOME, the
 jobs run in HTCondor 23 and their results come from condor_q/condor_history.
+What every driver does alike (kill, lazy logs, rm, round trips, resubmit, a crash
+mid-submit) is in tests/test_driver_contract.py; here is what is HTCondor's own.
 """
 
 from __future__ import annotations
@@ -101,30 +103,6 @@ def test_hundred_jobs_mixed_exit_codes(state: State) -> None:
         assert job.data["scheduler_state"] == "Completed"
 
 
-def test_round_trips_do_not_grow_with_the_number_of_jobs(
-    state: State, htcondor_cluster: Cluster
-) -> None:
-    driver = driver_of(state)
-    driver.base_dir  # noqa: B018 - resolve the remote home before counting round trips
-    trips: dict[int, dict[str, int]] = {}
-    for n in (2, 100):
-        folder = f"/rt{n}"
-        state.mkdir(folder)
-        with state.pushd(folder):
-            jobs = [state.create_job(command="sleep 300") for _ in range(n)]
-        counts = {
-            "submit": round_trips(driver, lambda f=folder: state.submit_job(f, recursive=True)),
-            "refresh": round_trips(driver, lambda j=jobs: state.refresh_jobs(j)),
-            "kill": round_trips(driver, lambda f=folder: state.kill_job(f, recursive=True)),
-        }
-        assert all(j.status == JobStatus.FAILED for j in jobs)
-        counts["rm"] = round_trips(driver, lambda f=folder: state.rm(f, recursive=True))
-        trips[n] = counts
-        wait_until_gone(htcondor_cluster, jobs)
-    assert trips[2] == trips[100], trips
-    assert trips[2] == {"submit": 2, "refresh": 1, "kill": 1, "rm": 1}, trips
-
-
 def test_held_job_is_failed_with_its_reason_and_leaves_the_queue(
     state: State, htcondor_cluster: Cluster
 ) -> None:
@@ -181,24 +159,6 @@ def test_a_bad_description_fails_alone(state: State) -> None:
     assert all(j.status == JobStatus.COMPLETED for j in [*good, big])
 
 
-def test_kill(state: State, htcondor_cluster: Cluster) -> None:
-    driver = driver_of(state)
-    state.mkdir("/kill")
-    state.cd("/kill")
-    jobs = [state.create_job(command="sleep 300") for _ in range(3)]
-    state.submit_job("/kill", recursive=True)
-    deadline = time.monotonic() + TIMEOUT
-    while not all(j.status == JobStatus.RUNNING for j in jobs):
-        assert time.monotonic() < deadline, [j.status for j in jobs]
-        state.refresh_jobs(jobs)
-        time.sleep(POLL)
-    assert round_trips(driver, lambda: state.kill_job("/kill", recursive=True)) == 1
-    assert all(j.status == JobStatus.FAILED and j.data["killed"] for j in jobs)
-    wait_until_gone(htcondor_cluster, jobs)
-    state.refresh_jobs(jobs)
-    assert all(j.status == JobStatus.FAILED for j in jobs)
-
-
 def test_resubmit_failed_only(state: State) -> None:
     # each job fails on its first run and succeeds on the next; the marker lives
     # outside the job dir, which resubmit clears
@@ -228,48 +188,6 @@ def test_resubmit_failed_only(state: State) -> None:
         assert job.data["history"][-1] == {"batch_job_id": first_id, "status": "FAILED"}
         with job.stdout() as fh:
             assert fh.read() == "second\n"  # the first run's log went with its job dir
-
-
-def test_lazy_stdout(state: State) -> None:
-    driver = driver_of(state)
-    state.mkdir("/logs")
-    state.cd("/logs")
-    job = state.create_job(command="echo to-stdout; echo to-stderr >&2; exit 3")
-    state.submit_job(job)
-    state.wait(job, notify=False, timeout=TIMEOUT)
-    assert job.status == JobStatus.FAILED
-    assert job.data["exit_code"] == 3
-    with job.stdout() as fh:
-        assert fh.read() == "to-stdout\n"
-    with job.stderr() as fh:
-        assert fh.read() == "to-stderr\n"
-    # a finished job's log is fetched once, then read from the laptop's cache
-    def read_again() -> None:
-        with job.stdout() as fh:
-            assert fh.read() == "to-stdout\n"
-
-    assert round_trips(driver, read_again) == 0
-
-
-def test_rm_removes_the_job_dirs(state: State, htcondor_cluster: Cluster) -> None:
-    driver = driver_of(state)
-    state.mkdir("/rm")
-    state.cd("/rm")
-    jobs = [state.create_job(command="echo x > \"$KONG_JOB_OUTPUT_DIR/out.txt\"")
-            for _ in range(3)]
-    state.submit_job("/rm", recursive=True)
-    state.wait("/rm", recursive=True, notify=False, timeout=TIMEOUT)
-    assert all(j.status == JobStatus.COMPLETED for j in jobs)
-    dirs = [driver.job_paths(j).job_dir for j in jobs]
-    sizes = driver.sizes(jobs)
-    assert all(size > 0 for size in sizes.values()), sizes
-    listing = ssh_out(htcondor_cluster, shlex.join(["ls", "-d", *dirs]))
-    assert listing.split() == dirs
-    state.cd("/")
-    assert state.rm("/rm", recursive=True)
-    result = htcondor_cluster.ssh(shlex.join(["ls", "-d", *dirs]))
-    assert result.returncode != 0
-    assert result.stdout.strip() == ""
 
 
 def test_a_dropped_connection_during_submit_submits_nothing_twice(
@@ -323,7 +241,9 @@ def test_connection_dropped_while_condor_submit_runs(
         while htcondor_cluster.exec("pgrep -x condor_submit")[0] != 0:
             assert time.monotonic() < deadline, "condor_submit never started"
             time.sleep(0.1)
-        assert htcondor_cluster.kill_ssh_connections() >= 1
+        # (the count can be 0 though the connection was cut: the session's monitor
+        # may exit on its own between the kill of its child and its own kill)
+        htcondor_cluster.kill_ssh_connections()
         time.sleep(1)  # kong notices the drop and reconnects to reconcile
     finally:
         htcondor_cluster.exec("pkill -CONT -x condor_schedd")
@@ -386,20 +306,21 @@ def test_slurm_and_htcondor_side_by_side(
     lock = threading.Lock()
     drivers = {name: state.driver(name) for name in ("condor", "slurm")}
     for name, driver in drivers.items():
-        real = driver.sync_status
+        real = driver.status
 
-        def timed(jobs: Any, name: str = name, real: Any = real) -> None:
+        def timed(jobs: Any, name: str = name, real: Any = real) -> Any:
             start = time.monotonic()
-            real(jobs)
+            result = real(jobs)
             with lock:
                 spans[name] = (start, time.monotonic())
+            return result
 
-        driver.sync_status = timed  # type: ignore[method-assign]
+        driver.status = timed  # type: ignore[method-assign]
     try:
         _, listed = state.ls("/mixed", refresh=True, recursive=True)
     finally:
         for driver in drivers.values():
-            del driver.sync_status
+            del driver.status
     assert len(listed) == 6
     assert set(spans) == {"condor", "slurm"}
     (a0, a1), (b0, b1) = spans["condor"], spans["slurm"]

@@ -260,7 +260,7 @@ def test_attributes_cover_the_status_fields() -> None:
 
 def condor_driver(**options: Any) -> HTCondorDriver:
     config = Config(data={"profiles": {"c": {"driver": "htcondor", **options}}})
-    return HTCondorDriver(config, config.profile("c"), transport=LocalTransport())
+    return HTCondorDriver(config, config.profile("c"), "abc", transport=LocalTransport())
 
 
 def entry(driver: HTCondorDriver, cores: int = 1, memory: int | None = None,

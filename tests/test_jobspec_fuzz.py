@@ -236,9 +236,13 @@ def test_every_cli_command_takes_any_jobspec(
         small_tree.cwd = Folder.get_root()
         words = ["mv", "--", spec, dest] if mv else [*command, "--", spec]
         code = run(words, obj=obj)
-        err = capsys.readouterr().err
+        captured = capsys.readouterr()
+        err = captured.err
         assert "Traceback" not in err
-        if code not in (0, 3):  # 3: wait's timeout, its own one line
+        if words[0] == "wait" and code == 1 and not err:
+            # wait's own verdict, not an error: it ended and some jobs did not complete
+            assert captured.out.startswith("done: "), captured.out
+        elif code not in (0, 3):  # 3: wait's timeout, its own one line
             assert err.strip().splitlines()[-1].startswith("kong: error: "), (words, err)
 
     check()

@@ -377,7 +377,7 @@ def test_bjobs_without_json_falls_back_to_delimited_output(
         assert all((j.data or {}).get("node") for j in jobs)
         # reconcile's listing works the same way
         token = f"kong-{db.install_id()}-{jobs[0].job_id}-1"
-        assert driver_of(kong).find_tokens([token]) == {token: jobs[0].batch_job_id}
+        assert driver_of(kong).find_tokens([token]).found == {token: jobs[0].batch_job_id}
 
 
 def test_a_reused_job_id_is_not_taken_for_ours(kong: State, lsf_cluster: Cluster) -> None:

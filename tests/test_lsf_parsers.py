@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from kong.config import Config
-from kong.drivers import driver_for_profile
 from kong.drivers.lsf import (
     STATES,
     LSFDriver,
@@ -317,7 +316,7 @@ def lsf_state(kong_home: Path) -> State:
 
 def test_header(lsf_state: State) -> None:
     job = lsf_state.create_job(command="echo hi", cores=4)
-    driver = driver_for_profile(lsf_state.config, "lsf")
+    driver = lsf_state.driver("lsf")
     assert isinstance(driver, LSFDriver)
     lines = driver.header_lines(job, driver.job_options(job), "kong-x-1-1")
     paths = driver.job_paths(job)
@@ -340,7 +339,7 @@ def test_header(lsf_state: State) -> None:
 def test_header_per_job_overrides(lsf_state: State) -> None:
     job = lsf_state.create_job(command="echo hi", memory=512, queue="short", walltime=45,
                                resources="select[type==X86_64] order[-slots]", extra=[])
-    driver = driver_for_profile(lsf_state.config, "lsf")
+    driver = lsf_state.driver("lsf")
     assert isinstance(driver, LSFDriver)
     lines = driver.header_lines(job, driver.job_options(job), "t")
     assert "#BSUB -q short" in lines

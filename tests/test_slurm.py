@@ -340,14 +340,15 @@ def test_two_clusters_one_tree_refreshed_concurrently(
     spans: dict[str, tuple[float, float]] = {}
     for name in ("slurm", "slurm_b"):
         driver = driver_of(kong2, name)
-        original = driver.sync_status
+        original = driver.status
 
-        def timed(js: Sequence[Job], name: str = name, original: Any = original) -> None:
+        def timed(js: Sequence[Job], name: str = name, original: Any = original) -> Any:
             start = time.monotonic()
-            original(js)
+            result = original(js)
             spans[name] = (start, time.monotonic())
+            return result
 
-        monkeypatch.setattr(driver, "sync_status", timed)
+        monkeypatch.setattr(driver, "status", timed)
 
     before = {n: driver_of(kong2, n).transport.stats.round_trips for n in ("slurm", "slurm_b")}
     kong2.refresh_jobs(kong2.get_jobs("/both", recursive=True))

@@ -75,11 +75,23 @@ def test_exit_code(text: str | None, status: JobStatus, code: int | None) -> Non
         ("123", "123"),
         ("123\n", "123"),
         ("123;cluster_b", "123"),
-        ("sbatch: warning: some note  4567", "4567"),
+        ("sbatch: warning: some note\n4567", "4567"),
+        ("site wrapper: job held for 600 seconds\n4568;c1\nsite wrapper: done", "4568"),
     ],
 )
 def test_parse_sbatch(output: str, batch_id: str) -> None:
     assert parse_sbatch(output) == batch_id
+
+
+@pytest.mark.parametrize("output", [
+    "site wrapper: job held for 600 seconds",
+    "sbatch: error: Batch job submission failed: 42 nodes busy",
+    "",
+])
+def test_parse_sbatch_takes_no_number_out_of_a_sentence(output: str) -> None:
+    """Issue 15, "while there": a number inside a wrapper's sentence is no job id."""
+    with pytest.raises(DriverError, match="no job id"):
+        parse_sbatch(output)
 
 
 @pytest.mark.parametrize("output", ["", "sbatch: error: Batch job submission failed: x"])
@@ -96,7 +108,7 @@ def test_squeue_pending_and_running() -> None:
     assert (info.status, info.state, info.reason) == (S, "PENDING", "Priority")
     assert info.exit_code is None
     assert info.extra == {"node": None, "submit_time": "2026-11-25T14:44:54",
-                          "start_time": None, "end_time": None}
+                          "start_time": None, "expected_start": None, "end_time": None}
 
     parsed = parse_squeue_line("5|kong-to|RUNNING|None|vm|2026-11-25T14:44:54|2026-11-25T14:44:55")
     assert parsed is not None
@@ -189,7 +201,8 @@ def test_scontrol_line() -> None:
     assert (info.status, info.state, info.exit_code, info.reason) == (
         F, "FAILED", 3, "NonZeroExitCode")
     assert info.extra == {"node": "vm", "submit_time": "2026-11-25T14:44:54",
-                          "start_time": "2026-11-25T14:44:55", "end_time": "2026-11-25T14:44:58"}
+                          "start_time": "2026-11-25T14:44:55", "expected_start": None,
+                          "end_time": "2026-11-25T14:44:58"}
     cancelled = SCONTROL.replace("JobState=FAILED Reason=NonZeroExitCode",
                                  "JobState=CANCELLED Reason=None").replace("ExitCode=3:0",
                                                                            "ExitCode=0:15")
@@ -217,9 +230,10 @@ def driver(kong_home: Path) -> SlurmDriver:
 
 
 def test_header(driver: SlurmDriver) -> None:
+    from kong import lifecycle
     from kong.model.folder import Folder
 
-    job = driver.create_job(Folder.get_root(), "echo hi", memory=512, qos="high", nodes=1,
+    job = lifecycle.create(driver, Folder.get_root(), "echo hi", memory=512, qos="high", nodes=1,
                             tasks=2, licenses="matlab:1")
     assert job.cores == 2  # the profile's default
     header = driver.header_lines(job, driver.job_options(job), "kong-x-1-1")
@@ -248,10 +262,10 @@ def test_header(driver: SlurmDriver) -> None:
     assert paths.stdout.startswith("/scratch/kong/")
 
     # memory as a profile option may be a size with a unit (create_job's is MB)
-    job2 = driver.create_job(Folder.get_root(), "true", cores=4)
+    job2 = lifecycle.create(driver, Folder.get_root(), "true", cores=4)
     header2 = driver.header_lines(job2, {**driver.job_options(job2), "memory": "4G"}, "t")
     assert "#SBATCH --cpus-per-task=4" in header2
-    job3 = driver.create_job(Folder.get_root(), "true", walltime=30)  # minutes
+    job3 = lifecycle.create(driver, Folder.get_root(), "true", walltime=30)  # minutes
     assert "#SBATCH --time=30" in driver.header_lines(job3, driver.job_options(job3), "t")
     assert "#SBATCH --mem=4G" in header2
 
@@ -270,13 +284,14 @@ def test_header(driver: SlurmDriver) -> None:
 )
 def test_bad_options_refused(driver: SlurmDriver, options: dict[str, object],
                              message: str) -> None:
+    from kong import lifecycle
     from kong.model.folder import Folder
 
     with pytest.raises(DriverError, match=message):
         driver.check_options(options)  # what a profile's options go through
     if "memory" not in options:  # create_job's memory is its own argument (MB)
         with pytest.raises(DriverError, match=message):
-            driver.create_job(Folder.get_root(), "true", **options)
+            lifecycle.create(driver, Folder.get_root(), "true", **options)
 
 
 def test_bad_profile_option_refused(kong_home: Path) -> None:
@@ -285,3 +300,13 @@ def test_bad_profile_option_refused(kong_home: Path) -> None:
     state = make_state(config)
     with pytest.raises(DriverError, match="memory"):
         state.default_driver  # noqa: B018
+
+
+def test_pending_job_start_estimate_is_no_start_time() -> None:
+    """Issue 15, "while there": squeue's %S of a pending job is Slurm's estimate."""
+    parsed = parse_squeue_line("5|kong-430af35c-5-1|PENDING|Resources||"
+                               "2026-11-25T14:44:54|2026-11-25T16:00:00")
+    assert parsed is not None
+    info = parsed[1]
+    assert info.extra["start_time"] is None
+    assert info.extra["expected_start"] == "2026-11-25T16:00:00"

@@ -157,10 +157,11 @@ def mv_command(obj: Context, sources: Sequence[str], dest: str) -> None:
     state = obj.state
     if len(sources) > 1 and not state.get_folders(dest):
         raise FolderError(f"no such folder: {dest} (moving several, DEST must exist)")
-    moved = [item for source in sources for item in state.mv(source, dest)]
-    click.echo(f"moved {len(moved)} item(s)")
-    for folder, reason in getattr(moved, "skipped", []):
-        click.echo(f"not moved: {folder.path}: {reason}")
+    results = [state.mv(source, dest) for source in sources]
+    click.echo(f"moved {sum(len(moved) for moved in results)} item(s)")
+    for moved in results:
+        for folder, reason in getattr(moved, "skipped", []):
+            click.echo(f"not moved: {folder.path}: {reason}")
 
 
 @cli.command("rm")

@@ -108,8 +108,11 @@ def create_job_command(
 @cli.command("submit")
 @click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
+@click.option("--force", is_flag=True,
+              help="Submit again jobs whose earlier submission kong cannot settle "
+                   "(it may be on the cluster: check first).")
 @pass_context
-def submit_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
+def submit_command(obj: Context, specs: Sequence[str], recursive: bool, force: bool) -> None:
     """Submit the selected jobs that have not been submitted yet (status CREATED)."""
     from kong import ui
 
@@ -118,7 +121,7 @@ def submit_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
         click.echo("no jobs to submit (all selected jobs were submitted before)")
         return
     with ui.progress_bar("Submitting", len(jobs)) as bar:
-        submitted = obj.state.submit_job(jobs, progress=bulk_progress(bar))
+        submitted = obj.state.submit_job(jobs, progress=bulk_progress(bar), force=force)
         bar.update(bar.task_ids[0], completed=len(submitted))
     click.echo(f"submitted {len(submitted)} job(s)")
 
@@ -243,6 +246,7 @@ def info_command(obj: Context, specs: Sequence[str], recursive: bool, as_json: b
     from kong import ui
 
     jobs = obj.state.select_jobs(list(specs), recursive)
+    obj.state.load_data(jobs)
     if as_json:
         ui.print_json([ui.job_dict(j) for j in jobs])
         return

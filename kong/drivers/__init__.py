@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
+from kong.config import Config
 from kong.errors import ConfigError
 
 if TYPE_CHECKING:
-    from kong.config import Config
     from kong.drivers.base import DriverBase
 
 _MODULES = {
@@ -23,9 +24,13 @@ _MODULES = {
     "lsf": ("kong.drivers.lsf", "LSFDriver"),
 }
 
-_instances: dict[tuple[int, str], DriverBase] = {}
+# One driver per (config, profile, database): its transport and caches are shared by
+# every job of that profile. Keyed weakly on the Config, so that a config no State
+# uses any more takes its drivers with it (and a new Config never gets an old one's).
+_instances: weakref.WeakKeyDictionary[Config, dict[tuple[str, str], DriverBase]] = (
+    weakref.WeakKeyDictionary()
+)
 _lock = threading.Lock()
-_active: Config | None = None
 
 
 def driver_class(name: str) -> type[DriverBase]:
@@ -53,38 +58,24 @@ def driver_options(name: str) -> dict[str, Any]:
 
 
 def driver_for_profile(
-    config: Config, profile: str, driver_name: str | None = None
+    config: Config, profile: str, install_id: str, driver_name: str | None = None
 ) -> DriverBase:
-    """The one driver instance of ``profile`` under ``config`` (created on first use).
+    """The one driver of ``profile`` under ``config`` for the database whose install id
+    is ``install_id`` (created on first use).
 
     With ``driver_name`` (the driver a job was made with), a profile that is no
     longer in the config gets a stand-in that can list and remove its jobs.
     """
-    key = (id(config), profile)
     with _lock:
-        driver = _instances.get(key)
+        drivers = _instances.setdefault(config, {})
+        driver = drivers.get((profile, install_id))
         if driver is None:
             if driver_name is not None and profile not in config.profiles:
                 from kong.drivers.missing import MissingProfileDriver
 
-                driver = MissingProfileDriver(config, profile, driver_name)
+                driver = MissingProfileDriver(config, profile, driver_name, install_id)
             else:
                 prof = config.profile(profile)
-                driver = driver_class(prof.driver)(config, prof)
-            _instances[key] = driver
+                driver = driver_class(prof.driver)(config, prof, install_id)
+            drivers[(profile, install_id)] = driver
         return driver
-
-
-def set_active_config(config: Config) -> None:
-    """The config that jobs loaded without a State use to find their driver."""
-    global _active
-    _active = config
-
-
-def active_config() -> Config:
-    global _active
-    if _active is None:
-        from kong.config import Config
-
-        _active = Config()
-    return _active

@@ -1,24 +1,28 @@
-"""What every driver does, in bulk.
+"""What every driver does, in bulk, as an adapter: no database, no decisions.
 
-A driver turns operations on many jobs of one profile into as few commands on
-its transport as possible. ORM rows are only changed inside ``db.write()``
-blocks, after the remote work, so no database transaction is ever held open
-while a cluster is being talked to.
+A driver renders job scripts, turns operations on many jobs of one profile into
+as few commands on its transport as possible, parses what the scheduler prints
+and returns plain results per job (the dataclasses below). It never writes a
+job's row and never decides what an answer means for a job's life: that is
+``kong.lifecycle``'s business. What a driver needs of the database (the
+install id that names job dirs and tokens) is handed to it when it is made.
 """
 
 from __future__ import annotations
 
+import enum
 import io
 import os
-import time
+import shlex
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from kong import db
 from kong.drivers.script import JobPaths, check_env_names, render_script
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
@@ -28,7 +32,6 @@ from kong.remote.local import LocalTransport
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
-    from kong.model.folder import Folder
 
 #: per-job keyword arguments every driver understands
 COMMON_JOB_ARGS = ("cores", "memory", "cwd", "env")
@@ -36,14 +39,112 @@ COMMON_JOB_ARGS = ("cores", "memory", "cwd", "env")
 ProgressCallback = Callable[[int, int], None]
 
 
+# -- what drivers answer, per job -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """One job to submit, with the kong-unique token of this attempt (recorded already)."""
+
+    job: Job
+    token: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The scheduler took the job and named it ``batch_id``."""
+
+    batch_id: str
+
+
+@dataclass(frozen=True)
+class SubmitFailed:
+    """The submit command refused the job: it is certainly not on the cluster."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class SubmitUnclear:
+    """The submit command said neither yes nor no (exit 0 with output kong cannot read)."""
+
+    why: str
+
+
+#: A job without an entry in ``submit``'s answer got no answer at all (cut short).
+SubmitResult = Submitted | SubmitFailed | SubmitUnclear
+
+
+@dataclass
+class SchedulerInfo:
+    """What the scheduler says of one job."""
+
+    status: JobStatus
+    state: str  # the scheduler's own word, e.g. TIMEOUT or Held
+    exit_code: int | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # node, times, ...
+
+
+@dataclass(frozen=True)
+class Absent:
+    """The scheduler knows nothing of the job; ``exit_code`` is what the job's own
+    ``exit_code`` file says, if it left one."""
+
+    exit_code: int | None = None
+
+
+#: A job without an entry in ``status``'s answer was not asked about.
+StatusResult = SchedulerInfo | Absent
+
+
+class KillOutcome(enum.Enum):
+    KILLED = "killed"  # the scheduler took the kill
+    FINISHED = "finished"  # it had already ended: nothing to kill
+    REFUSED = "refused"  # the scheduler said no (e.g. permission denied)
+    UNKNOWN = "unknown"  # no clear answer: the job's status must be asked for
+
+
+@dataclass(frozen=True)
+class KillResult:
+    outcome: KillOutcome
+    message: str = ""  # the scheduler's own words
+
+
+@dataclass(frozen=True)
+class TokenLookup:
+    """Which tokens the scheduler knows (token -> batch id), and how far to trust
+    the silence about the others.
+
+    ``busy``: a submit loop of this kong still runs on the host, so a token not
+    found now may still be submitted. ``history_seconds``: how long after a
+    submission the scheduler still shows it (None: as long as kong cares).
+    """
+
+    found: dict[str, str]
+    busy: str | None = None
+    history_seconds: float | None = None
+
+
 class DriverBase(ABC):
     name: ClassVar[str]
     #: profile options and per-job overrides this driver accepts, with their types
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {}
+    default_poll_interval: float = 2.0
+    #: whether the driver can reach the jobs' host at all (False: a stand-in for a
+    #: profile that left the config, whose jobs can only be listed and forgotten)
+    reachable: ClassVar[bool] = True
 
-    def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
+    def __init__(
+        self,
+        config: Config,
+        profile: Profile,
+        install_id: str,
+        transport: Transport | None = None,
+    ):
         self.config = config
         self.profile = profile
+        self.install_id = install_id
         self.transport = transport or transport_for(profile, config)
 
     # -- where things live --------------------------------------------------------------
@@ -58,7 +159,7 @@ class DriverBase(ABC):
         else:
             root = self.transport.expand("~/.kong")
         # Job ids are per database: two laptops sharing a cluster must not collide.
-        return f"{root.rstrip('/')}/{db.install_id()}"
+        return f"{root.rstrip('/')}/{self.install_id}"
 
     def job_paths(self, job: Job) -> JobPaths:
         return JobPaths.under(self.base_dir, job.job_id)
@@ -77,19 +178,23 @@ class DriverBase(ABC):
             for path in (paths.log_dir, paths.output_dir):
                 make_private_dir(Path(path))  # 0700 up the tree: the user's alone
 
+    def token(self, job: Job, attempt: int) -> str:
+        """The name a job's ``attempt`` carries into the scheduler."""
+        return f"kong-{self.install_id}-{job.job_id}-{attempt}"
+
     # -- creating -----------------------------------------------------------------------
 
-    def create_job(
+    def new_job(
         self,
-        folder: Folder,
         command: str,
         cores: int = 1,
         memory: int | None = None,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         **options: Any,
-    ) -> Job:
-        """Create a job row (status CREATED). ``options`` override the profile's options."""
+    ) -> dict[str, Any]:
+        """The checked column values of a new job row (``options`` override the
+        profile's options); ``kong.lifecycle`` writes the row."""
         self.check_options(options)
         if not isinstance(command, str) or not command.strip():
             raise DriverError("a job needs a non-empty command")
@@ -105,25 +210,8 @@ class DriverBase(ABC):
         if env:
             check_env_names(env)
             data["env"] = {str(k): str(v) for k, v in env.items()}
-        with db.write() as s:
-            job = Job(
-                driver=self.name,
-                profile=self.profile.name,
-                folder_id=folder.folder_id,
-                command=command,
-                cores=cores,
-                memory=memory,
-                status=JobStatus.CREATED,
-                data=data,
-            )
-            s.add(job)
-            s.flush()  # the id names the dirs
-            # Made inside the insert's transaction: a concurrent `rm -r` of the folder
-            # either sees this job (and removes these dirs) or not at all (then its
-            # latecomer check does); dirs made after its removal would be orphans.
-            self.prepare_dirs([job])
-        job.ensure_driver_instance(self)
-        return job
+        return {"driver": self.name, "profile": self.profile.name, "command": command,
+                "cores": cores, "memory": memory, "data": data}
 
     def check_options(self, options: dict[str, Any]) -> None:
         for key, value in options.items():
@@ -152,8 +240,8 @@ class DriverBase(ABC):
             command=job.command,
             paths=paths,
             nproc=job.cores,
-            scratch=scratch or f'"${{TMPDIR:-/tmp}}/kong-{db.install_id()}-{job.job_id}"',
-            cwd=_shell_quote(cwd) if cwd else '"$HOME"',
+            scratch=scratch or f'"${{TMPDIR:-/tmp}}/kong-{self.install_id}-{job.job_id}"',
+            cwd=shlex.quote(cwd) if cwd else '"$HOME"',
             header_lines=header_lines,
             env=data.get("env"),
             umask=self.profile.umask or "077",
@@ -162,43 +250,31 @@ class DriverBase(ABC):
     # -- bulk operations: each is a few commands, whatever len(jobs) is -----------------
 
     @abstractmethod
-    def submit(self, jobs: Sequence[Job], progress: ProgressCallback | None = None) -> None:
-        """Submit jobs in CREATED state; others are refused."""
+    def submit(
+        self, requests: Sequence[SubmitRequest], progress: ProgressCallback | None = None
+    ) -> dict[int, SubmitResult]:
+        """Submit the jobs; the answer per job id. ``ConnectionLost`` when cut off."""
 
     @abstractmethod
-    def sync_status(self, jobs: Sequence[Job]) -> None:
-        """Bring status (and scheduler data) of the jobs up to date."""
+    def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        """What the scheduler says of jobs that have a batch id, per job id."""
 
     @abstractmethod
-    def kill(self, jobs: Sequence[Job]) -> None:
-        """Stop jobs that are queued or running; they end FAILED."""
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
+        """Which of these submit tokens the scheduler knows."""
 
-    def resubmit(self, jobs: Sequence[Job], progress: ProgressCallback | None = None) -> None:
-        """Run jobs again from scratch: kill what still runs, clear their files, submit."""
-        live = [j for j in jobs if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
-        if live:
-            self.kill(live)
-        self.transport.remove_trees([self.job_paths(j).job_dir for j in jobs])
-        with db.write():
-            for job in jobs:
-                history = list((job.data or {}).get("history", []))
-                if job.batch_job_id is not None:
-                    history.append({"batch_job_id": job.batch_job_id, "status": job.status.name})
-                job.set_data(history=history, exit_code=None)
-                job.batch_job_id = None
-                job.status = JobStatus.CREATED
-        self.submit(jobs, progress)
+    @abstractmethod
+    def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
+        """Ask the scheduler to stop jobs that have a batch id; its answer per job id."""
 
-    def remove(self, jobs: Sequence[Job]) -> None:
-        """Kill what still runs, delete the jobs' files and their rows."""
-        live = [j for j in jobs if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
-        if live:
-            self.kill(live)
-        self.transport.remove_trees([self.job_paths(j).job_dir for j in jobs])
-        self.forget_logs(jobs)
-        with db.write() as s:
-            for job in jobs:
-                s.delete(job)
+    @abstractmethod
+    def kill_tokens(self, tokens: Sequence[str]) -> dict[str, KillResult]:
+        """Stop whatever carries these tokens (jobs whose batch id kong never learnt)."""
+
+    def remove_files(self, jobs: Sequence[Job]) -> None:
+        """Delete the jobs' dirs on the host, in one command."""
+        if jobs:
+            self.transport.remove_trees([self.job_paths(j).job_dir for j in jobs])
 
     def sizes(self, jobs: Sequence[Job]) -> dict[int, int]:
         """Bytes in each job's output dir, in one ``du``."""
@@ -215,35 +291,6 @@ class DriverBase(ABC):
             if path in by_dir and size.isdigit():
                 sizes[by_dir[path]] = int(size)
         return sizes
-
-    def wait(
-        self,
-        jobs: Sequence[Job],
-        timeout: float | None = None,
-        poll_interval: float | None = None,
-    ) -> None:
-        for _ in self.wait_iter(jobs, timeout, poll_interval):
-            pass
-
-    def wait_iter(
-        self,
-        jobs: Sequence[Job],
-        timeout: float | None = None,
-        poll_interval: float | None = None,
-    ) -> Iterator[Sequence[Job]]:
-        """Yield the jobs after each refresh until all are finished (or timeout)."""
-        interval = poll_interval if poll_interval is not None else self.default_poll_interval
-        start = time.monotonic()
-        while True:
-            self.sync_status([j for j in jobs if not j.status.finished])
-            yield jobs
-            if all(j.status.finished or j.status == JobStatus.CREATED for j in jobs):
-                return
-            if timeout is not None and time.monotonic() - start > timeout:
-                raise TimeoutError(f"jobs not finished after {timeout} s")
-            time.sleep(interval)
-
-    default_poll_interval: float = 2.0
 
     # -- logs ---------------------------------------------------------------------------
 
@@ -271,31 +318,28 @@ class DriverBase(ABC):
             yield fh
 
     def log_cache_key(self, job: Job, which: str) -> str:
-        return f"{self.profile.name}/{db.install_id()}/{job.job_id}/{which}"
+        return f"{self.profile.name}/{self.install_id}/{job.job_id}/{which}"
+
+    def _log_cache(self) -> Any:
+        from kong.remote.logsync import LogCache
+
+        return LogCache(self.config.data_dir / "logcache")
 
     def sync_log(self, job: Job, which: str) -> Path:
         """Fetch the bytes of a remote log not yet in the local cache; return the cached file."""
-        from kong.remote.logsync import LogCache
-
-        cache = LogCache(self.config.data_dir / "logcache")
-        return cache.sync(
+        cache = self._log_cache()
+        path: Path = cache.sync(
             self.transport,
             self.log_path(job, which),
             self.log_cache_key(job, which),
             finished=job.status.finished,
         )
+        return path
 
     def forget_logs(self, jobs: Iterable[Job]) -> None:
-        cache = self.config.data_dir / "logcache" / self.profile.name / db.install_id()
+        """Drop the cached logs of jobs (removed, or about to run again)."""
+        cache = self._log_cache()
         for job in jobs:
-            target = cache / str(job.job_id)
+            target = cache.path(self.log_cache_key(job, "stdout")).parent
             if target.exists():
-                import shutil
-
                 shutil.rmtree(target, ignore_errors=True)
-
-
-def _shell_quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)

@@ -5,38 +5,48 @@ that submits one script, how to parse what that command prints, and how to ask
 the scheduler about many jobs at once. This module turns those into bulk
 operations of a constant number of round trips:
 
-submit   1. record the intent (a kong-unique token per attempt) in the database;
-         2. upload every script in one transfer;
-         3. run one remote loop that submits them all and prints one line each;
-         4. store the batch ids.
-         If the connection drops during 3, the intent stays; the next operation
-         asks the scheduler for jobs carrying those tokens (the job name) and
-         adopts what it finds, so no job is submitted twice or lost.
-status   one scheduler query (live queue plus history) for all jobs; a job
-         neither shows is UNKNOWN, unless its script left an exit code.
-kill     one command with all batch ids.
+submit   upload every script in one transfer, then run one remote loop that
+         submits them all and prints one line each; the answer per job is a
+         batch id, the submit command's refusal, or "unclear". (``kong.lifecycle``
+         recorded each job's token before, and reconciles jobs without an answer.)
+status   one scheduler query (live queue plus history) for all jobs; for jobs
+         neither shows, the exit code their script left, if any.
+tokens   one scheduler query for the jobs that carry given tokens (job names),
+         saying when a submit loop still runs and how long the history reaches.
+kill     one remote loop, one kill command per job, its answer per job.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shlex
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kong import db
-from kong.drivers.base import DriverBase, ProgressCallback
+from kong.drivers.base import (
+    Absent,
+    DriverBase,
+    KillOutcome,
+    KillResult,
+    ProgressCallback,
+    SchedulerInfo,
+    StatusResult,
+    SubmitFailed,
+    SubmitRequest,
+    SubmitResult,
+    Submitted,
+    SubmitUnclear,
+    TokenLookup,
+)
 from kong.drivers.script import JobPaths
-from kong.errors import ConnectionLost, DriverError, TransportError
-from kong.model.job import Job, JobStatus
+from kong.drivers.sh import load
+from kong.errors import DriverError
+from kong.model.job import Job
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
-    from kong.model.folder import Folder
     from kong.remote import Transport
 
 #: options every batch driver accepts (profile-wide and per job)
@@ -45,6 +55,8 @@ BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "scratch_dir": str,  # shell word for KONG_JOB_SCRATCHDIR's parent; default $TMPDIR
     "extra": list,  # extra scheduler directive lines, verbatim
     "poll_interval": (int, float),
+    # how long a reconcile waits for an earlier submit loop before it says "in flight"
+    "submit_lock_wait": (int, float),
 }
 
 # One remote loop submits every job: lines "<job_id>\t<command>" on stdin, where
@@ -52,44 +64,24 @@ BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
 # The loop holds a lock ("$1", where the host has flock) while it lives: after a
 # dropped connection it may still be submitting (it dies only at its next write),
 # and a reconcile must not look for tokens before it is gone (WAIT_FOR_SUBMITS).
-_SUBMIT_LOOP = r"""
-if command -v flock >/dev/null 2>&1 && [ -w "${1%/*}" ]; then exec 9>>"$1"; flock 9; fi
-kong_nl='
-'
-while IFS='	' read -r kong_id kong_cmd; do
-    kong_out=$(eval "$kong_cmd" 2>&1 </dev/null 9>&-)
-    kong_rc=$?
-    # Newlines to spaces with builtins only: a fork per job would cost as much as
-    # the scheduler's own submit command on some clusters.
-    set -f; IFS=$kong_nl; set -- $kong_out; IFS=' '; kong_out="$*"; unset IFS; set +f
-    printf 'KONG\t%s\t%s\t%s\n' "$kong_id" "$kong_rc" "$kong_out"
-done
-"""
+_SUBMIT_LOOP = load("submit_loop.sh")
 
 #: Shell lines for the top of a ``find_tokens`` script run with the lock path
-#: (``BatchDriver.submit_lock``) as "$1": wait until no submit loop of this kong is
-#: running on the host, so that every job it submitted is visible.
-WAIT_FOR_SUBMITS = r"""
-if command -v flock >/dev/null 2>&1 && [ -f "$1" ]; then flock -w 120 "$1" true; fi
-"""
+#: (``BatchDriver.submit_lock``) as "$1": wait a little for a submit loop of this
+#: kong on the host to end, so that every job it submitted is visible; when it is
+#: still running, print KONG-BUSY (and go on: what is found is still true), so
+#: that a token not found is not taken for "never submitted".
+WAIT_FOR_SUBMITS = load("wait_for_submits.sh")
+
+#: The marker WAIT_FOR_SUBMITS prints when a submit loop holds the lock.
+BUSY = "KONG-BUSY"
+
+# Run one command per line of stdin, "<key>\t<command>" (built with shlex.join), and
+# print "KONG\t<key>\t<exit code>\t<output on one line>" for each: kill answers per job.
+_EACH = load("each.sh")
 
 # Read the exit_code files that job scripts leave, for jobs the scheduler forgot.
-_EXIT_CODES = r"""
-while IFS= read -r kong_f; do
-    if [ -f "$kong_f" ]; then printf '%s\t%s\n' "$kong_f" "$(cat "$kong_f")"; fi
-done
-"""
-
-
-@dataclass
-class SchedulerInfo:
-    """What the scheduler says of one job."""
-
-    status: JobStatus
-    state: str  # the scheduler's own word, e.g. TIMEOUT or Held
-    exit_code: int | None = None
-    reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # node, times, ...
+_EXIT_CODES = load("exit_codes.sh")
 
 
 @dataclass(frozen=True)
@@ -107,11 +99,21 @@ class BatchDriver(DriverBase):
     default_poll_interval = 5.0
     #: shown in messages, e.g. "sbatch"
     submit_tool: ClassVar[str] = "submit"
+    #: lower-case words of the kill command meaning "that job had already ended"
+    KILL_FINISHED: ClassVar[tuple[str, ...]] = ()
+    #: lower-case words of the kill command meaning "no such job (any more)"
+    KILL_GONE: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Config, profile: Profile, transport: Transport | None = None):
-        super().__init__(config, profile, transport)
-        # State.wait and DriverBase.wait poll at default_poll_interval: the profile's
-        # poll_interval option must reach them.
+    def __init__(
+        self,
+        config: Config,
+        profile: Profile,
+        install_id: str,
+        transport: Transport | None = None,
+    ):
+        super().__init__(config, profile, install_id, transport)
+        # State.wait polls at default_poll_interval: the profile's poll_interval
+        # option must reach it.
         value = profile.options.get("poll_interval")
         if value is not None:
             self.default_poll_interval = float(value)
@@ -119,22 +121,21 @@ class BatchDriver(DriverBase):
         # scheduler to refuse it at submit time.
         self.check_options(dict(profile.options))
 
-    def create_job(
+    def new_job(
         self,
-        folder: Folder,
         command: str,
         cores: int | None = None,
         memory: int | None = None,
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         **options: Any,
-    ) -> Job:
-        """As ``DriverBase.create_job``; ``cores`` defaults to the profile's ``cores``
+    ) -> dict[str, Any]:
+        """As ``DriverBase.new_job``; ``cores`` defaults to the profile's ``cores``
         where the driver has that option."""
         if cores is None:
             cores = int(self.profile.options.get("cores") or 1)
-        return super().create_job(folder, command, cores=cores, memory=memory, cwd=cwd,
-                                  env=env, **options)
+        return super().new_job(command, cores=cores, memory=memory, cwd=cwd, env=env,
+                               **options)
 
     # -- what each scheduler provides ---------------------------------------------------
 
@@ -155,24 +156,31 @@ class BatchDriver(DriverBase):
         """Scheduler info by batch id for these (submitted) jobs, in O(1) commands."""
 
     @abstractmethod
-    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         """Batch ids of jobs the scheduler knows by name (token -> batch id)."""
 
     @abstractmethod
-    def kill_argv(self) -> list[str]:
-        """The kill command; batch ids are appended to it via xargs on stdin."""
+    def kill_argv(self, batch_id: str) -> list[str]:
+        """The command that kills one job."""
+
+    @abstractmethod
+    def kill_token_argv(self, token: str) -> list[str]:
+        """The command that kills whatever job carries ``token``."""
 
     def scratch(self, options: dict[str, Any], job: Job) -> str:
         parent = options.get("scratch_dir") or "${TMPDIR:-/tmp}"
-        return f'"{parent}/kong-{db.install_id()}-{job.job_id}"'
+        return f'"{parent}/kong-{self.install_id}-{job.job_id}"'
 
     # -- helpers ------------------------------------------------------------------------
 
-    def token(self, job: Job, attempt: int) -> str:
-        return f"kong-{db.install_id()}-{job.job_id}-{attempt}"
+    def sh_argv(self, script: str, *args: str) -> list[str]:
+        """The command that runs ``script`` with ``args`` on the host."""
+        wait = self.profile.options.get("submit_lock_wait")
+        env = [] if wait is None else ["env", f"KONG_LOCK_WAIT={float(wait):g}"]
+        return [*env, "sh", "-c", script, "sh", *args]
 
     def run_script(self, script: str, stdin: str = "", *args: str) -> str:
-        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
+        result = self.transport.run(self.sh_argv(script, *args), stdin=stdin.encode())
         return result.text()
 
     @property
@@ -184,37 +192,35 @@ class BatchDriver(DriverBase):
         value = self.profile.options.get("poll_interval")
         return float(value) if value is not None else self.default_poll_interval
 
+    def busy_message(self) -> str:
+        return (f"a kong submit loop is still running on {self.transport.label} "
+                f"(it holds {self.submit_lock})")
+
     # -- submit -------------------------------------------------------------------------
 
-    def submit(self, jobs: Sequence[Job], progress: ProgressCallback | None = None) -> None:
-        self.reconcile([j for j in jobs if (j.data or {}).get("submitting")])
-        jobs = [j for j in jobs if j.status == JobStatus.CREATED]
-        if not jobs:
-            return
-        tokens: dict[int, str] = {}
-        with db.write():  # the intent, before anything reaches the cluster
-            for job in jobs:
-                attempt = int((job.data or {}).get("attempt", 0)) + 1
-                tokens[job.job_id] = self.token(job, attempt)
-                job.set_data(attempt=attempt, submitting=tokens[job.job_id])
+    def submit(
+        self, requests: Sequence[SubmitRequest], progress: ProgressCallback | None = None
+    ) -> dict[int, SubmitResult]:
+        if not requests:
+            return {}
         files: dict[str, bytes] = {}
         entries = []
-        for job in jobs:
+        for request in requests:
+            job = request.job
             paths = self.job_paths(job)
             options = self.job_options(job)
-            token = tokens[job.job_id]
-            script = self.render(job, self.header_lines(job, options, token),
+            script = self.render(job, self.header_lines(job, options, request.token),
                                  scratch=self.scratch(options, job))
             files[paths.script] = script.encode()
             files[f"{paths.log_dir}/.kong"] = b""  # the scheduler opens logs before the script runs
-            entries.append(SubmitEntry(job, paths, options, token))
+            entries.append(SubmitEntry(job, paths, options, request.token))
         self.transport.upload(files)
-        try:
-            output = self.submit_remote(entries)
-        except ConnectionLost:
-            self._reconcile_after_drop(jobs)
-            raise
-        self._record_submissions(jobs, output, progress)
+        output = self.submit_remote(entries)
+        results = self.parse_submit_lines(output)
+        if progress:
+            done = sum(isinstance(r, Submitted) for r in results.values())
+            progress(done, len(requests))
+        return results
 
     def submit_remote(self, entries: Sequence[SubmitEntry]) -> str:
         """Submit the uploaded scripts in one remote command. Returns one line per
@@ -228,102 +234,42 @@ class BatchDriver(DriverBase):
         )
         return self.run_script(_SUBMIT_LOOP, lines, self.submit_lock)
 
-    def _record_submissions(
-        self, jobs: Sequence[Job], output: str, progress: ProgressCallback | None
-    ) -> None:
-        by_id = {j.job_id: j for j in jobs}
-        errors: list[str] = []
-        now = datetime.now(UTC).isoformat()
-        with db.write():
-            for line in output.splitlines():
-                parts = line.split("\t", 3)
-                if len(parts) != 4 or parts[0] != "KONG" or not parts[1].isdigit():
-                    continue
-                job = by_id.pop(int(parts[1]), None)
-                if job is None:
-                    continue
-                rc, text = parts[2], parts[3].strip()
-                batch_id = None
-                if rc == "0":
-                    try:
-                        batch_id = self.parse_submit(text)
-                    except DriverError as exc:
-                        errors.append(str(exc))
-                else:
-                    errors.append(f"job {job.job_id}: {self.submit_tool} failed: {text[:200]}")
-                if batch_id is None:
-                    job.set_data(submitting=None)
-                    continue
-                job.batch_job_id = batch_id
-                job.status = JobStatus.SUBMITTED
-                job.set_data(submitting=None, submitted_at=now, scheduler_state=None,
-                             exit_code=None)
-        if by_id:
-            # no line for these: the loop was cut short; the scheduler knows the truth
-            self.reconcile(list(by_id.values()))
-        if progress:
-            progress(len(jobs) - len(errors), len(jobs))
-        if errors:
-            raise DriverError(
-                f"{len(errors)} of {len(jobs)} job(s) could not be submitted: {errors[0]}"
-            )
-
-    def _reconcile_after_drop(self, jobs: Sequence[Job]) -> None:
-        # Still unreachable: the intents stay, and the next operation reconciles.
-        with contextlib.suppress(TransportError):
-            self.reconcile(jobs)
-
-    def reconcile(self, jobs: Sequence[Job]) -> None:
-        """Settle jobs whose submission was cut off: adopt what the scheduler has,
-        free the rest for a new submission."""
-        pending = {
-            token: j for j in jobs if (token := (j.data or {}).get("submitting")) is not None
-        }
-        if not pending:
-            return
-        found = self.find_tokens(list(pending))
-        now = datetime.now(UTC).isoformat()
-        with db.write():
-            for token, job in pending.items():
-                batch_id = found.get(token)
-                if batch_id is not None:
-                    job.batch_job_id = batch_id
-                    job.status = JobStatus.SUBMITTED
-                    job.set_data(submitting=None, submitted_at=now, reconciled=True)
-                else:
-                    job.set_data(submitting=None)
+    def parse_submit_lines(self, output: str) -> dict[int, SubmitResult]:
+        """The answer per job id in ``submit_remote``'s output."""
+        results: dict[int, SubmitResult] = {}
+        for line in output.splitlines():
+            parts = line.split("\t", 3)
+            if len(parts) != 4 or parts[0] != "KONG" or not parts[1].isdigit():
+                continue
+            job_id, rc = int(parts[1]), parts[2]
+            text = "\n".join(part.strip() for part in parts[3].split("\x1f")).strip()
+            if rc != "0":
+                words = " ".join(text.split())
+                results[job_id] = SubmitFailed(f"{self.submit_tool} failed: {words[:200]}")
+                continue
+            try:
+                results[job_id] = Submitted(self.parse_submit(text))
+            except DriverError as exc:
+                # exit 0: the scheduler may well have the job, under an id kong cannot read
+                results[job_id] = SubmitUnclear(f"{self.submit_tool} exited 0 but {exc}")
+        return results
 
     # -- status -------------------------------------------------------------------------
 
-    def sync_status(self, jobs: Sequence[Job]) -> None:
-        self.reconcile([j for j in jobs if (j.data or {}).get("submitting")])
-        # A finished job stays finished (resubmit makes it CREATED first), so only
-        # live and UNKNOWN jobs are asked about.
-        jobs = [j for j in jobs if j.batch_job_id and j.status != JobStatus.CREATED
-                and not j.status.finished]
+    def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        jobs = [j for j in jobs if j.batch_job_id]
         if not jobs:
-            return
+            return {}
         infos = self.query(jobs)
         missing = [j for j in jobs if j.batch_job_id not in infos]
         exit_codes = self._exit_codes(missing) if missing else {}
-        with db.write():
-            for job in jobs:
-                assert job.batch_job_id is not None
-                info = infos.get(job.batch_job_id)
-                if info is None:
-                    code = exit_codes.get(job.job_id)
-                    if code is None:
-                        if not job.status.finished:
-                            job.status = JobStatus.UNKNOWN
-                        continue
-                    status = JobStatus.COMPLETED if code == 0 else JobStatus.FAILED
-                    info = SchedulerInfo(status, "FORGOTTEN", exit_code=code,
-                                         reason="scheduler has no record; exit code from job")
-                if (job.data or {}).get("killed") and info.status == JobStatus.COMPLETED:
-                    info.status = JobStatus.FAILED
-                job.status = info.status
-                job.set_data(scheduler_state=info.state, exit_code=info.exit_code,
-                             reason=info.reason, **info.extra)
+        results: dict[int, StatusResult] = {}
+        for job in jobs:
+            assert job.batch_job_id is not None
+            info = infos.get(job.batch_job_id)
+            results[job.job_id] = info if info is not None else Absent(
+                exit_codes.get(job.job_id))
+        return results
 
     def _exit_codes(self, jobs: Sequence[Job]) -> dict[int, int]:
         by_path = {self.job_paths(j).exit_code: j.job_id for j in jobs}
@@ -337,18 +283,38 @@ class BatchDriver(DriverBase):
 
     # -- kill ---------------------------------------------------------------------------
 
-    def kill(self, jobs: Sequence[Job]) -> None:
-        self.reconcile([j for j in jobs if (j.data or {}).get("submitting")])
-        live = [j for j in jobs if j.batch_job_id and not j.status.finished
-                and j.status != JobStatus.CREATED]
-        if not live:
-            return
-        ids = "\n".join(str(j.batch_job_id) for j in live) + "\n"
-        self.transport.run(["xargs", *self.kill_argv()], stdin=ids.encode())
-        with db.write():
-            for job in live:
-                job.status = JobStatus.FAILED
-                job.set_data(killed=True, reason="killed by kong")
+    def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
+        commands = {str(j.job_id): self.kill_argv(str(j.batch_job_id))
+                    for j in jobs if j.batch_job_id}
+        return {int(key): result for key, result in self._each(commands).items()}
+
+    def kill_tokens(self, tokens: Sequence[str]) -> dict[str, KillResult]:
+        return self._each({token: self.kill_token_argv(token) for token in tokens})
+
+    def _each(self, commands: dict[str, list[str]]) -> dict[str, KillResult]:
+        """Run one kill command per key in one round trip; the answer per key."""
+        if not commands:
+            return {}
+        stdin = "".join(f"{key}\t{shlex.join(argv)}\n" for key, argv in commands.items())
+        output = self.run_script(_EACH, stdin)
+        results: dict[str, KillResult] = {}
+        for line in output.splitlines():
+            parts = line.split("\t", 3)
+            if len(parts) == 4 and parts[0] == "KONG" and parts[1] in commands:
+                rc = int(parts[2]) if parts[2].lstrip("-").isdigit() else -1
+                results[parts[1]] = self.classify_kill(rc, parts[3].strip())
+        return results
+
+    def classify_kill(self, rc: int, output: str) -> KillResult:
+        """What one kill command's exit code and words mean."""
+        lower = output.lower()
+        if any(word in lower for word in self.KILL_FINISHED):
+            return KillResult(KillOutcome.FINISHED, output)
+        if any(word in lower for word in self.KILL_GONE):
+            return KillResult(KillOutcome.UNKNOWN, output)
+        if rc == 0:
+            return KillResult(KillOutcome.KILLED, output)
+        return KillResult(KillOutcome.REFUSED, output or f"exit code {rc}")
 
     # -- options ------------------------------------------------------------------------
 

@@ -42,14 +42,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
-    WAIT_FOR_SUBMITS,
+    BUSY,
     BatchDriver,
     SchedulerInfo,
     SubmitEntry,
     walltime_minutes,
 )
+from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
@@ -108,48 +110,14 @@ _DIR_VAR = "kong_dir"
 # files; HTCondor runs them directly, so they need their execute bit); then submit
 # descriptions, each after a line "KONG-SUBMIT". One condor_submit each, all in
 # this one command; "$1" is the submit lock (see batch._SUBMIT_LOOP).
-_SUBMIT = r"""
-if command -v flock >/dev/null 2>&1 && [ -w "${1%/*}" ]; then exec 9>>"$1"; flock 9; fi
-kong_tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$kong_tmp"' EXIT
-awk -v d="$kong_tmp" '
-    $0 == "KONG-EXEC" { f = d "/exec"; next }
-    $0 == "KONG-SUBMIT" { if (f) close(f); n++; f = sprintf("%s/%06d.sub", d, n); next }
-    { print > f }' || exit 1
-tr '\n' '\0' < "$kong_tmp/exec" | xargs -0 -r chmod u+x -- || exit 1
-for kong_f in "$kong_tmp"/*.sub; do
-    [ -f "$kong_f" ] || continue
-    kong_n=${kong_f##*/}
-    kong_out=$(condor_submit -terse "$kong_f" 2>"$kong_tmp/err" </dev/null 9>&-)
-    kong_rc=$?
-    printf 'KONG-GROUP\t%s\t%s\t%s\t%s\n' "${kong_n%.sub}" "$kong_rc" \
-        "$(printf '%s' "$kong_out" | tr '\n\t' '  ')" "$(tr '\n\t' '  ' < "$kong_tmp/err")"
-done
-"""
+_SUBMIT = load("htcondor_submit.sh")
 
 # stdin: lines "<limit>\t<since or ->\t<remove held: 1 or 0>\t<constraint>" (a tab
 # is IFS white space: an empty field would vanish). For each: the queue, the
 # history (stopping at -limit records, or where <since> becomes true, so a long
 # history is not read to its start), then the held jobs removed if asked. "$1": a
 # submit lock to wait for (find_tokens) or ""; "$2": the attributes.
-_QUERY = WAIT_FOR_SUBMITS + r"""
-while IFS='	' read -r kong_limit kong_since kong_rm kong_c; do
-    echo KONG-QUEUE
-    condor_q -json -attributes "$2" -constraint "$kong_c" </dev/null || exit 3
-    echo KONG-HISTORY
-    if [ "$kong_since" != - ]; then
-        condor_history -json -attributes "$2" -constraint "$kong_c" -limit "$kong_limit" \
-            -since "$kong_since" </dev/null || exit 4
-    else
-        condor_history -json -attributes "$2" -constraint "$kong_c" -limit "$kong_limit" \
-            </dev/null || exit 4
-    fi
-    if [ "$kong_rm" = 1 ]; then
-        condor_rm -constraint "($kong_c) && JobStatus == 5" </dev/null >/dev/null 2>&1
-    fi
-done
-echo KONG-END
-"""
+_QUERY = load("wait_for_submits.sh", "htcondor_query.sh")
 
 # A constraint stays well under the kernel's 128 KiB limit for one argument.
 _MAX_CONSTRAINT = 16_000
@@ -349,6 +317,7 @@ class HTCondorDriver(BatchDriver):
     name = "htcondor"
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = HTCONDOR_OPTIONS
     submit_tool: ClassVar[str] = "condor_submit"
+    KILL_GONE = ("not found", "couldn't find")
 
     # -- submit -------------------------------------------------------------------------
 
@@ -464,7 +433,7 @@ class HTCondorDriver(BatchDriver):
         ]
         if not lines:
             return {}
-        queue, history = self._ads(lines)
+        queue, history, _busy = self._ads(lines)
         wanted = {j.batch_job_id for j in jobs}
         return {
             key: scheduler_info(ad)
@@ -472,29 +441,30 @@ class HTCondorDriver(BatchDriver):
             if key in wanted
         }
 
-    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
-            return {}
+            return TokenLookup({})
         lines = [(c, n, None, False) for c, n in tokens_constraints(tokens)]
-        queue, history = self._ads(lines, lock=self.submit_lock)
+        queue, history, busy = self._ads(lines, lock=self.submit_lock)
         wanted = set(tokens)
         found: dict[str, str] = {}
         for ad in [*queue, *history]:
             token, key = ad.get("KongToken"), batch_id(ad)
             if isinstance(token, str) and token in wanted and key is not None:
                 found[token] = key
-        return found
+        # condor_history is read to its start: as long as the schedd keeps history
+        return TokenLookup(found, busy=self.busy_message() if busy else None)
 
     def _ads(
         self, lines: Sequence[tuple[str, int, str | None, bool]], lock: str = ""
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
         """Queue and history ads for (constraint, limit, since, remove held) lines,
-        in one command."""
+        in one command; and whether a submit loop still held ``lock``."""
         stdin = "".join(
             f"{n}\t{since or '-'}\t{1 if remove else 0}\t{c}\n" for c, n, since, remove in lines
         )
         result = self.transport.run(
-            ["sh", "-c", _QUERY, "sh", lock, ",".join(ATTRIBUTES)], stdin=stdin.encode()
+            self.sh_argv(_QUERY, lock, ",".join(ATTRIBUTES)), stdin=stdin.encode()
         )
         if not result.ok:
             err = result.stderr.decode(errors="replace").strip().splitlines()
@@ -502,12 +472,18 @@ class HTCondorDriver(BatchDriver):
                 f"condor_q/condor_history failed on {self.transport.label}: "
                 f"{err[-1] if err else f'exit code {result.exit_code}'}"
             )
-        return parse_query(result.text())
+        text = result.text()
+        busy = any(line == BUSY for line in text.splitlines())
+        queue, history = parse_query(text)
+        return queue, history, busy
 
     # -- kill ---------------------------------------------------------------------------
 
-    def kill_argv(self) -> list[str]:
-        return ["condor_rm"]
+    def kill_argv(self, batch_id: str) -> list[str]:
+        return ["condor_rm", batch_id]
+
+    def kill_token_argv(self, token: str) -> list[str]:
+        return ["condor_rm", "-constraint", f"KongToken == {classad_string(token)}"]
 
     # -- options ------------------------------------------------------------------------
 

@@ -17,21 +17,31 @@ import hashlib
 import json
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from kong import db
-from kong.drivers.base import DriverBase, ProgressCallback
+from kong.drivers.base import (
+    DriverBase,
+    KillOutcome,
+    KillResult,
+    ProgressCallback,
+    SchedulerInfo,
+    StatusResult,
+    SubmitFailed,
+    SubmitRequest,
+    SubmitResult,
+    Submitted,
+    TokenLookup,
+)
 from kong.drivers.batch import walltime_minutes
-from kong.errors import ConnectionLost, DriverError
+from kong.drivers.script import JobPaths
+from kong.drivers.sh import load
+from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
 _RUNNER_SOURCE = (Path(__file__).parent / "local_runner.py").read_bytes()
+_KILL_SCRIPT = load("local_kill.sh")
 _RUNNER_NAME = f"local_runner-{hashlib.sha256(_RUNNER_SOURCE).hexdigest()[:12]}.py"
 
 # Profiles on one host share the runner file, and State submits the jobs of several
@@ -76,18 +86,27 @@ class LocalDriver(DriverBase):
         grace = options.get("kill_grace")
         return str(10 if grace is None else grace)
 
-    def _limits(self, job: Job) -> bytes:
-        """What the runner enforces for the job: its cores (slots), walltime, kill grace."""
+    def _limits(self, job: Job) -> bytes | None:
+        """What the runner enforces for the job: its cores (slots), walltime, kill grace.
+
+        None when that is the runner's default (1 core, no walltime, the profile's
+        grace), so that a bulk of plain jobs costs no extra file per job.
+        """
         options = self.job_options(job)
-        limits: dict[str, Any] = {"cores": job.cores, "grace": float(self._grace(options))}
+        limits: dict[str, Any] = {}
+        if job.cores != 1:
+            limits["cores"] = job.cores
+        if self._grace(options) != self._grace(self.profile.options):
+            limits["grace"] = float(self._grace(options))
         if options.get("walltime") is not None and walltime_seconds(options["walltime"]) > 0:
             limits["walltime"] = walltime_seconds(options["walltime"])  # 0: none, as in Slurm
-        return json.dumps(limits).encode()
+        return json.dumps(limits).encode() if limits else None
 
     def _runner(self, command: str, args: Sequence[str], dirs: Sequence[str]) -> str:
         stdin = "".join(f"{d}\n" for d in dirs).encode()
         result = self.transport.run(["python3", self.runner, command, *args], stdin=stdin)
-        if not result.ok and self.runner in result.stderr.decode(errors="replace"):
+        if not result.ok and f"can't open file '{self.runner}'" in result.stderr.decode(
+                errors="replace"):
             # This version's runner is not on the host yet (a kill or status before any
             # submit of this kong version): put it there and ask again.
             with _upload_lock(self.transport):
@@ -101,12 +120,16 @@ class LocalDriver(DriverBase):
             )
         return result.text()
 
-    def submit(self, jobs: Sequence[Job], progress: ProgressCallback | None = None) -> None:
-        jobs = [j for j in jobs if j.status == JobStatus.CREATED]
-        if not jobs:
-            return
+    def submit(
+        self, requests: Sequence[SubmitRequest], progress: ProgressCallback | None = None
+    ) -> dict[int, SubmitResult]:
+        if not requests:
+            return {}
+        jobs = [r.job for r in requests]
         files = {self.job_paths(j).script: self.render(j).encode() for j in jobs}
-        files.update({f"{self.job_paths(j).job_dir}/limits": self._limits(j) for j in jobs})
+        for each in jobs:
+            if (limits := self._limits(each)) is not None:
+                files[f"{self.job_paths(each).job_dir}/limits"] = limits
         files[self.runner] = _RUNNER_SOURCE
         for attempt in range(3):
             try:
@@ -115,137 +138,136 @@ class LocalDriver(DriverBase):
                 break
             except FileNotFoundError:
                 # Another kong removed one of these jobs (its dir) under the upload:
-                # upload again; the row check below stops what has no row any more.
+                # upload again; kong.lifecycle stops what has no row any more.
                 if attempt == 2:
                     raise
         dirs = {self.job_paths(j).job_dir: j for j in jobs}
-        try:
-            out = self._runner(
-                "start",
-                [self._slots(), f"{self.base_dir}/slots", self._grace(self.profile.options)],
-                list(dirs),
-            )
-        except ConnectionLost:
-            # The runner may have taken some jobs; their `state` files say so, and a
-            # repeated submit finds them as "exists" instead of starting them again.
-            raise
-        now = datetime.now(UTC).isoformat()
-        orphans: list[str] = []
-        with db.write() as s:
-            left = _rows_left(s, jobs)
-            for line in out.splitlines():
-                word, _, rest = line.partition(" ")
-                job_dir, _, pid = rest.partition(" ")
-                job = dirs.get(job_dir)
-                if job is None or word not in ("started", "exists"):
-                    continue
-                if job.job_id not in left:
-                    orphans.append(job_dir)  # another kong removed it while we started it
-                    continue
-                job.status = JobStatus.SUBMITTED
-                job.batch_job_id = pid or job.batch_job_id
-                job.set_data(submitted_at=now)
-        if orphans:
-            # No row may vanish while its job runs on: stop what we started for rows
-            # that are gone, and remove the dirs our upload made anew.
-            self._runner("kill", [self._grace(self.profile.options)], orphans)
-            self.transport.remove_trees(orphans)
-        if progress:
-            progress(len(jobs), len(jobs))
-
-    def sync_status(self, jobs: Sequence[Job]) -> None:
-        jobs = [j for j in jobs if j.status not in (JobStatus.CREATED,)]
-        if not jobs:
-            return
-        dirs = {self.job_paths(j).job_dir: j for j in jobs}
-        out = self._runner("status", [], list(dirs))
-        updates: list[tuple[Job, JobStatus, dict[str, Any]]] = []
+        # A ConnectionLost goes up: the runner may have taken some jobs; their
+        # `state` files say so (find_tokens), so none is started twice.
+        out = self._runner(
+            "start",
+            [self._slots(), f"{self.base_dir}/slots", self._grace(self.profile.options)],
+            list(dirs),
+        )
+        results: dict[int, SubmitResult] = {}
         for line in out.splitlines():
-            info = json.loads(line)
-            job = dirs.get(info["dir"])
+            word, _, rest = line.partition(" ")
+            job_dir, _, pid = rest.partition(" ")
+            job = dirs.get(job_dir)
             if job is None:
                 continue
-            updates.append((job, *_interpret(info)))
-        with db.write() as s:
-            left = _rows_left(s, [job for job, _, _ in updates])
-            for job, status, data in updates:
-                if job.job_id not in left:
-                    continue  # removed by another kong meanwhile
-                if job.status != status:
-                    job.status = status
-                if data:
-                    job.set_data(**data)
+            if word in ("started", "exists"):
+                results[job.job_id] = Submitted(pid or job.batch_job_id or "local")
+            elif word == "missing":
+                results[job.job_id] = SubmitFailed(f"job dir {job_dir} is missing")
+        if progress:
+            progress(len(results), len(jobs))
+        return results
 
-    def kill(self, jobs: Sequence[Job]) -> None:
-        jobs = [j for j in jobs if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING,
-                                                 JobStatus.UNKNOWN)]
+    def _states(self, dirs: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out = self._runner("status", [], list(dirs))
+        infos: dict[str, dict[str, Any]] = {}
+        for line in out.splitlines():
+            info = json.loads(line)
+            infos[info["dir"]] = info
+        return infos
+
+    def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
         if not jobs:
-            return
-        grace = max(float(self._grace(self.job_options(j))) for j in jobs)
-        self._runner("kill", [str(grace)], [self.job_paths(j).job_dir for j in jobs])
-        with db.write() as s:
-            left = _rows_left(s, jobs)
-            for job in jobs:
-                if job.job_id not in left:
-                    continue
-                job.status = JobStatus.FAILED
-                job.set_data(killed=True)
+            return {}
+        dirs = {self.job_paths(j).job_dir: j for j in jobs}
+        results: dict[int, StatusResult] = {}
+        for job_dir, info in self._states(list(dirs)).items():
+            job = dirs.get(job_dir)
+            if job is not None:
+                results[job.job_id] = _interpret(info)
+        return results
 
+    def _dir_of_token(self, token: str) -> str | None:
+        prefix = f"kong-{self.install_id}-"
+        job_id, _, attempt = token.removeprefix(prefix).partition("-")
+        if not token.startswith(prefix) or not job_id.isdigit() or not attempt.isdigit():
+            return None
+        return JobPaths.under(self.base_dir, int(job_id)).job_dir
 
-    def remove(self, jobs: Sequence[Job]) -> None:
-        """Kill what the runner holds, delete the jobs' files and their rows.
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
+        # The runner's record of a job is the `state` file in its dir, made when the
+        # runner took the job; the dir is the attempt's (resubmit clears it).
+        by_dir = {d: t for t in tokens if (d := self._dir_of_token(t)) is not None}
+        found: dict[str, str] = {}
+        if by_dir:
+            for job_dir, info in self._states(list(by_dir)).items():
+                if job_dir in by_dir and info.get("state") != "NONE":
+                    found[by_dir[job_dir]] = str(info.get("pid") or "local")
+        return TokenLookup(found)
 
-        Every job is killed whatever its row says: another kong process may have
-        started one this process still sees CREATED, and a job left running would
-        write into (and recreate) the dir being removed.
-        """
+    def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
+        dirs = {self.job_paths(j).job_dir: j.job_id for j in jobs}
+        return {dirs[d]: result
+                for d, result in self._kill_dirs(list(dirs), self._max_grace(jobs)).items()}
+
+    def kill_tokens(self, tokens: Sequence[str]) -> dict[str, KillResult]:
+        by_dir = {d: t for t in tokens if (d := self._dir_of_token(t)) is not None}
+        grace = self._grace(self.profile.options)
+        return {by_dir[d]: result for d, result in self._kill_dirs(list(by_dir), grace).items()}
+
+    def remove_files(self, jobs: Sequence[Job]) -> None:
+        """Stop whatever runs in the jobs' dirs, whatever their rows say, then delete
+        them: another kong process may have started a job this one still sees
+        CREATED, and a job left running would write into (and recreate) its dir."""
         if not jobs:
             return
         dirs = [self.job_paths(j).job_dir for j in jobs]
-        grace = max(float(self._grace(self.job_options(j))) for j in jobs)
-        self._runner("kill", [str(grace)], dirs)
-        self.transport.remove_trees(dirs)
-        self.forget_logs(jobs)
-        with db.write() as s:
-            left = _rows_left(s, jobs)
-            for job in jobs:
-                if job.job_id in left:
-                    s.delete(job)
+        self._runner("kill", [self._max_grace(jobs)], dirs)
+        super().remove_files(jobs)
+
+    def _max_grace(self, jobs: Sequence[Job]) -> str:
+        return str(max(float(self._grace(self.job_options(j))) for j in jobs)) if jobs else "0"
+
+    def _kill_dirs(self, dirs: Sequence[str], grace: str) -> dict[str, KillResult]:
+        if not dirs:
+            return {}
+        result = self.transport.run(["sh", "-c", _KILL_SCRIPT, "sh", self.runner, grace],
+                                    stdin="".join(f"{d}\n" for d in dirs).encode())
+        if not result.ok:
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise DriverError(f"local runner `kill` failed on {self.transport.label}: "
+                              f"{err[-1] if err else result.exit_code}")
+        results: dict[str, KillResult] = {}
+        for line in result.text().splitlines():
+            if line.startswith("{"):
+                info = json.loads(line)
+                if info.get("state") == "EXITED":
+                    results[info["dir"]] = KillResult(KillOutcome.FINISHED, "exited already")
+            else:
+                word, _, job_dir = line.partition(" ")
+                if word == "killed":
+                    results[job_dir] = KillResult(KillOutcome.KILLED)
+        for job_dir in dirs:
+            results.setdefault(job_dir, KillResult(KillOutcome.UNKNOWN, "not known to the runner"))
+        return results
 
 
-def _rows_left(s: Session, jobs: Sequence[Job]) -> set[int]:
-    """Ids of the jobs whose rows still exist, inside a write (so none can go meanwhile).
-
-    Rows another kong process removed are dropped from this session: writing to them
-    would fail the whole transaction, and with it the jobs that are still there.
-    """
-    ids = [j.job_id for j in jobs]
-    left: set[int] = set()
-    for start in range(0, len(ids), 5000):
-        left.update(s.scalars(select(Job.job_id).where(Job.job_id.in_(ids[start:start + 5000]))))
-    for job in jobs:
-        if job.job_id not in left and job in s:
-            s.expunge(job)
-    return left
-
-
-def _interpret(info: dict[str, Any]) -> tuple[JobStatus, dict[str, Any]]:
-    state = info["state"]
+def _interpret(info: dict[str, Any]) -> SchedulerInfo:
+    """The runner's word on one job dir (``local_runner.py status``)."""
+    state = str(info["state"])
+    killed = bool(info.get("killed"))
     if state == "EXITED":
         code = int(info["exit_code"])
-        ok = code == 0 and not info.get("killed")
-        if info.get("timed_out") and not info.get("killed"):
-            return JobStatus.FAILED, {"exit_code": code, "reason": "TIMEOUT"}
-        return (JobStatus.COMPLETED if ok else JobStatus.FAILED), {"exit_code": code}
-    if state == "KILLED" or (info.get("killed") and state.endswith("_LOST")):
-        return JobStatus.FAILED, {"killed": True}
+        if info.get("timed_out") and not killed:
+            return SchedulerInfo(JobStatus.FAILED, "TIMEOUT", exit_code=code, reason="TIMEOUT")
+        ok = code == 0 and not killed
+        return SchedulerInfo(JobStatus.COMPLETED if ok else JobStatus.FAILED, state,
+                             exit_code=code, reason="killed by kong" if killed else None)
+    if state == "KILLED" or (killed and state.endswith("_LOST")):
+        return SchedulerInfo(JobStatus.FAILED, "KILLED", reason="killed by kong")
     if state == "RUNNING":
-        return JobStatus.RUNNING, {"pid": info.get("pid")}
+        return SchedulerInfo(JobStatus.RUNNING, state, extra={"pid": info.get("pid")})
     if state == "QUEUED":
-        return JobStatus.SUBMITTED, {}
+        return SchedulerInfo(JobStatus.SUBMITTED, state)
     # The runner or the job vanished without an exit code (e.g. the host rebooted):
     # absence is not completion.
-    return JobStatus.UNKNOWN, {"lost": state}
+    return SchedulerInfo(JobStatus.UNKNOWN, state, extra={"lost": state})
 
 
 def walltime_seconds(value: str | int) -> float:

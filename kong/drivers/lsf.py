@@ -20,17 +20,20 @@ import contextlib
 import json
 import re
 import shlex
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
-    WAIT_FOR_SUBMITS,
+    BUSY,
     BatchDriver,
     SchedulerInfo,
     walltime_minutes,
 )
+from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
@@ -67,61 +70,25 @@ _SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <([^>]*
 # any more (aged out of mbatchd's memory) are looked up in the event log with bhist.
 # JSON needs LSF 10.1.0.2; older bjobs get the delimited -noheader form. The answer
 # counts only if it ends with END: a cut connection must not make jobs "missing".
-_QUERY = r"""
-ids=$(cat)
-fmt=$1; delim=$2; mode=$3
-out=""
-if [ "$mode" != plain ]; then
-    out=$(bjobs -a -o "$fmt" -json $ids 2>/dev/null)
-fi
-case $out in
-    '{'*) printf 'KONG-JSON\n%s\n' "$out"
-          # whitespace out, so that a record reads "JOBID":"1","STAT":... (the order
-          # of $fmt); records of unknown ids carry an ERROR instead of a STAT
-          seen=$(printf '%s' "$out" | tr -d ' \t\r\n') ;;
-    *) out=$(bjobs -a -noheader -o "$fmt delimiter='$delim'" $ids 2>&1)
-       # what is not a record nor "Job <n> is not found" means LSF did not answer
-       bad=$(printf '%s\n' "$out" | grep -v -e "^[0-9][0-9]*$delim" -e 'is not found' \
-             -e '^$' | head -n 3 | tr '\n' ' ')
-       if [ -n "$bad" ]; then printf 'ERR|%s\n' "$bad"; exit 0; fi
-       printf 'KONG-PLAIN\n%s\n' "$out"
-       seen=$(printf '%s' "$out" | tr '\n' ' ') ;;
-esac
-missing=""
-for id in $ids; do
-    case " $seen" in
-        *"\"JOBID\":\"$id\",\"STAT\""*|*" $id$delim"*) ;;
-        *) missing="$missing $id" ;;
-    esac
-done
-if [ -n "$missing" ]; then
-    # Aged out of mbatchd's memory (CLEAN_PERIOD): the event log still has them,
-    # unless it was rotated since (then the job's exit_code file is the fallback).
-    printf 'KONG-BHIST\n'
-    bhist -l $missing 2>&1
-fi
-printf 'KONG-END\n'
-"""
+_QUERY = load("lsf_query.sh")
 
 # Every job of this user that LSF still lists, with its name (for reconcile); "$1"
 # is the submit lock, "$2" the delimiter.
-_NAMES = WAIT_FOR_SUBMITS + r"""
-out=$(bjobs -a -o "jobid job_name" -json 2>/dev/null)
-case $out in
-    '{'*) printf 'KONG-JSON\n%s\n' "$out" ;;
-    *) out=$(bjobs -a -noheader -o "jobid job_name delimiter='$2'" 2>&1)
-       bad=$(printf '%s\n' "$out" | grep -v -e "^[0-9][0-9]*$2" -e '^No job found' \
-             -e '^$' | head -n 3 | tr '\n' ' ')
-       if [ -n "$bad" ]; then printf 'ERR|%s\n' "$bad"; exit 0; fi
-       printf 'KONG-PLAIN\n%s\n' "$out" ;;
-esac
-printf 'KONG-END\n'
-"""
+_NAMES = load("wait_for_submits.sh", "lsf_names.sh")
+
+
+#: seconds to wait before asking LSF again when mbatchd says "Please wait"
+NOT_READY_RETRIES = (1.0, 2.0, 4.0)
+
+#: LSF's default CLEAN_PERIOD: how long mbatchd shows a finished job (bjobs -a)
+CLEAN_PERIOD = 3600.0
 
 
 class LSFDriver(BatchDriver):
     name = "lsf"
     submit_tool = "bsub"
+    KILL_FINISHED = ("already finished",)
+    KILL_GONE = ("no matching job",)
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
         "walltime": (str, int),
@@ -191,8 +158,12 @@ class LSFDriver(BatchDriver):
     def parse_submit(self, output: str) -> str:
         return parse_bsub(output)
 
-    def kill_argv(self) -> list[str]:
-        return ["bkill"]
+    def kill_argv(self, batch_id: str) -> list[str]:
+        return ["bkill", batch_id]
+
+    def kill_token_argv(self, token: str) -> list[str]:
+        # job id 0 with -J: every job of that name (a bare -J kills only the newest)
+        return ["bkill", "-J", token, "0"]
 
     # -- asking LSF -----------------------------------------------------------------
 
@@ -223,11 +194,12 @@ class LSFDriver(BatchDriver):
                 del infos[batch_id]
         return infos
 
-    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
-            return {}
+            return TokenLookup({})
         wanted = set(tokens)
         output = self._run(_NAMES, "", self.submit_lock, DELIMITER)
+        busy = self.busy_message() if BUSY in output.splitlines() else None
         found: dict[str, str] = {}
         for kind, text in _sections(output):
             if kind == "KONG-JSON":
@@ -244,22 +216,34 @@ class LSFDriver(BatchDriver):
                     name not in found or int(batch_id) > int(found[name])
                 ):
                     found[name] = batch_id
-        return found
+        # bjobs -a lists a finished job for CLEAN_PERIOD (an hour by default) only
+        return TokenLookup(found, busy=busy, history_seconds=CLEAN_PERIOD)
 
     def _run(self, script: str, stdin: str, *args: str) -> str:
-        """Run one of the scripts above; its answer counts only when it ran to the end."""
-        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin.encode())
-        text = result.text()
-        for line in text.splitlines():
-            if line.startswith("ERR|"):
-                raise DriverError(f"LSF on {self.transport.label}: {line[4:].strip()}")
-        if not text.rstrip().endswith("KONG-END"):
-            err = result.stderr.decode(errors="replace").strip().splitlines()
-            raise DriverError(
-                f"LSF query on {self.transport.label} failed: "
-                f"{err[-1] if err else f'exit code {result.exit_code}'}"
-            )
-        return text
+        """Run one of the scripts above; its answer counts only when it ran to the end.
+        LSF's "Cannot connect to LSF. Please wait ..." (mbatchd busy) is retried."""
+        for delay in (*NOT_READY_RETRIES, None):
+            result = self.transport.run(self.sh_argv(script, *args), stdin=stdin.encode())
+            text = result.text()
+            errors = [line[4:].strip() for line in text.splitlines() if line.startswith("ERR|")]
+            if errors and delay is not None and _not_ready(errors[0]):
+                time.sleep(delay)
+                continue
+            if errors:
+                raise DriverError(f"LSF on {self.transport.label}: {errors[0]}")
+            if not text.rstrip().endswith("KONG-END"):
+                err = result.stderr.decode(errors="replace").strip().splitlines()
+                raise DriverError(
+                    f"LSF query on {self.transport.label} failed: "
+                    f"{err[-1] if err else f'exit code {result.exit_code}'}"
+                )
+            return text
+        raise AssertionError("unreachable")
+
+
+def _not_ready(message: str) -> bool:
+    lower = message.lower()
+    return "cannot connect to lsf" in lower or "please wait" in lower
 
 
 # -- parsers (pure functions: tested on IBM's documented samples) ------------------------

@@ -20,13 +20,15 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.base import TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
-    WAIT_FOR_SUBMITS,
+    BUSY,
     BatchDriver,
     SchedulerInfo,
     walltime_minutes,
 )
+from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
@@ -73,63 +75,16 @@ SQUEUE_FORMAT = "%i|%j|%T|%r|%N|%V|%S"
 # Shell helpers of the scripts below: ``keep P IDS FILE`` prints the lines of FILE
 # whose first |-field is in the file IDS, prefixed with P; ``drop FILE IDS`` prints
 # the ids of IDS that start no line of FILE.
-_HELPERS = r"""
-keep() {
-    awk -F'|' -v p="$1" 'FILENAME == ARGV[1] { w[$1] = 1; next } ($1 in w) { print p $0 }' "$2" "$3"
-}
-drop() { awk -F'|' 'FILENAME == ARGV[1] { s[$1] = 1; next } !($1 in s)' "$1" "$2"; }
-t=$(mktemp -d "${TMPDIR:-/tmp}/kong-slurm.XXXXXX") || exit 1
-trap 'rm -rf "$t"' EXIT
-"""
 
 # status: one round trip. Lines: Q|<squeue line> for the live jobs, A|<sacct line>
 # for the others sacct knows, C|<scontrol line> for the rest slurmctld still holds,
 # NOACCT|<why> when sacct cannot answer, ERR|<why> when squeue fails, then END.
-_QUERY = _HELPERS + r"""
-cat > "$t/ids"
-if ! squeue -h -u "$(id -un)" -o "$1" > "$t/q" 2> "$t/err"; then
-    printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
-    exit 0
-fi
-keep 'Q|' "$t/ids" "$t/q"
-drop "$t/q" "$t/ids" > "$t/rest"
-if [ -s "$t/rest" ]; then
-    if ! command -v sacct >/dev/null 2>&1; then
-        echo 'NOACCT|sacct: command not found'
-        cp "$t/rest" "$t/rest2"
-    elif xargs -n 2000 sh -c 'IFS=,; exec sacct -X -n -P --format="$0" -j "$*"' "$2" \
-            < "$t/rest" > "$t/a" 2> "$t/err"; then
-        keep 'A|' "$t/rest" "$t/a"
-        drop "$t/a" "$t/rest" > "$t/rest2"
-    else
-        printf 'NOACCT|%s\n' "$(tr '\n' ' ' < "$t/err")"
-        cp "$t/rest" "$t/rest2"
-    fi
-    if [ -s "$t/rest2" ]; then
-        scontrol show job -o 2>/dev/null | awk '
-            FILENAME == ARGV[1] { w[$1] = 1; next }
-            { id = substr($1, 7) } (id in w) { print "C|" $0 }' "$t/rest2" -
-    fi
-fi
-echo END
-"""
+_QUERY = load("slurm_helpers.sh", "slurm_query.sh")
 
 # reconcile: one round trip. Tokens on stdin; lines Q|<name>|<id> (slurmctld) and
-# A|<name>|<id> (sacct, the last 7 days), then END.
-_FIND = WAIT_FOR_SUBMITS + _HELPERS + r"""
-cat > "$t/tokens"
-if ! squeue -h -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
-    printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
-    exit 0
-fi
-keep 'Q|' "$t/tokens" "$t/q"
-if command -v sacct >/dev/null 2>&1; then
-    xargs -n 1000 sh -c 'IFS=,; exec sacct -X -n -P -S now-7days -o JobName,JobID --name "$*"' \
-        sh < "$t/tokens" > "$t/a" 2>/dev/null
-    keep 'A|' "$t/tokens" "$t/a"
-fi
-echo END
-"""
+# A|<name>|<id> (sacct, the last 7 days), then HIST|sacct when sacct answered, or
+# else HIST|<MinJobAge> (how long slurmctld keeps a finished job), then END.
+_FIND = load("wait_for_submits.sh", "slurm_helpers.sh", "slurm_find.sh")
 
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
 _ACCOUNTING_OFF = ("accounting storage is disabled", "not found", "no such file")
@@ -142,6 +97,8 @@ _warned_lock = threading.Lock()
 class SlurmDriver(BatchDriver):
     name = "slurm"
     submit_tool = "sbatch"
+    KILL_FINISHED = ("already completing or completed",)
+    KILL_GONE = ("invalid job id",)
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
         "account": str,
@@ -200,8 +157,11 @@ class SlurmDriver(BatchDriver):
     def parse_submit(self, output: str) -> str:
         return parse_sbatch(output)
 
-    def kill_argv(self) -> list[str]:
-        return ["scancel"]
+    def kill_argv(self, batch_id: str) -> list[str]:
+        return ["scancel", batch_id]
+
+    def kill_token_argv(self, token: str) -> list[str]:
+        return ["scancel", "--me", f"--name={token}"]
 
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
@@ -224,12 +184,24 @@ class SlurmDriver(BatchDriver):
                 infos[parsed[0]] = parsed[1]
         return infos
 
-    def find_tokens(self, tokens: Sequence[str]) -> dict[str, str]:
+    def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
-            return {}
+            return TokenLookup({})
         found: dict[str, str] = {}
+        busy: str | None = None
+        # Without an answer from sacct, a finished job is known only while slurmctld
+        # keeps it (MinJobAge, 300 s unless the site says otherwise).
+        history: float | None = 300.0
         for line in self._run(_FIND, tokens, self.submit_lock):
+            if line == BUSY:
+                busy = self.busy_message()
+                continue
             kind, _, rest = line.partition("|")
+            if kind == "HIST":
+                value = rest.strip().lower().removesuffix("sec").strip()
+                history = 7 * 24 * 3600.0 if value == "sacct" else (
+                    float(value) if value.isdigit() else history)
+                continue
             name, _, batch_id = rest.partition("|")
             batch_id = batch_id.strip()
             if kind not in ("Q", "A") or not batch_id.isdigit():
@@ -238,14 +210,14 @@ class SlurmDriver(BatchDriver):
             # the one that may still run, and it is the one kong follows.
             if name not in found or int(batch_id) > int(found[name]):
                 found[name] = batch_id
-        return found
+        return TokenLookup(found, busy=busy, history_seconds=history)
 
     # -- helpers ------------------------------------------------------------------------
 
     def _run(self, script: str, stdin_lines: Sequence[str], *args: str) -> list[str]:
         """Run one of the scripts above; its answer counts only when it ran to the end."""
         stdin = "".join(f"{line}\n" for line in stdin_lines).encode()
-        result = self.transport.run(["sh", "-c", script, "sh", *args], stdin=stdin)
+        result = self.transport.run(self.sh_argv(script, *args), stdin=stdin)
         lines = result.text().splitlines()
         for line in lines:
             if line.startswith("ERR|"):
@@ -308,12 +280,17 @@ def parse_exit_code(text: str | None, status: JobStatus) -> int | None:
     return rc
 
 
+_PARSABLE = re.compile(r"^(\d+)(?:;\S+)?$")
+
+
 def parse_sbatch(output: str) -> str:
-    """The job id of ``sbatch --parsable`` (``123`` or ``123;cluster``), warnings around it."""
-    for word in reversed(output.split()):
-        batch_id = word.split(";", 1)[0]
-        if batch_id.isdigit():
-            return batch_id
+    """The job id of ``sbatch --parsable``: a line of its own, ``123`` or
+    ``123;cluster``; the last such line wins over warnings and site wrappers
+    around it. A number inside a sentence ("held for 600 seconds") is no job id."""
+    for line in reversed(output.strip().splitlines()):
+        m = _PARSABLE.match(line.strip())
+        if m is not None:
+            return m.group(1)
     raise DriverError(f"sbatch printed no job id: {output.strip()[:200]!r}")
 
 
@@ -339,10 +316,13 @@ def _info(
         reason = None
     if reason is None and status == JobStatus.FAILED and word != "FAILED":
         reason = state.strip()  # Slurm ended it: "CANCELLED by 2000", "TIMEOUT", ...
+    started = status in (JobStatus.RUNNING, JobStatus.COMPLETED, JobStatus.FAILED)
     extra: dict[str, Any] = {
         "node": node if node and node not in ("None assigned", "(null)") else None,
         "submit_time": _time(submit),
-        "start_time": _time(start),
+        # For a pending job Slurm's StartTime is an estimate, not a start.
+        "start_time": _time(start) if started else None,
+        "expected_start": None if started else _time(start),
         "end_time": _time(end) if status.finished else None,
     }
     return SchedulerInfo(

@@ -45,7 +45,7 @@ class Job(Base):
         {"sqlite_autoincrement": True},  # a removed job's id is never handed out again
     )
 
-    __allow_unmapped__ = True  # for _driver_instance, which is not a column
+    __allow_unmapped__ = True  # for _driver_instance and config, which are not columns
 
     Status = JobStatus
     DoesNotExist = JobDoesNotExist
@@ -71,6 +71,8 @@ class Job(Base):
     folder: Mapped[Folder] = relationship(back_populates="jobs")
 
     _driver_instance: DriverBase | None = None
+    #: the config of the State that handed the job out (None: read the config file)
+    config: Config | None = None
 
     def reload(self) -> None:
         """Read this row again from the database (kong-batch's ``reload``)."""
@@ -103,38 +105,51 @@ class Job(Base):
         from kong.drivers import driver_for_profile
 
         if isinstance(arg, Config):
-            self._driver_instance = driver_for_profile(arg, self.profile, self.driver)
+            self._driver_instance = driver_for_profile(arg, self.profile, db.install_id(),
+                                                       self.driver)
         else:
             self._driver_instance = arg
 
     def _driver(self) -> DriverBase:
         if self._driver_instance is None:
-            from kong.drivers import active_config
+            from kong.config import Config
 
-            self.ensure_driver_instance(active_config())
+            self.ensure_driver_instance(self.config or Config())
         assert self._driver_instance is not None
         return self._driver_instance
 
-    # -- one-job conveniences over the bulk driver operations --------------------------
+    # -- one-job conveniences over the bulk operations of kong.lifecycle --------------
 
-    def submit(self) -> None:
-        self._driver().submit([self])
+    def submit(self, force: bool = False) -> None:
+        from kong import lifecycle
+
+        lifecycle.submit(self._driver(), [self], force=force)
 
     def resubmit(self) -> None:
-        self._driver().resubmit([self])
+        from kong import lifecycle
+
+        lifecycle.resubmit(self._driver(), [self])
 
     def kill(self) -> None:
-        self._driver().kill([self])
+        from kong import lifecycle
+
+        lifecycle.kill(self._driver(), [self])
 
     def remove(self) -> None:
-        self._driver().remove([self])
+        from kong import lifecycle
+
+        lifecycle.remove(self._driver(), [self])
 
     def get_status(self) -> JobStatus:
-        self._driver().sync_status([self])
+        from kong import lifecycle
+
+        lifecycle.refresh(self._driver(), [self])
         return self.status
 
     def wait(self, timeout: int | None = None) -> None:
-        self._driver().wait([self], timeout=timeout)
+        from kong import lifecycle
+
+        lifecycle.wait(self._driver(), [self], timeout=timeout)
 
     def size(self, ex: Executor | None = None) -> int:
         return self._driver().sizes([self]).get(self.job_id) or 0
@@ -184,12 +199,13 @@ class JobList(Sequence[Job]):
 
     CHUNK = 1000
 
-    def __init__(self, rows: Sequence[JobRow]) -> None:
+    def __init__(self, rows: Sequence[JobRow], config: Config | None = None) -> None:
         self.rows = rows
+        self.config = config
         self._loaded: dict[int, Job] = {}
 
     @classmethod
-    def query(cls, where: Any) -> JobList:
+    def query(cls, where: Any, config: Config | None = None) -> JobList:
         from sqlalchemy import Float, String, select, type_coerce
 
         # Raw column values (no per-value type processing) cost a third of typed ones.
@@ -219,7 +235,7 @@ class JobList(Sequence[Job]):
         finally:
             if gc_was_enabled:
                 gc.enable()
-        return cls(rows)
+        return cls(rows, config)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -229,6 +245,7 @@ class JobList(Sequence[Job]):
 
         ids = [row.job_id for row in self.rows[start : start + self.CHUNK]]
         for job in db.session().scalars(select(Job).where(Job.job_id.in_(ids))):
+            job.config = self.config
             self._loaded[job.job_id] = job
 
     def _job(self, index: int) -> Job:

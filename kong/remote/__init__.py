@@ -42,9 +42,9 @@ def transport_for(profile: Profile, config: Config | None = None) -> Transport:
             _local[mask] = LocalTransport(mask)
         return _local[mask]
     if config is None:
-        from kong.drivers import active_config
+        from kong.config import Config
 
-        config = active_config()
+        config = Config()
     options: dict[str, Any] = {}
     if umask != DEFAULT_UMASK:
         options["umask"] = umask

@@ -1,0 +1,29 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2154 # $t: the temp dir of slurm_helpers.sh, which comes first
+cat > "$t/ids"
+if ! squeue -h -u "$(id -un)" -o "$1" > "$t/q" 2> "$t/err"; then
+    printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
+    exit 0
+fi
+keep 'Q|' "$t/ids" "$t/q"
+drop "$t/q" "$t/ids" > "$t/rest"
+# shellcheck disable=SC2016 # $0 and $* are sh -c's own
+if [ -s "$t/rest" ]; then
+    if ! command -v sacct >/dev/null 2>&1; then
+        echo 'NOACCT|sacct: command not found'
+        cp "$t/rest" "$t/rest2"
+    elif xargs -n 2000 sh -c 'IFS=,; exec sacct -X -n -P --format="$0" -j "$*"' "$2" \
+            < "$t/rest" > "$t/a" 2> "$t/err"; then
+        keep 'A|' "$t/rest" "$t/a"
+        drop "$t/a" "$t/rest" > "$t/rest2"
+    else
+        printf 'NOACCT|%s\n' "$(tr '\n' ' ' < "$t/err")"
+        cp "$t/rest" "$t/rest2"
+    fi
+    if [ -s "$t/rest2" ]; then
+        scontrol show job -o 2>/dev/null | awk '
+            FILENAME == ARGV[1] { w[$1] = 1; next }
+            { id = substr($1, 7) } (id in w) { print "C|" $0 }' "$t/rest2" -
+    fi
+fi
+echo END

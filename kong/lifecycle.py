@@ -1,0 +1,535 @@
+"""The one owner of a job's life: every status change and every write of a job's row.
+
+A job moves through::
+
+    CREATED --submit--> CREATED + submitting(token) --answer--> SUBMITTED -> RUNNING
+        -> COMPLETED | FAILED;   kill -> FAILED (killed);   resubmit -> CREATED (new
+    attempt, the old one in ``history``);   remove -> no row.
+
+"Submit in flight" is data, not a status (kong-batch scripts compare the seed's
+JobStatus values): ``data["submitting"]`` is the attempt's token, recorded before
+anything reaches the cluster, with ``submitting_since``; ``data["submit_unclear"]``
+says why kong cannot tell whether that attempt reached the scheduler.
+
+Drivers (``kong.drivers``) only render, run and parse; this module decides what
+their answers, and their silence, mean:
+
+* a job without an answer to its submit is looked up by its token before anything
+  else touches it (``reconcile``): found means submitted; not found means never
+  submitted, unless a submit loop still runs on the host (then it stays in
+  flight) or the scheduler's history no longer reaches back to it, or the submit
+  command said yes without a readable id (then kong cannot know: it says so and
+  submits again only when told to, ``force``);
+* a job the scheduler no longer lists is finished only if its exit code is known;
+* a kill the scheduler refused leaves the job as it was, and says so.
+
+No database transaction is held open while a cluster is talked to: each write is
+a short ``db.write()`` block after the remote work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from kong import db
+from kong.drivers.base import (
+    Absent,
+    KillOutcome,
+    KillResult,
+    SchedulerInfo,
+    StatusResult,
+    SubmitFailed,
+    SubmitRequest,
+    Submitted,
+    SubmitUnclear,
+)
+from kong.errors import ConnectionLost, DriverError, TransportError
+from kong.model.job import Job, JobStatus
+
+if TYPE_CHECKING:
+    from kong.drivers.base import DriverBase, ProgressCallback
+    from kong.model.folder import Folder
+
+#: data keys that belong to one attempt: a resubmit drops them
+ATTEMPT_KEYS = (
+    "submitting", "submitting_since", "submit_unclear", "submitted_at", "reconciled",
+    "scheduler_state", "exit_code", "reason", "killed", "node", "submit_time",
+    "start_time", "expected_start", "end_time", "pid", "lost",
+)
+
+#: how long a resubmit waits for the scheduler to confirm that a killed attempt ended
+KILL_CONFIRM_TIMEOUT = 120.0
+
+_LIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.UNKNOWN)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _rows_left(jobs: Sequence[Job]) -> set[int]:
+    """Inside a ``db.write()``: the ids of the jobs whose rows still exist (the write
+    lock is held, so none can go before the block ends).
+
+    Rows another kong process removed are dropped from this session: writing to them
+    would fail the whole transaction, and with it the jobs that are still there.
+    """
+    s = db.session()
+    ids = [j.job_id for j in jobs]
+    left: set[int] = set()
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        left.update(s.scalars(select(Job.job_id).where(Job.job_id.in_(chunk))))
+    for job in jobs:
+        if job.job_id not in left and job in s:
+            s.expunge(job)
+    return left
+
+
+# -- what a job's data says -------------------------------------------------------------
+
+
+def in_flight(job: Job) -> bool:
+    """Whether a submission of the job was started and its outcome is not known yet."""
+    return job.status == JobStatus.CREATED and bool((job.data or {}).get("submitting"))
+
+
+def settled(job: Job) -> bool:
+    """Whether ``wait`` may stop waiting for the job: finished, or never submitted."""
+    return job.status.finished or (job.status == JobStatus.CREATED and not in_flight(job))
+
+
+def unclear_reason(job: Job) -> str | None:
+    """Why kong cannot tell whether the job's last submission reached the scheduler."""
+    if not in_flight(job):
+        return None
+    reason = (job.data or {}).get("submit_unclear")
+    return str(reason) if reason else None
+
+
+def _age(job: Job) -> float:
+    since = (job.data or {}).get("submitting_since")
+    if not isinstance(since, str):
+        return float("inf")
+    try:
+        return time.time() - datetime.fromisoformat(since).timestamp()
+    except ValueError:
+        return float("inf")
+
+
+def _fail(problems: Sequence[str], what: str, total: int) -> None:
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DriverError(f"{len(problems)} of {total} job(s) {what}: {problems[0]}{more}")
+
+
+# -- create -----------------------------------------------------------------------------
+
+
+def create(driver: DriverBase, folder: Folder, *args: Any, **kwargs: Any) -> Job:
+    """A new job row (CREATED) in ``folder``; the driver checks the arguments."""
+    values = driver.new_job(*args, **kwargs)
+    with db.write() as s:
+        job = Job(folder_id=folder.folder_id, status=JobStatus.CREATED, **values)
+        s.add(job)
+        s.flush()  # the id names the dirs
+        # Made inside the insert's transaction: a concurrent `rm -r` of the folder
+        # either sees this job (and removes these dirs) or not at all (then its
+        # latecomer check does); dirs made after its removal would be orphans.
+        driver.prepare_dirs([job])
+    job.ensure_driver_instance(driver)
+    return job
+
+
+# -- reconcile --------------------------------------------------------------------------
+
+
+def _mark_submitted(job: Job, batch_id: str, now: str, reconciled: bool = False) -> None:
+    job.batch_job_id = batch_id
+    job.status = JobStatus.SUBMITTED
+    data = {k: v for k, v in (job.data or {}).items()
+            if k not in ("submitting", "submitting_since", "submit_unclear")}
+    data.update(submitted_at=now, scheduler_state=None, exit_code=None)
+    if reconciled:
+        data["reconciled"] = True
+    job.data = data
+
+
+def reconcile(driver: DriverBase, jobs: Sequence[Job]) -> dict[int, str]:
+    """Settle the jobs whose submission is in flight, by asking the scheduler for
+    their tokens. Returns, for each job still in flight afterwards, why."""
+    pending = {str(job.data["submitting"]): job for job in jobs if in_flight(job)}
+    if not pending:
+        return {}
+    lookup = driver.find_tokens(list(pending))
+    now = _now()
+    undecided: dict[int, str] = {}
+    with db.write():
+        left = _rows_left(list(pending.values()))
+        for token, job in pending.items():
+            if job.job_id not in left:
+                continue  # removed by another kong meanwhile
+            batch_id = lookup.found.get(token)
+            if batch_id is not None:
+                _mark_submitted(job, batch_id, now, reconciled=True)
+                continue
+            if lookup.busy:
+                undecided[job.job_id] = lookup.busy  # it may submit the job yet
+                continue
+            reason = unclear_reason(job)
+            if reason is None and lookup.history_seconds is not None and (
+                _age(job) > lookup.history_seconds
+            ):
+                reason = (f"its submission started {_age(job):.0f} s ago and the "
+                          f"scheduler shows only the last {lookup.history_seconds:.0f} s")
+                job.set_data(submit_unclear=reason)
+            if reason is not None:
+                undecided[job.job_id] = reason
+                continue
+            # the scheduler would show it: this attempt never reached it
+            job.data = {k: v for k, v in (job.data or {}).items()
+                        if k not in ("submitting", "submitting_since")}
+    return undecided
+
+
+def _undecided_line(job: Job, why: str) -> str:
+    if unclear_reason(job):
+        return (f"job {job.job_id}: kong cannot tell whether it was submitted ({why}); "
+                "not submitted again: check the cluster, then submit --force (or rm)")
+    return f"job {job.job_id}: its submission is still in flight ({why}); try again later"
+
+
+# -- submit -----------------------------------------------------------------------------
+
+
+def submit(
+    driver: DriverBase,
+    jobs: Sequence[Job],
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+) -> None:
+    """Submit the CREATED jobs. A job whose earlier submission is in flight is first
+    reconciled; one kong cannot settle is submitted again only with ``force``."""
+    undecided = reconcile(driver, jobs)
+    problems: list[str] = []
+    todo: list[Job] = []
+    for job in jobs:
+        if job.status != JobStatus.CREATED:
+            continue
+        if in_flight(job) and not force:
+            problems.append(_undecided_line(job, undecided.get(job.job_id, "not settled")))
+            continue
+        todo.append(job)
+    if todo:
+        problems.extend(_submit(driver, todo, progress))
+    _fail(problems, "could not be submitted", len(jobs))
+
+
+def _submit(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback | None
+            ) -> list[str]:
+    now = _now()
+    requests = []
+    with db.write():  # the intent, before anything reaches the cluster
+        left = _rows_left(jobs)
+        jobs = [j for j in jobs if j.job_id in left]  # removed by another kong meanwhile
+        for job in jobs:
+            data = dict(job.data or {})
+            if data.get("submitting"):  # forced: the unsettled attempt goes to the history
+                history = list(data.get("history", []))
+                history.append({"token": data["submitting"], "status": "UNCLEAR"})
+                data["history"] = history
+            attempt = int(data.get("attempt", 0)) + 1
+            token = driver.token(job, attempt)
+            data.pop("submit_unclear", None)
+            data.update(attempt=attempt, submitting=token, submitting_since=now)
+            job.data = data
+            requests.append(SubmitRequest(job, token))
+    try:
+        results = driver.submit(requests, progress)
+    except ConnectionLost:
+        # Still unreachable: the intents stay, and the next operation reconciles.
+        with contextlib.suppress(TransportError):
+            reconcile(driver, jobs)
+        raise
+    problems: list[str] = []
+    ask: list[Job] = []
+    orphans: list[Job] = []
+    now = _now()
+    with db.write():
+        left = _rows_left(jobs)
+        for job in jobs:
+            result = results.get(job.job_id)
+            if job.job_id not in left:
+                # Another kong removed the row while we submitted: no job may run on
+                # without a row, so what reached the cluster is stopped below.
+                if not isinstance(result, SubmitFailed):
+                    orphans.append(job)
+                continue
+            if isinstance(result, Submitted):
+                _mark_submitted(job, result.batch_id, now)
+            elif isinstance(result, SubmitFailed):
+                job.data = {k: v for k, v in (job.data or {}).items()
+                            if k not in ("submitting", "submitting_since")}
+                problems.append(f"job {job.job_id}: {result.error}")
+            elif isinstance(result, SubmitUnclear):
+                job.set_data(submit_unclear=result.why)
+                ask.append(job)
+            else:
+                ask.append(job)  # no answer: the loop was cut short
+    if orphans:
+        _stop_orphans(driver, orphans, results)
+    if ask:
+        undecided = reconcile(driver, ask)
+        problems.extend(_undecided_line(j, undecided[j.job_id])
+                        for j in ask if j.job_id in undecided)
+    return problems
+
+
+def _stop_orphans(driver: DriverBase, jobs: Sequence[Job], results: dict[int, Any]) -> None:
+    """Stop (by batch id, else by token) and clean up jobs submitted for rows that are
+    gone; ``jobs`` are detached from the session."""
+    by_id = [j for j in jobs if isinstance(results.get(j.job_id), Submitted)]
+    for job in by_id:
+        job.batch_job_id = results[job.job_id].batch_id
+    tokens = [str((j.data or {}).get("submitting")) for j in jobs if j not in by_id
+              and (j.data or {}).get("submitting")]
+    driver.kill(by_id)
+    driver.kill_tokens(tokens)
+    driver.remove_files(jobs)
+    driver.forget_logs(jobs)
+
+
+# -- status -----------------------------------------------------------------------------
+
+
+def _apply(job: Job, result: StatusResult) -> None:
+    if isinstance(result, Absent):
+        if result.exit_code is None:
+            if not job.status.finished:
+                job.status = JobStatus.UNKNOWN  # absence is not completion
+            return
+        code = result.exit_code
+        result = SchedulerInfo(JobStatus.COMPLETED if code == 0 else JobStatus.FAILED,
+                               "FORGOTTEN", exit_code=code,
+                               reason="scheduler has no record; exit code from job")
+    info = result
+    killed = bool((job.data or {}).get("killed"))
+    if killed and info.status == JobStatus.COMPLETED:
+        info.status = JobStatus.FAILED
+    if killed and info.status.finished and not info.reason:
+        info.reason = "killed by kong"
+    if job.status != info.status:
+        job.status = info.status
+    job.set_data(scheduler_state=info.state, exit_code=info.exit_code, reason=info.reason,
+                 **info.extra)
+
+
+def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
+    """Bring the jobs' status up to date: in-flight submissions first, then one
+    scheduler query for the live and UNKNOWN ones (a finished job stays finished)."""
+    reconcile(driver, jobs)
+    asked = [j for j in jobs if j.batch_job_id and j.status != JobStatus.CREATED
+             and not j.status.finished]
+    if not asked:
+        return
+    results = driver.status(asked)
+    with db.write():
+        left = _rows_left(asked)
+        for job in asked:
+            result = results.get(job.job_id)
+            if job.job_id not in left:
+                continue  # removed by another kong meanwhile
+            if result is not None:
+                _apply(job, result)
+
+
+def wait(
+    driver: DriverBase,
+    jobs: Sequence[Job],
+    timeout: float | None = None,
+    poll_interval: float | None = None,
+) -> None:
+    """Refresh until every job is settled; ``TimeoutError`` after ``timeout`` s."""
+    for _ in wait_iter(driver, jobs, timeout, poll_interval):
+        pass
+
+
+def wait_iter(
+    driver: DriverBase,
+    jobs: Sequence[Job],
+    timeout: float | None = None,
+    poll_interval: float | None = None,
+) -> Iterator[Sequence[Job]]:
+    interval = poll_interval if poll_interval is not None else driver.default_poll_interval
+    start = time.monotonic()
+    while True:
+        refresh(driver, [j for j in jobs if not j.status.finished])
+        yield jobs
+        check_waitable(jobs)
+        if all(settled(j) for j in jobs):
+            return
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"jobs not finished after {timeout} s")
+        time.sleep(interval)
+
+
+def check_waitable(jobs: Sequence[Job]) -> None:
+    """Raise for jobs no wait can see finish: kong cannot tell whether they were submitted."""
+    stuck = [(j, why) for j in jobs if (why := unclear_reason(j))]
+    if stuck:
+        job, why = stuck[0]
+        raise DriverError(f"{len(stuck)} job(s) cannot be waited for: {_undecided_line(job, why)}")
+
+
+# -- kill -------------------------------------------------------------------------------
+
+
+def _mark_killed(job: Job, reason: str = "killed by kong") -> None:
+    job.status = JobStatus.FAILED
+    data = {k: v for k, v in (job.data or {}).items()
+            if k not in ("submitting", "submitting_since", "submit_unclear")}
+    data.update(killed=True, reason=reason)
+    job.data = data
+
+
+def _stop(driver: DriverBase, jobs: Sequence[Job]) -> tuple[list[Job], list[Job], list[str]]:
+    """Stop every job of ``jobs`` that may be on the cluster: reconcile, kill by batch
+    id, and by token what kong cannot settle. Returns (killed, to check, problems):
+    killed jobs are FAILED already; "to check" said "finished" or gave no clear
+    answer; a job the scheduler refused, or one still being submitted, is in neither
+    (a problem line says which and why)."""
+    undecided = reconcile(driver, jobs)
+    problems: list[str] = []
+    by_token: dict[str, Job] = {}
+    for job in jobs:
+        if job.job_id in undecided:
+            if unclear_reason(job):
+                by_token[str(job.data["submitting"])] = job
+            else:
+                problems.append(_undecided_line(job, undecided[job.job_id]) + "; not stopped")
+    live = [j for j in jobs if j.batch_job_id and j.status in _LIVE]
+    answers: dict[int, KillResult] = dict(driver.kill(live))
+    for token, result in driver.kill_tokens(list(by_token)).items():
+        answers[by_token[token].job_id] = result
+    killed: list[Job] = []
+    check: list[Job] = []
+    with db.write():
+        left = _rows_left([*live, *by_token.values()])
+        for job in [*live, *by_token.values()]:
+            if job.job_id not in left:
+                continue  # removed by another kong meanwhile (it stopped the job too)
+            result = answers.get(job.job_id, KillResult(KillOutcome.UNKNOWN))
+            if result.outcome == KillOutcome.REFUSED:
+                status = "in flight" if in_flight(job) else job.status.name
+                problems.append(f"job {job.job_id}: the scheduler refused to kill it: "
+                                f"{result.message} (still {status})")
+            elif result.outcome == KillOutcome.KILLED or in_flight(job):
+                # by token, "no such job" is as good as killed: nothing carries it
+                _mark_killed(job)
+                killed.append(job)
+            else:
+                check.append(job)
+    return killed, check, problems
+
+
+def kill(driver: DriverBase, jobs: Sequence[Job]) -> None:
+    """Kill the jobs that are queued, running, UNKNOWN or being submitted. A killed job
+    reads FAILED at once; one that had already ended keeps its end."""
+    _killed, check, problems = _stop(driver, jobs)
+    if check:
+        refresh(driver, check)
+    _fail(problems, "could not be killed", len(jobs))
+
+
+def _await_end(driver: DriverBase, jobs: Sequence[Job], timeout: float) -> list[Job]:
+    """Poll until the scheduler shows each job ended (or gone); the ones that did not."""
+    waiting = [j for j in jobs if j.batch_job_id]
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while waiting:
+        results = driver.status(waiting)
+        waiting = [j for j in waiting if not _ended(results.get(j.job_id))]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+    return waiting
+
+
+def _ended(result: StatusResult | None) -> bool:
+    if result is None or isinstance(result, Absent):
+        return True
+    return result.status.finished or "lost" in result.extra
+
+
+# -- resubmit ---------------------------------------------------------------------------
+
+
+def resubmit(
+    driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback | None = None
+) -> None:
+    """Run the jobs again as a clean new attempt: stop the old one and wait until the
+    scheduler confirms it ended, forget its files, cached logs and flags, keep it in
+    the history, submit once."""
+    killed, check, problems = _stop(driver, jobs)
+    blocked = {j.job_id for j in jobs} - {j.job_id for j in jobs if _may_rerun(j)}
+    blocked -= {j.job_id for j in [*killed, *check]}
+    stuck = _await_end(driver, [*killed, *check], KILL_CONFIRM_TIMEOUT)
+    for job in stuck:
+        problems.append(f"job {job.job_id}: still running {KILL_CONFIRM_TIMEOUT:.0f} s "
+                        "after the kill; not resubmitted")
+    blocked |= {j.job_id for j in stuck}
+    rerun = [j for j in jobs if j.job_id not in blocked]
+    driver.remove_files(rerun)
+    driver.forget_logs(rerun)
+    with db.write():
+        left = _rows_left(rerun)
+        rerun = [j for j in rerun if j.job_id in left]  # removed by another kong meanwhile
+        for job in rerun:
+            data = dict(job.data or {})
+            history = list(data.get("history", []))
+            if job.batch_job_id is not None:
+                history.append({"batch_job_id": job.batch_job_id, "status": job.status.name})
+            data = {k: v for k, v in data.items() if k not in ATTEMPT_KEYS}
+            data["history"] = history
+            job.data = data
+            job.batch_job_id = None
+            job.status = JobStatus.CREATED
+    if rerun:
+        problems.extend(_submit(driver, rerun, progress))
+    _fail(problems, "could not be resubmitted", len(jobs))
+
+
+def _may_rerun(job: Job) -> bool:
+    """Whether nothing of the job's last attempt may still run (so it can run again)."""
+    if in_flight(job):
+        return False  # stopped by token (then FAILED) or still being submitted
+    return not (job.batch_job_id and job.status in _LIVE)
+
+
+# -- remove -----------------------------------------------------------------------------
+
+
+def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
+    """Stop what may still run, delete the jobs' files, cached logs and rows. A job
+    that could not be stopped keeps its row (and the error says so)."""
+    if driver.reachable:
+        killed, check, problems = _stop(driver, jobs)
+        stopped = {j.job_id for j in [*killed, *check]}
+        gone = [j for j in jobs if j.job_id in stopped or _may_rerun(j)]
+    else:  # nobody to ask or to stop: the rows go, the driver says where the files stay
+        gone, problems = list(jobs), []
+    driver.remove_files(gone)
+    driver.forget_logs(gone)
+    with db.write() as s:
+        left = _rows_left(gone)
+        for job in gone:
+            if job.job_id in left:
+                s.delete(job)
+    _fail(problems, "could not be removed", len(jobs))

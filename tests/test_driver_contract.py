@@ -1,0 +1,306 @@
+"""The driver contract: what every driver does the same way, run against each real one.
+
+Backends: ``local`` (this machine), ``local-ssh`` (the local driver on the sshd
+container), ``slurm`` (the Slurm test cluster), ``htcondor`` (the personal pool),
+``lsf`` (the LSF simulator). A test names a user-visible promise: exit codes and
+lazy logs, kill, resubmit as a clean new attempt, rm that cancels on the cluster,
+round trips that do not grow with the number of jobs, and (for the batch
+schedulers) a bulk submit killed with -9 half way, then rm or submit again.
+The fault-injecting Slurm (tests/test_faultsched.py) covers the faults a real
+scheduler cannot hit on cue.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kong import db
+from kong.errors import NoSuchFolder
+from kong.model.job import Job, JobStatus
+from kong.state import State
+from tests.faultsched import await_condition
+from tests.kongcmd import KONG
+
+pytestmark = pytest.mark.timeout(600)
+
+BACKENDS = ["local", "local-ssh", "slurm", "htcondor", "lsf"]
+BATCH = ("slurm", "htcondor", "lsf")
+
+
+@dataclass
+class Backend:
+    name: str
+    state: State
+    #: names (tokens) of this kong's jobs the scheduler has ever had, as root sees them
+    names_on_cluster: Callable[[], list[str]] | None
+    #: names of this kong's jobs still queued or running there
+    live_on_cluster: Callable[[], list[str]] | None
+
+    @property
+    def driver(self) -> Any:
+        return self.state.driver("c")
+
+    def round_trips(self) -> int:
+        return int(self.driver.transport.stats.round_trips)
+
+
+def _lines(out: str) -> list[str]:
+    prefix = f"kong-{db.install_id()}-"
+    return [line.strip() for line in out.splitlines() if line.strip().startswith(prefix)]
+
+
+def _exec(cluster: Any, cmd: str) -> str:
+    code, out = cluster.exec(cmd)
+    assert code == 0, out
+    return str(out)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend]:
+    name = request.param
+    profile: dict[str, Any] = {} if name in ("local", "local-ssh") else {"poll_interval": 0.3}
+    names = live = None
+    if name == "local":
+        profile.update(driver="local", max_parallel=8)
+    else:
+        fixture = {"local-ssh": "sshd_server", "slurm": "slurm_cluster",
+                   "htcondor": "htcondor_cluster", "lsf": "lsf_cluster"}[name]
+        request.applymarker(pytest.mark.cluster)
+        cluster = request.getfixturevalue(fixture)
+        profile.update(cluster.profile())
+        if name == "local-ssh":
+            profile.update(driver="local", max_parallel=8)
+        elif name == "lsf":
+            profile["driver"] = "lsf"
+        if name == "slurm":
+            def names() -> list[str]:
+                return _lines(_exec(cluster, "squeue -h -a -t all -o %j"))
+
+            def live() -> list[str]:
+                return _lines(_exec(cluster, "squeue -h -a -o %j"))
+        elif name == "htcondor":
+            def names() -> list[str]:
+                return _lines(_exec(cluster, "condor_q -allusers -af KongToken; "
+                                             "condor_history -af KongToken -limit 2000"))
+
+            def live() -> list[str]:
+                # a removed job (JobStatus 3) lingers while its shell exits: not live
+                return _lines(_exec(cluster, "condor_q -allusers -constraint "
+                                             "'JobStatus != 3' -af KongToken"))
+        elif name == "lsf":
+            def names() -> list[str]:
+                return _lines(_exec(cluster, "su -c 'bjobs -a -o job_name -noheader' "
+                                             f"{cluster.user}"))
+
+            def live() -> list[str]:
+                return _lines(_exec(cluster, "su -c 'bjobs -o job_name -noheader' "
+                                             f"{cluster.user}"))
+    (kong_home / "config.yml").write_text(
+        yaml.safe_dump({"default_profile": "c", "profiles": {"c": profile}}))
+    state = State.get_instance()
+    yield Backend(name, state, names, live)
+    # nothing of this test may keep running on a shared cluster
+    leftover = state.get_jobs("/", recursive=True)
+    if leftover:
+        state.kill_job([j.job_id for j in leftover])
+
+
+def finish(b: Backend, jobs: list[Job], timeout: float = 180) -> None:
+    b.state.wait([j.job_id for j in jobs], notify=False, timeout=int(timeout),
+                 poll_interval=0.3)
+
+
+def ended_on_cluster(b: Backend, snapshot: list[Job], timeout: float = 90) -> None:
+    """Await the scheduler's word that every job of ``snapshot`` (detached copies:
+    their rows may be gone) has ended or is unknown to it."""
+    copies = [Job(job_id=j.job_id, batch_job_id=j.batch_job_id, profile=j.profile,
+                  command=j.command, cores=j.cores, status=JobStatus.RUNNING,
+                  data=dict(j.data or {})) for j in snapshot]
+
+    def ended() -> bool:
+        results = b.driver.status(copies)
+        return all(_ended(results.get(c.job_id)) for c in copies)
+
+    await_condition(ended, timeout, "the scheduler to show the jobs ended")
+
+
+def _ended(result: Any) -> bool:
+    status = getattr(result, "status", None)
+    extra = getattr(result, "extra", {})
+    return status is None or status.finished or "lost" in extra
+
+
+def test_exit_codes_and_lazy_stdout(backend: Backend) -> None:
+    b = backend
+    jobs = [b.state.create_job(command=f"echo out-$KONG_JOB_ID; echo err >&2; exit {i % 3}")
+            for i in range(4)]
+    b.state.submit_job([j.job_id for j in jobs])
+    assert all(j.status == JobStatus.SUBMITTED and j.batch_job_id for j in jobs)
+    finish(b, jobs)
+    for i, job in enumerate(jobs):
+        assert job.data["exit_code"] == i % 3
+        assert job.status == (JobStatus.COMPLETED if i % 3 == 0 else JobStatus.FAILED)
+        with job.stdout() as fh:
+            assert fh.read() == f"out-{job.job_id}\n"
+        with job.stderr() as fh:
+            assert fh.read() == "err\n"
+
+    # a finished job's log is read once, then from the laptop's cache (or the local file)
+    def read_again() -> None:
+        with jobs[0].stdout() as fh:
+            assert fh.read() == f"out-{jobs[0].job_id}\n"
+
+    before = b.round_trips()
+    read_again()
+    assert b.round_trips() == before
+
+
+def test_kill_ends_the_jobs_on_the_cluster(backend: Backend) -> None:
+    b = backend
+    jobs = [b.state.create_job(command="sleep 300") for _ in range(2)]
+    b.state.submit_job([j.job_id for j in jobs])
+    killed = b.state.kill_job([j.job_id for j in jobs])
+    assert {j.job_id for j in killed} == {j.job_id for j in jobs}
+    # FAILED as soon as kill_job returns (as kong-batch did) ...
+    assert all(j.status == JobStatus.FAILED and j.data["killed"] for j in jobs)
+    # ... and the scheduler confirms it
+    ended_on_cluster(b, jobs)
+    b.state.refresh_jobs(jobs)
+    assert all(j.status == JobStatus.FAILED for j in jobs)
+
+
+def test_resubmit_of_a_running_job_reruns_clean(backend: Backend) -> None:
+    """The rerun is COMPLETED (no stale kill flag), stdout() is the rerun's (no stale
+    cached log), the old attempt is in the history and ran no further."""
+    b = backend
+    marker = '"${KONG_JOB_OUTPUT_DIR%/*/*}/first-$KONG_JOB_ID"'
+    job = b.state.create_job(
+        command=f"if [ -e {marker} ]; then echo second; else : > {marker}; echo first; "
+                "sleep 300; fi")
+    b.state.submit_job(job)
+
+    def first_running() -> bool:
+        b.state.refresh_jobs([job])
+        with job.stdout() as fh:
+            return job.status == JobStatus.RUNNING and fh.read() == "first\n"
+
+    await_condition(first_running, 120, "the first attempt to run")
+    first = job.batch_job_id
+    b.state.resubmit_job(job)
+    finish(b, [job])
+    assert job.status == JobStatus.COMPLETED and job.data["exit_code"] == 0
+    with job.stdout() as fh:
+        assert fh.read() == "second\n"
+    assert job.data["history"] == [{"batch_job_id": first, "status": "FAILED"}]
+
+
+def test_rm_cancels_on_the_cluster_and_deletes_everything(backend: Backend) -> None:
+    b = backend
+    b.state.mkdir("/gone")
+    jobs = [b.state.create_job(command="sleep 300", folder="/gone") for _ in range(3)]
+    b.state.submit_job("/gone")
+    snapshot = list(jobs)
+    dirs = [j.log_dir.rsplit("/", 1)[0] for j in jobs]
+    assert b.state.rm("/gone", recursive=True)
+    with pytest.raises(NoSuchFolder):  # the folder is gone
+        b.state.get_folders("/gone")
+    ended_on_cluster(b, snapshot)
+    if b.live_on_cluster is not None:
+        live = b.live_on_cluster
+        await_condition(lambda: live() == [], 60, "nothing of the folder left on the cluster")
+    sizes = b.driver.transport.sizes(dirs)
+    assert all(v is None for v in sizes.values()), sizes
+
+
+def test_round_trips_do_not_grow_with_the_number_of_jobs(backend: Backend) -> None:
+    b = backend
+    b.driver.base_dir  # noqa: B018 - resolve the remote home before counting
+    costs: dict[int, dict[str, int]] = {}
+    for n in (2, 200):
+        folder = f"/n{n}"
+        b.state.mkdir(folder)
+        jobs = [b.state.create_job(command="sleep 300", folder=folder) for _ in range(n)]
+        cost: dict[str, int] = {}
+        for what, action in (
+            ("submit", lambda f=folder: b.state.submit_job(f)),
+            ("refresh", lambda j=jobs: b.state.refresh_jobs(j)),
+            ("kill", lambda f=folder: b.state.kill_job(f)),
+            ("rm", lambda f=folder: b.state.rm(f, recursive=True)),
+        ):
+            before = b.round_trips()
+            action()
+            cost[what] = b.round_trips() - before
+        costs[n] = cost
+    assert costs[2] == costs[200], costs
+    assert costs[2] == {"submit": 2, "refresh": 1, "kill": 1, "rm": 1}, costs
+
+
+# -- a bulk submit killed with -9 half way (batch schedulers) ------------------------
+
+
+def _crash_mid_submit(b: Backend, folder: str, n: int, command: str) -> list[Job]:
+    """``kong submit`` of ``n`` jobs in its own process (its own connection, no agent),
+    killed with -9 once some (not all) reached the cluster."""
+    assert b.names_on_cluster is not None
+    b.state.mkdir(folder)
+    jobs = [b.state.create_job(command=command, folder=folder) for _ in range(n)]
+    env = {**os.environ, "KONG_AGENT": "0"}
+    proc = subprocess.Popen([*KONG, "submit", folder], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await_condition(lambda: len(b.names_on_cluster()) >= max(3, n // 10), 120,  # type: ignore[misc]
+                        "the first jobs to reach the cluster")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    reached = len(b.names_on_cluster())
+    print(f"{b.name}: {reached} of {n} jobs reached the cluster before the kill -9")
+    return jobs
+
+
+def _per_job(names: list[str]) -> Counter[int]:
+    return Counter(int(n.split("-")[2]) for n in names)
+
+
+@pytest.mark.parametrize("backend", BATCH, indirect=True)
+def test_crash_mid_submit_then_rm_leaves_nothing_on_the_cluster(backend: Backend) -> None:
+    b = backend
+    n = 200 if b.name == "slurm" else 40
+    _crash_mid_submit(b, "/crash", n, "sleep 300")
+    assert b.live_on_cluster is not None
+    fresh = subprocess.run([*KONG, "rm", "-r", "-y", "/crash"], env=dict(os.environ),
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    # nothing of that folder is left queued or running
+    deadline = time.monotonic() + 60
+    while (left := b.live_on_cluster()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == []
+
+
+@pytest.mark.parametrize("backend", BATCH, indirect=True)
+def test_crash_then_submit_again_runs_every_job_exactly_once(backend: Backend) -> None:
+    b = backend
+    n = 200 if b.name == "slurm" else 40
+    runs = '"${KONG_JOB_OUTPUT_DIR%/*/*}/runs.txt"'
+    jobs = _crash_mid_submit(b, "/again", n, f'echo "$KONG_JOB_ID" >> {runs}')
+    b.state.submit_job("/again")
+    finish(b, jobs, timeout=400)
+    assert Counter(j.status for j in jobs) == {JobStatus.COMPLETED: n}
+    base = b.driver.base_dir
+    ran = b.driver.transport.read_range(f"{base}/runs.txt").decode().split()
+    per_job = Counter(int(x) for x in ran)
+    assert sorted(per_job) == sorted(j.job_id for j in jobs), "some job never ran"
+    assert set(per_job.values()) == {1}, "some job ran twice"
+    assert set(_per_job(b.names_on_cluster()).values()) == {1}  # type: ignore[misc]
