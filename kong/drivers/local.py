@@ -76,13 +76,21 @@ class LocalDriver(DriverBase):
         grace = options.get("kill_grace")
         return str(10 if grace is None else grace)
 
-    def _limits(self, job: Job) -> bytes:
-        """What the runner enforces for the job: its cores (slots), walltime, kill grace."""
+    def _limits(self, job: Job) -> bytes | None:
+        """What the runner enforces for the job: its cores (slots), walltime, kill grace.
+
+        None when that is the runner's default (1 core, no walltime, the profile's
+        grace), so that a bulk of plain jobs costs no extra file per job.
+        """
         options = self.job_options(job)
-        limits: dict[str, Any] = {"cores": job.cores, "grace": float(self._grace(options))}
+        limits: dict[str, Any] = {}
+        if job.cores != 1:
+            limits["cores"] = job.cores
+        if self._grace(options) != self._grace(self.profile.options):
+            limits["grace"] = float(self._grace(options))
         if options.get("walltime") is not None and walltime_seconds(options["walltime"]) > 0:
             limits["walltime"] = walltime_seconds(options["walltime"])  # 0: none, as in Slurm
-        return json.dumps(limits).encode()
+        return json.dumps(limits).encode() if limits else None
 
     def _runner(self, command: str, args: Sequence[str], dirs: Sequence[str]) -> str:
         stdin = "".join(f"{d}\n" for d in dirs).encode()
@@ -106,7 +114,9 @@ class LocalDriver(DriverBase):
         if not jobs:
             return
         files = {self.job_paths(j).script: self.render(j).encode() for j in jobs}
-        files.update({f"{self.job_paths(j).job_dir}/limits": self._limits(j) for j in jobs})
+        for each in jobs:
+            if (limits := self._limits(each)) is not None:
+                files[f"{self.job_paths(each).job_dir}/limits"] = limits
         files[self.runner] = _RUNNER_SOURCE
         for attempt in range(3):
             try:
