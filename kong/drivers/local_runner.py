@@ -378,7 +378,18 @@ def _limits(d: str) -> _Queued:
 # -- status and kill --------------------------------------------------------------------
 
 
+def _emit(lines: list[str]) -> None:
+    """Print the answer; a reader that is gone (kong interrupted) is no error."""
+    try:
+        sys.stdout.write("".join(lines))
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing left to flush at exit
+
+
 def status(dirs: list[str]) -> None:
+    lines = []
     for d in dirs:
         state = _read(os.path.join(d, "state"))
         exit_code = _read(os.path.join(d, "exit_code"))
@@ -407,15 +418,18 @@ def status(dirs: list[str]) -> None:
                 pid = int(fields[0]) if fields and fields[0].isdigit() else 0
                 alive = _owner_alive(state)
                 info.update(state="QUEUED" if alive else f"{word or 'QUEUED'}_LOST", pid=pid)
-        print(json.dumps(info))
+        lines.append(json.dumps(info) + "\n")
+    _emit(lines)
 
 
 def kill(dirs: list[str], grace: float) -> None:
     groups: list[int] = []
+    lines = []
     for d in dirs:
-        if not os.path.isdir(d):
-            continue
-        _write(os.path.join(d, "kill"), str(time.time()))
+        try:
+            _write(os.path.join(d, "kill"), str(time.time()))
+        except OSError:
+            continue  # no such job dir (never submitted, or removed meanwhile)
         state = (_read(os.path.join(d, "state")) or "").split()
         deadline = time.monotonic() + 2
         while state[:1] == ["STARTING"] and time.monotonic() < deadline:
@@ -424,8 +438,8 @@ def kill(dirs: list[str], grace: float) -> None:
         if state[:1] == ["RUNNING"] and len(state) > 1 and state[1].isdigit():
             groups.append(int(state[1]))
             _signal_group(int(state[1]), signal.SIGTERM)
-        print(f"killed {d}")
-    sys.stdout.flush()
+        lines.append(f"killed {d}\n")
+    _emit(lines)
     # A job killed by kong must be gone when kong says so: TERM, a grace, then KILL.
     deadline = time.monotonic() + grace
     while groups and time.monotonic() < deadline:
@@ -453,6 +467,8 @@ def main() -> None:
     elif cmd == "status":
         status(_job_dirs())
     elif cmd == "kill":
+        for sig in (signal.SIGINT, signal.SIGHUP):  # the runner escalates if we die anyway
+            signal.signal(sig, signal.SIG_IGN)
         kill(_job_dirs(), float(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_GRACE)
     else:
         sys.exit(f"unknown command {cmd}")
