@@ -23,11 +23,12 @@ The runner applies the same grace to a job over its walltime.
 
 Files in a job dir: ``job.sh`` (the script), ``limits`` (optional JSON:
 ``cores``, ``walltime`` in seconds, ``grace`` in seconds), ``state`` (``QUEUED
-RUNNER_PID START``, ``STARTING RUNNER_PID START``, ``RUNNING PID TIME RUNNER_PID
-START``, ``KILLED RUNNER_PID START``; RUNNER_PID START is the claim of one runner
-process), ``exit_code`` (written by job.sh itself), ``kill`` (a request to kill),
-``timeout`` (the runner stopped the job at its walltime), ``log/stdout.txt``,
-``log/stderr.txt``.
+RUNNER_PID START``, ``STARTING RUNNER_PID START``, ``RUNNING PID TIME PID_START
+RUNNER_PID START``, ``KILLED RUNNER_PID START``; RUNNER_PID START is the claim of
+one runner process; START and PID_START are kernel start times where /proc has
+them, else ``-``), ``exit_code`` (written by job.sh itself), ``kill`` (a request
+to kill), ``timeout`` (the runner stopped the job at its walltime),
+``log/stdout.txt``, ``log/stderr.txt``.
 """
 
 from __future__ import annotations
@@ -310,7 +311,9 @@ class Runner:
         running = _Running(job, proc, slots, time.monotonic())
         self.running.append(running)
         try:
-            _write(os.path.join(d, "state"), f"RUNNING {proc.pid} {time.time():.3f} {self.token}")
+            started = _process_start(proc.pid) or "-"
+            _write(os.path.join(d, "state"),
+                   f"RUNNING {proc.pid} {time.time():.3f} {started} {self.token}")
         except OSError:
             self._stop(running)  # its dir went away while it started: nobody can see it
         return True
@@ -409,7 +412,7 @@ def status(dirs: list[str]) -> None:
                 info["state"] = "KILLED"
             elif word == "RUNNING":
                 pid = int(fields[0]) if fields and fields[0].isdigit() else 0
-                alive = pid > 0 and _alive(pid)
+                alive = pid > 0 and _alive(pid, fields[2] if len(fields) > 4 else "-")
                 info.update(state="RUNNING" if alive else "RUNNING_LOST", pid=pid)
                 if len(fields) > 1:
                     info["start_time"] = float(fields[1])
@@ -436,8 +439,12 @@ def kill(dirs: list[str], grace: float) -> None:
             time.sleep(0.01)  # the runner is starting it this instant: TERM what it starts
             state = (_read(os.path.join(d, "state")) or "").split()
         if state[:1] == ["RUNNING"] and len(state) > 1 and state[1].isdigit():
-            groups.append(int(state[1]))
-            _signal_group(int(state[1]), signal.SIGTERM)
+            pid = int(state[1])
+            # the job's own start time, where known: never signal a reused pid
+            job_start = state[3] if len(state) > 5 else "-"
+            if job_start == "-" or _process_start(pid) in (None, job_start):
+                groups.append(pid)
+                _signal_group(pid, signal.SIGTERM)
         lines.append(f"killed {d}\n")
     _emit(lines)
     # A job killed by kong must be gone when kong says so: TERM, a grace, then KILL.
