@@ -211,6 +211,9 @@ def test_four_processes_create_list_submit_and_remove(kong_home: Path, tmp_path:
     notes = {name: _lines(tmp_path / f"{name}.jsonl") for name in procs}
     errors = Counter(str(n["error"]) for ns in notes.values() for n in ns if "error" in n)
     print("user errors:", dict(errors))
+    print(f"created {sum('created' in n for n in notes['creator'])} jobs, removed "
+          f"{sum('removed_folder' in n for n in notes['remover'])} folders, "
+          f"{sum(len(n.get('submitted') or ()) for n in notes['submitter'])} submitted")
     created = {int(str(n["created"])): str(n["folder"]) for n in notes["creator"] if "created" in n}
     removed_folders = {str(n["removed_folder"]) for n in notes["remover"] if "removed_folder" in n}
     removed_jobs = {int(str(n["removed_job"])) for n in notes["remover"] if "removed_job" in n}

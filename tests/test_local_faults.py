@@ -449,3 +449,44 @@ def test_claims_that_no_runner_took_up_are_taken_over(tmp_path: Path) -> None:
     while sorted(ids_in(ran).elements()) != [0, 1]:
         assert time.monotonic() < deadline, ids_in(ran)
         time.sleep(0.05)
+
+
+def test_kill_goes_through_removed_dirs_and_a_gone_reader(tmp_path: Path) -> None:
+    """Dirs removed meanwhile and a caller that stopped reading: every job is still killed."""
+    base = tmp_path / "jobs"
+    pidfile = tmp_path / "pid"
+    job = base / "1"
+    job.mkdir(parents=True)
+    (job / "job.sh").write_text(f"echo $$ > {pidfile}; while :; do sleep 0.05; done\n")
+    subprocess.run([sys.executable, RUNNER, "start", "2", str(base / "slots")],
+                   input=f"{job}\n".encode(), capture_output=True, timeout=30, check=True)
+    job_pid = int(await_file(pidfile))
+    proc = subprocess.Popen([sys.executable, RUNNER, "kill", "1"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stdin.write(f"{base}/gone\n{tmp_path}/pid/x\n{job}\n".encode())
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+    assert b"Traceback" not in proc.stderr.read()
+    assert group_gone(job_pid, 5)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="start times come from /proc")
+def test_a_reused_pid_is_neither_the_job_nor_killed(tmp_path: Path) -> None:
+    """The job's pid now belongs to another process (its start time differs)."""
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        job = tmp_path / "jobs" / "1"
+        job.mkdir(parents=True)
+        (job / "state").write_text(f"RUNNING {other.pid} 1.0 1 {os.getpid()} 1")
+        stdin = f"{job}\n".encode()
+        status = subprocess.run([sys.executable, RUNNER, "status"], input=stdin,
+                                capture_output=True, timeout=30, check=True)
+        assert json.loads(status.stdout)["state"] == "RUNNING_LOST"
+        subprocess.run([sys.executable, RUNNER, "kill", "1"], input=stdin,
+                       capture_output=True, timeout=30, check=True)
+        assert other.poll() is None, "kill signalled a process that is not the job"
+    finally:
+        other.kill()
+        other.wait()

@@ -23,11 +23,12 @@ The runner applies the same grace to a job over its walltime.
 
 Files in a job dir: ``job.sh`` (the script), ``limits`` (optional JSON:
 ``cores``, ``walltime`` in seconds, ``grace`` in seconds), ``state`` (``QUEUED
-RUNNER_PID START``, ``STARTING RUNNER_PID START``, ``RUNNING PID TIME RUNNER_PID
-START``, ``KILLED RUNNER_PID START``; RUNNER_PID START is the claim of one runner
-process), ``exit_code`` (written by job.sh itself), ``kill`` (a request to kill),
-``timeout`` (the runner stopped the job at its walltime), ``log/stdout.txt``,
-``log/stderr.txt``.
+RUNNER_PID START``, ``STARTING RUNNER_PID START``, ``RUNNING PID TIME PID_START
+RUNNER_PID START``, ``KILLED RUNNER_PID START``; RUNNER_PID START is the claim of
+one runner process; START and PID_START are kernel start times where /proc has
+them, else ``-``), ``exit_code`` (written by job.sh itself), ``kill`` (a request
+to kill), ``timeout`` (the runner stopped the job at its walltime),
+``log/stdout.txt``, ``log/stderr.txt``.
 """
 
 from __future__ import annotations
@@ -310,7 +311,9 @@ class Runner:
         running = _Running(job, proc, slots, time.monotonic())
         self.running.append(running)
         try:
-            _write(os.path.join(d, "state"), f"RUNNING {proc.pid} {time.time():.3f} {self.token}")
+            started = _process_start(proc.pid) or "-"
+            _write(os.path.join(d, "state"),
+                   f"RUNNING {proc.pid} {time.time():.3f} {started} {self.token}")
         except OSError:
             self._stop(running)  # its dir went away while it started: nobody can see it
         return True
@@ -378,7 +381,18 @@ def _limits(d: str) -> _Queued:
 # -- status and kill --------------------------------------------------------------------
 
 
+def _emit(lines: list[str]) -> None:
+    """Print the answer; a reader that is gone (kong interrupted) is no error."""
+    try:
+        sys.stdout.write("".join(lines))
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing left to flush at exit
+
+
 def status(dirs: list[str]) -> None:
+    lines = []
     for d in dirs:
         state = _read(os.path.join(d, "state"))
         exit_code = _read(os.path.join(d, "exit_code"))
@@ -398,7 +412,7 @@ def status(dirs: list[str]) -> None:
                 info["state"] = "KILLED"
             elif word == "RUNNING":
                 pid = int(fields[0]) if fields and fields[0].isdigit() else 0
-                alive = pid > 0 and _alive(pid)
+                alive = pid > 0 and _alive(pid, fields[2] if len(fields) > 4 else "-")
                 info.update(state="RUNNING" if alive else "RUNNING_LOST", pid=pid)
                 if len(fields) > 1:
                     info["start_time"] = float(fields[1])
@@ -407,25 +421,32 @@ def status(dirs: list[str]) -> None:
                 pid = int(fields[0]) if fields and fields[0].isdigit() else 0
                 alive = _owner_alive(state)
                 info.update(state="QUEUED" if alive else f"{word or 'QUEUED'}_LOST", pid=pid)
-        print(json.dumps(info))
+        lines.append(json.dumps(info) + "\n")
+    _emit(lines)
 
 
 def kill(dirs: list[str], grace: float) -> None:
     groups: list[int] = []
+    lines = []
     for d in dirs:
-        if not os.path.isdir(d):
-            continue
-        _write(os.path.join(d, "kill"), str(time.time()))
+        try:
+            _write(os.path.join(d, "kill"), str(time.time()))
+        except OSError:
+            continue  # no such job dir (never submitted, or removed meanwhile)
         state = (_read(os.path.join(d, "state")) or "").split()
         deadline = time.monotonic() + 2
         while state[:1] == ["STARTING"] and time.monotonic() < deadline:
             time.sleep(0.01)  # the runner is starting it this instant: TERM what it starts
             state = (_read(os.path.join(d, "state")) or "").split()
         if state[:1] == ["RUNNING"] and len(state) > 1 and state[1].isdigit():
-            groups.append(int(state[1]))
-            _signal_group(int(state[1]), signal.SIGTERM)
-        print(f"killed {d}")
-    sys.stdout.flush()
+            pid = int(state[1])
+            # the job's own start time, where known: never signal a reused pid
+            job_start = state[3] if len(state) > 5 else "-"
+            if job_start == "-" or _process_start(pid) in (None, job_start):
+                groups.append(pid)
+                _signal_group(pid, signal.SIGTERM)
+        lines.append(f"killed {d}\n")
+    _emit(lines)
     # A job killed by kong must be gone when kong says so: TERM, a grace, then KILL.
     deadline = time.monotonic() + grace
     while groups and time.monotonic() < deadline:
@@ -453,6 +474,8 @@ def main() -> None:
     elif cmd == "status":
         status(_job_dirs())
     elif cmd == "kill":
+        for sig in (signal.SIGINT, signal.SIGHUP):  # the runner escalates if we die anyway
+            signal.signal(sig, signal.SIG_IGN)
         kill(_job_dirs(), float(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_GRACE)
     else:
         sys.exit(f"unknown command {cmd}")
