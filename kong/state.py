@@ -325,7 +325,8 @@ class State(Selection):
         db.require_writable()  # before anything is done that could not be recorded
         folders: list[Folder] = []
         jobs: list[Job] = []
-        for one in list(name) if isinstance(name, (list, tuple)) else [name]:
+        names: list[Any] = list(name) if isinstance(name, (list, tuple)) else [name]
+        for one in names:  # each checked by _rm_targets (a TypeError for a wrong type)
             more_folders, more_jobs = self._rm_targets(one)
             folders.extend(f for f in more_folders if f not in folders)
             jobs.extend(more_jobs)
