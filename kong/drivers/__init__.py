@@ -21,6 +21,7 @@ _MODULES = {
     "slurm": ("kong.drivers.slurm", "SlurmDriver"),
     "htcondor": ("kong.drivers.htcondor", "HTCondorDriver"),
     "lsf": ("kong.drivers.lsf", "LSFDriver"),
+    "sge": ("kong.drivers.sge", "SGEDriver"),
 }
 
 _instances: dict[tuple[int, str], DriverBase] = {}
