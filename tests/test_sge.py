@@ -8,6 +8,7 @@ Assertions about the cluster side are made as root inside the container
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -20,6 +21,7 @@ import pytest
 
 from kong import db
 from kong.config import Config
+from kong.drivers import sge
 from kong.drivers.sge import ACCOUNTING_PENDING, SGEDriver
 from kong.errors import ConnectionLost, DriverError, TransportError
 from kong.model.job import Job, JobStatus
@@ -354,3 +356,38 @@ def test_connection_cut_during_submit_no_double_submission(
     per_job = accounted(sge_cluster, 120, settle=3)
     assert sorted(per_job) == sorted(j.job_id for j in jobs)
     assert set(per_job.values()) == {1}, "some job was submitted twice"
+
+
+# -- without readable accounting -------------------------------------------------------
+
+
+def test_unreadable_accounting_falls_back_to_exit_code_files_and_says_so_once(
+    kong: State, sge_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """qacct fails for the user as on a site whose accounting file only the
+    administrators may read (mode 600, restored afterwards)."""
+    needs_container(sge_cluster)
+    accounting = "/var/lib/gridengine/default/common/accounting"
+    root(sge_cluster, f"chmod 600 {accounting}")
+    sge._warned.clear()
+    try:
+        jobs = [kong.create_job(command=f"exit {i}") for i in (0, 3)]
+        kong.submit_job([j.job_id for j in jobs])
+        with caplog.at_level(logging.WARNING, logger="kong.drivers.sge"):
+            kong.wait([j.job_id for j in jobs], notify=False, timeout=120)
+            for _ in range(2):  # asked again: the fallback is not announced again
+                driver_of(kong).query(jobs)
+        assert [(j.status, (j.data or {})["exit_code"]) for j in jobs] == [
+            (JobStatus.COMPLETED, 0), (JobStatus.FAILED, 3)]
+        assert {(j.data or {})["scheduler_state"] for j in jobs} == {"FORGOTTEN"}
+        warnings = [r for r in caplog.records if "cannot read the accounting" in r.getMessage()]
+        assert len(warnings) == 1, caplog.text
+        assert "unable to open" in warnings[0].getMessage()
+        # the one case with a second round trip: the exit_code files
+        fresh = kong.create_job(command="sleep 1")
+        kong.submit_job(fresh)
+        wait_until(lambda: not queued(sge_cluster), 60, "the job leaves qstat")
+        assert round_trips(kong, lambda: kong.refresh_jobs([fresh])) == 2
+        assert fresh.status == JobStatus.COMPLETED
+    finally:
+        root(sge_cluster, f"chmod 644 {accounting}")

@@ -192,6 +192,7 @@ def test_query_answer_without_accounting() -> None:
     answer = parse_query_output("QSTAT\n<job_info/>\nENDQSTAT\n"
                                 "NOACCT|error: can't open accounting file\nEND\n")
     assert answer.live == {} and answer.accounting is None
+    assert answer.no_accounting == "error: can't open accounting file"
 
 
 def test_query_answer_cut_short_or_failed() -> None:

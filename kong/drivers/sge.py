@@ -21,8 +21,10 @@ batch options walltime (``-l h_rt``), extra, scratch_dir and poll_interval.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import datetime
@@ -42,6 +44,12 @@ from kong.model.job import Job, JobStatus
 
 if TYPE_CHECKING:
     from kong.model.folder import Folder
+
+log = logging.getLogger(__name__)
+
+# The fallback without accounting is announced once per process and cluster.
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 _QUERY_SCRIPT = resources.files("kong.drivers").joinpath("templates/sge_query.sh")
 
@@ -166,6 +174,7 @@ class SGEDriver(BatchDriver):
         if answer.accounting is None:
             # qacct cannot answer: leave the rest out, so that their exit_code files
             # speak for them (as for Slurm without accounting).
+            self._warn_no_accounting(answer.no_accounting)
             return infos
         for batch_id in ids:
             if batch_id in infos:
@@ -197,6 +206,17 @@ class SGEDriver(BatchDriver):
         return found
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _warn_no_accounting(self, why: str) -> None:
+        key = self.transport.label
+        with _warned_lock:
+            if key in _warned:
+                return
+            _warned.add(key)
+        log.warning(
+            "kong: sge on %s: qacct cannot read the accounting (%s); finished jobs are "
+            "read from their exit_code files instead", key, why.strip() or "no reason given"
+        )
 
     def _run(self, by_name: bool, stdin_lines: Sequence[str]) -> QueryAnswer:
         script = _QUERY_SCRIPT.read_text()
@@ -413,10 +433,14 @@ class QueryAnswer:
     None when qacct could not read the accounting)."""
 
     def __init__(
-        self, live: dict[str, tuple[str, SchedulerInfo]], accounting: list[dict[str, str]] | None
+        self,
+        live: dict[str, tuple[str, SchedulerInfo]],
+        accounting: list[dict[str, str]] | None,
+        no_accounting: str = "",
     ) -> None:
         self.live = live
         self.accounting = accounting
+        self.no_accounting = no_accounting  # qacct's complaint when accounting is None
 
 
 def parse_query_output(text: str) -> QueryAnswer:
@@ -429,6 +453,7 @@ def parse_query_output(text: str) -> QueryAnswer:
         raise DriverError("the Grid Engine query was cut short")
     qstat, qacct, section = [], [], None
     accounting: list[dict[str, str]] | None = []
+    why = ""
     for line in lines[:-1]:
         if line in ("QSTAT", "QACCT") and section is None:
             section = line
@@ -439,8 +464,8 @@ def parse_query_output(text: str) -> QueryAnswer:
         elif section == "QACCT":
             qacct.append(line)
         elif line.startswith("NOACCT|"):
-            accounting = None
+            accounting, why = None, line[len("NOACCT|"):]
     live = parse_qstat_xml("\n".join(qstat)) if qstat else {}
     if accounting is not None:
         accounting = parse_qacct("\n".join(qacct))
-    return QueryAnswer(live, accounting)
+    return QueryAnswer(live, accounting, why)
