@@ -27,8 +27,8 @@ mkdir -p "$CONF"
 wait_for() {  # wait_for SECONDS WHAT COMMAND...
     local secs="$1" what="$2"
     shift 2
-    local i
-    for i in $(seq 1 $((secs * 10))); do
+    local _
+    for _ in $(seq 1 $((secs * 10))); do
         if "$@" >/dev/null 2>&1; then
             return 0
         fi

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Grid Engine status in one round trip (kong/drivers/sge.py runs it with sh -c).
 #   "$1"  submit lock of this kong (only waited for in jobname mode)
 #   "$2"  jobnumber: stdin holds batch ids; jobname: stdin holds kong tokens
