@@ -26,7 +26,7 @@ from kong.drivers.sge import ACCOUNTING_PENDING, SGEDriver
 from kong.errors import ConnectionLost, DriverError, TransportError
 from kong.model.job import Job, JobStatus
 from kong.state import State
-from tests.clusters import Cluster, needs_container
+from tests.clusters import Cluster, ClusterFactory, needs_container
 from tests.fixtures_state import make_state
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(400)]
@@ -391,3 +391,31 @@ def test_unreadable_accounting_falls_back_to_exit_code_files_and_says_so_once(
         assert fresh.status == JobStatus.COMPLETED
     finally:
         root(sge_cluster, f"chmod 644 {accounting}")
+
+
+# -- two Grid Engines side by side -----------------------------------------------------
+
+
+def test_two_grid_engines_side_by_side(cluster_factory: ClusterFactory,
+                                       sge_cluster: Cluster) -> None:
+    """Every daemon of the image takes its own free port: a second cluster on the same
+    machine (same hostname, host networking) is independent of the first."""
+    needs_container(sge_cluster)
+    other = cluster_factory.start("sge", "sge-side-by-side")
+    try:
+        assert other.ports["sge_qmaster"] != sge_cluster.ports["sge_qmaster"]
+        assert other.ports["sge_execd"] != sge_cluster.ports["sge_execd"]
+        name = f"kong-side-{other.ports['ssh']}"
+        result = other.ssh(f"qsub -terse -sync y -b y -o /dev/null -e /dev/null -N {name} true")
+        assert result.returncode == 0, result.stderr
+        batch_id = result.stdout.split()[0]
+
+        def jobnames(cluster: Cluster) -> str:
+            return cluster.exec("qacct -j 2>/dev/null | awk '$1 == \"jobname\"'")[1]
+
+        wait_until(lambda: name in jobnames(other), 30, "qacct of the second cluster has it")
+        assert name not in jobnames(sge_cluster)
+        assert root(other, f"qacct -j {batch_id} | awk '$1 == \"exit_status\" {{ print $2 }}'"
+                    ).strip() == "0"
+    finally:
+        cluster_factory.stop(other)
