@@ -419,3 +419,31 @@ def test_two_grid_engines_side_by_side(cluster_factory: ClusterFactory,
                     ).strip() == "0"
     finally:
         cluster_factory.stop(other)
+
+
+def test_reconcile_finds_a_job_that_ended_before_its_accounting_record(
+    kong: State, sge_cluster: Cluster, slow_accounting: None
+) -> None:
+    """A submit whose answer was lost (the job's intent recorded, qsub run, the
+    connection gone before kong read the id), and the job ends before kong asks:
+    it has left qstat and its qacct record is 15 s away. The reconcile must find it
+    (qstat -s z, then qacct after the flush), not submit it again."""
+    job = kong.create_job(command="true")
+    token = f"kong-{db.install_id()}-{job.job_id}-1"
+    with db.write():  # what BatchDriver.submit records before it runs the submit loop
+        job.set_data(attempt=1, submitting=token)
+    paths = driver_of(kong).job_paths(job)
+    script = driver_of(kong).render(job, driver_of(kong).header_lines(
+        job, driver_of(kong).job_options(job), token))
+    result = sge_cluster.ssh(f"mkdir -p {paths.log_dir} && cat > {paths.script} && "
+                             f"qsub -terse {paths.script}", input=script)
+    assert result.returncode == 0, result.stderr
+    batch_id = result.stdout.split()[0]
+    wait_until(lambda: token not in queued(sge_cluster), 60, "the job ends and leaves qstat")
+    assert token not in qacct_names(sge_cluster), "qacct already has it: no delay to test"
+
+    kong.submit_job(job)  # reconciles first
+    assert job.batch_job_id == batch_id and (job.data or {}).get("reconciled")
+    kong.wait(job, notify=False, timeout=90)
+    assert job.status == JobStatus.COMPLETED
+    assert accounted(sge_cluster, 1, settle=2) == {job.job_id: 1}

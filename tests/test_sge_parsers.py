@@ -188,6 +188,17 @@ def test_query_answer_live_and_accounting() -> None:
     assert answer.accounting is not None and [r["jobnumber"] for r in answer.accounting] == ["8"]
 
 
+def test_query_answer_with_zombies() -> None:
+    """The token look-up also reads ``qstat -s z``: jobs that ended lately, whose
+    accounting record may not be written yet."""
+    answer = parse_query_output("QSTAT\n<job_info/>\nENDQSTAT\nZOMBIE\n"
+                                + sample("qstat-s-z-xml.xml")
+                                + "ENDZOMBIE\nQACCT\nENDQACCT\nEND\n")
+    assert answer.live == {} and answer.accounting == []
+    assert {batch_id: name for batch_id, (name, _) in answer.ended.items()} == {
+        "1": "kong-ready", "2": "kong-z-1-1"}
+
+
 def test_query_answer_without_accounting() -> None:
     answer = parse_query_output("QSTAT\n<job_info/>\nENDQSTAT\n"
                                 "NOACCT|error: can't open accounting file\nEND\n")

@@ -195,6 +195,7 @@ class SGEDriver(BatchDriver):
         answer = self._run(True, tokens)
         wanted = set(tokens)
         named = [(name, batch_id) for batch_id, (name, _) in answer.live.items()]
+        named += [(name, batch_id) for batch_id, (name, _) in answer.ended.items()]
         named += [(r.get("jobname", ""), r.get("jobnumber", "")) for r in answer.accounting or ()]
         found: dict[str, str] = {}
         for name, batch_id in named:
@@ -437,10 +438,12 @@ class QueryAnswer:
         live: dict[str, tuple[str, SchedulerInfo]],
         accounting: list[dict[str, str]] | None,
         no_accounting: str = "",
+        ended: dict[str, tuple[str, SchedulerInfo]] | None = None,
     ) -> None:
         self.live = live
         self.accounting = accounting
         self.no_accounting = no_accounting  # qacct's complaint when accounting is None
+        self.ended = ended or {}  # qstat -s z: jobs that ended lately (token look-up only)
 
 
 def parse_query_output(text: str) -> QueryAnswer:
@@ -451,14 +454,19 @@ def parse_query_output(text: str) -> QueryAnswer:
             raise DriverError(line[4:].strip())
     if not lines or lines[-1] != "END":
         raise DriverError("the Grid Engine query was cut short")
-    qstat, qacct, section = [], [], None
+    qstat: list[str] = []
+    qacct: list[str] = []
+    zombies: list[str] = []
+    section: str | None = None
     accounting: list[dict[str, str]] | None = []
     why = ""
     for line in lines[:-1]:
-        if line in ("QSTAT", "QACCT") and section is None:
+        if line in ("QSTAT", "QACCT", "ZOMBIE") and section is None:
             section = line
-        elif line in ("ENDQSTAT", "ENDQACCT"):
+        elif line in ("ENDQSTAT", "ENDQACCT", "ENDZOMBIE"):
             section = None
+        elif section == "ZOMBIE":
+            zombies.append(line)
         elif section == "QSTAT":
             qstat.append(line)
         elif section == "QACCT":
@@ -468,4 +476,5 @@ def parse_query_output(text: str) -> QueryAnswer:
     live = parse_qstat_xml("\n".join(qstat)) if qstat else {}
     if accounting is not None:
         accounting = parse_qacct("\n".join(qacct))
-    return QueryAnswer(live, accounting, why)
+    ended = parse_qstat_xml("\n".join(zombies)) if "".join(zombies).strip() else {}
+    return QueryAnswer(live, accounting, why, ended)

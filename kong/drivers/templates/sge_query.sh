@@ -27,6 +27,34 @@ if [ "$mode" = jobnumber ]; then
     awk 'FILENAME == ARGV[1] { l[$1] = 1; next } !($1 in l)' "$t/live" "$t/wanted" > "$t/rest"
 else
     cp "$t/wanted" "$t/rest"
+    # A job that ended a moment ago has left qstat, and its accounting record is
+    # written only after accounting_flush_time (15 s by default): it is in neither.
+    # qmaster keeps the last finished_jobs (100) ended jobs as zombies; and after
+    # waiting out the flush, qacct has every job that had ended before the qstat
+    # above (this look-up runs after the submit loop is over, so each job kong
+    # submitted was in that qstat, or had ended).
+    echo ZOMBIE
+    qstat -s z -xml -u "$me" 2>/dev/null
+    echo ENDZOMBIE
+    flush=$(qconf -sconf global 2>/dev/null | awk '
+        { if (sub(/\\$/, "")) { line = line $0; next } line = line $0 }
+        line ~ /^reporting_params/ {
+            n = split(line, w, /[ \t]+/)
+            for (i = 1; i <= n; i++) {
+                split(w[i], kv, "=")
+                if (kv[1] == "accounting_flush_time") a = kv[2]
+                if (kv[1] == "flush_time") f = kv[2]
+            }
+        }
+        { line = "" }
+        END {
+            v = (a != "") ? a : ((f != "") ? f : "00:00:15")
+            m = split(v, p, ":"); s = 0
+            for (i = 1; i <= m; i++) s = s * 60 + p[i]
+            if (s > 60) s = 60
+            print s + 1
+        }')
+    sleep "${flush:-16}"
 fi
 if [ -s "$t/rest" ]; then
     if qacct -o "$me" -j "$pattern" > "$t/a" 2> "$t/err"; then
