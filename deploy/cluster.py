@@ -389,6 +389,8 @@ def start_cluster(
     options: dict[str, Any] = {}
     if kind == "slurm":
         options = {"partition": "debug", "account": "kong"}
+    elif kind == "sge":
+        options = {"queue": "all.q", "pe": "smp"}
     wrapped = container.get_wrapped_container()
     cluster = Cluster(
         name=name,

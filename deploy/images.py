@@ -91,6 +91,27 @@ SPECS: dict[str, ImageSpec] = {
         packages=("openssh-server", "procps", "python3", "iproute2"),
         dirs=("common", "sshd"),
     ),
+    # Son of Grid Engine 8.1.9 as Debian packages it: one host is master, exec and
+    # submit host, with accounting (qacct); deploy/sge/entrypoint.sh configures it.
+    "sge": ImageSpec(
+        name="sge",
+        suite="bookworm",
+        packages=(
+            "openssh-server",
+            "gridengine-master",
+            "gridengine-exec",
+            "gridengine-client",
+            # gridengine-common needs mailx, bsd-mailx an MTA (a virtual package that
+            # debootstrap cannot pick): name a small one.
+            "msmtp-mta",
+            "procps",
+            "python3",
+            "iproute2",
+        ),
+        dirs=("common", "sge"),
+        ports=("KONG_SGE_QMASTER_PORT", "KONG_SGE_EXECD_PORT"),
+        driver="sge",
+    ),
     # The LSF SIMULATOR (deploy/lsf-sim/README.md): IBM LSF cannot be installed here.
     # The sshd image's packages: the simulator is Python scripts on PATH.
     "lsf-sim": ImageSpec(

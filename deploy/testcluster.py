@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Throwaway Slurm / HTCondor clusters in containers, for trying and testing kong.
+"""Throwaway Slurm / HTCondor / Grid Engine clusters in containers, for trying and testing kong.
 
-    python deploy/testcluster.py build slurm|htcondor|sshd|all [--dockerfile]
-    python deploy/testcluster.py up slurm|htcondor|sshd --name NAME [--state-dir DIR]
+    python deploy/testcluster.py build slurm|htcondor|sge|sshd|all [--dockerfile]
+    python deploy/testcluster.py up slurm|htcondor|sge|sshd --name NAME [--state-dir DIR]
     python deploy/testcluster.py down NAME
     python deploy/testcluster.py status
-    python deploy/testcluster.py tag slurm|htcondor|sshd
+    python deploy/testcluster.py tag slurm|htcondor|sge|sshd
     python deploy/testcluster.py prune
 
 ``up`` prints a kong profile block to paste under ``profiles:``; the key pair,

@@ -23,7 +23,7 @@ import yaml
 from kong.errors import ConfigError
 
 APP_NAME = "kong"
-DRIVERS = ("local", "slurm", "htcondor", "lsf")
+DRIVERS = ("local", "slurm", "htcondor", "lsf", "sge")
 
 #: keys every profile may have, whatever its driver: how to reach the host
 CONNECTION_KEYS: dict[str, type | tuple[type, ...]] = {

@@ -10,6 +10,8 @@ fixtures, each yielding a :class:`deploy.cluster.Cluster`:
   the jump server allows TCP forwarding to 127.0.0.1, for ProxyJump tests);
 - ``lsf_cluster``: an OpenSSH server with the LSF SIMULATOR (deploy/lsf-sim/: not
   IBM LSF, which cannot be installed here) on the login user's PATH;
+- ``sge_cluster``: a one-host Son of Grid Engine 8.1.9 cluster with accounting
+  (``qacct``), queue ``all.q``, parallel environment ``smp``;
 - ``private_sshd_server`` (function scope): an sshd of one test alone, for
   tests that count or kill connections;
 - ``cluster_factory``: ``cluster_factory.start(kind, name, max_sessions=..)`` for
@@ -21,7 +23,8 @@ started if none answers. Each cluster listens on free ports of 127.0.0.1.
 Environment variables (each a path to a kong profile YAML block, as printed by
 ``deploy/testcluster.py up``) point the fixtures at an already-running or real
 cluster instead of starting one: ``KONG_TEST_SLURM``, ``KONG_TEST_SLURM_B``,
-``KONG_TEST_HTCONDOR``, ``KONG_TEST_SSHD``, ``KONG_TEST_SSHD_JUMP``, ``KONG_TEST_LSF``
+``KONG_TEST_HTCONDOR``, ``KONG_TEST_SSHD``, ``KONG_TEST_SSHD_JUMP``, ``KONG_TEST_LSF``,
+``KONG_TEST_SGE``
 (a real LSF cluster works there too). Such a
 cluster has no container unless the file was written by ``testcluster.py up``:
 the container-only helpers then raise, and the tests that need them skip.
@@ -59,6 +62,7 @@ ENV_VARS = {
     "sshd": "KONG_TEST_SSHD",
     "sshd-jump": "KONG_TEST_SSHD_JUMP",
     "lsf-sim": "KONG_TEST_LSF",
+    "sge": "KONG_TEST_SGE",
 }
 PID_LABEL = "kong.pytest-pid"
 PIDNS_LABEL = "kong.pytest-pidns"
@@ -223,6 +227,13 @@ def sshd_jump_server(cluster_factory: ClusterFactory) -> Cluster:
 def lsf_cluster(cluster_factory: ClusterFactory) -> Cluster:
     """An sshd with the LSF SIMULATOR's bsub/bjobs/bkill/bhist (``$KONG_TEST_LSF``)."""
     return _cluster(cluster_factory, "lsf-sim", "lsf-sim")
+
+
+@pytest.fixture(scope="session")
+def sge_cluster(cluster_factory: ClusterFactory) -> Cluster:
+    """A one-host Son of Grid Engine 8.1.9 cluster with accounting: queue all.q,
+    parallel environment smp (``$KONG_TEST_SGE``)."""
+    return _cluster(cluster_factory, "sge", "sge")
 
 
 _private_count = 0

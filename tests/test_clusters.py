@@ -254,7 +254,7 @@ def test_testcluster_status_lists_the_session_clusters(slurm_cluster: Cluster) -
     assert str(slurm_cluster.container_name) in result.stdout
 
 
-@pytest.mark.parametrize("image", ["slurm", "htcondor", "sshd", "debian-python"])
+@pytest.mark.parametrize("image", ["slurm", "htcondor", "sshd", "debian-python", "sge"])
 def test_dockerfile_installs_the_same_packages(image: str) -> None:
     """deploy/IMAGE/Dockerfile and the offline build (SPECS) must not drift apart."""
     from deploy.images import SPECS

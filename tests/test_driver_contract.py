@@ -34,8 +34,8 @@ from tests.kongcmd import KONG
 
 pytestmark = pytest.mark.timeout(600)
 
-BACKENDS = ["local", "local-ssh", "slurm", "htcondor", "lsf"]
-BATCH = ("slurm", "htcondor", "lsf")
+BACKENDS = ["local", "local-ssh", "slurm", "htcondor", "lsf", "sge"]
+BATCH = ("slurm", "htcondor", "lsf", "sge")
 
 
 @dataclass
@@ -75,7 +75,8 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
         profile.update(driver="local", max_parallel=8)
     else:
         fixture = {"local-ssh": "sshd_server", "slurm": "slurm_cluster",
-                   "htcondor": "htcondor_cluster", "lsf": "lsf_cluster"}[name]
+                   "htcondor": "htcondor_cluster", "lsf": "lsf_cluster",
+                   "sge": "sge_cluster"}[name]
         request.applymarker(pytest.mark.cluster)
         cluster = request.getfixturevalue(fixture)
         profile.update(cluster.profile())
@@ -98,6 +99,18 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
                 # a removed job (JobStatus 3) lingers while its shell exits: not live
                 return _lines(_exec(cluster, "condor_q -allusers -constraint "
                                              "'JobStatus != 3' -af KongToken"))
+        elif name == "sge":
+            def names() -> list[str]:
+                # qstat (pending, running) and qacct (ended; a job deleted while
+                # pending leaves no record); awk: nothing found is no error
+                return _lines(_exec(cluster, "qstat -u '*' -xml | sed -n "
+                                             "'s:.*<JB_name>\\(.*\\)</JB_name>.*:\\1:p'; "
+                                             "qacct -j 2>/dev/null | awk '$1 == \"jobname\" "
+                                             "{ print $2 }'"))
+
+            def live() -> list[str]:
+                return _lines(_exec(cluster, "qstat -u '*' -xml | sed -n "
+                                             "'s:.*<JB_name>\\(.*\\)</JB_name>.*:\\1:p'"))
         elif name == "lsf":
             def names() -> list[str]:
                 return _lines(_exec(cluster, "su -c 'bjobs -a -o job_name -noheader' "

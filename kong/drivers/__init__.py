@@ -22,6 +22,7 @@ _MODULES = {
     "slurm": ("kong.drivers.slurm", "SlurmDriver"),
     "htcondor": ("kong.drivers.htcondor", "HTCondorDriver"),
     "lsf": ("kong.drivers.lsf", "LSFDriver"),
+    "sge": ("kong.drivers.sge", "SGEDriver"),
 }
 
 # One driver per (config, profile, database): its transport and caches are shared by
