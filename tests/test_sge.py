@@ -23,7 +23,7 @@ from kong import db
 from kong.config import Config
 from kong.drivers import sge
 from kong.drivers.sge import ACCOUNTING_PENDING, SGEDriver
-from kong.errors import ConnectionLost, DriverError, TransportError
+from kong.errors import ConnectionLost, DriverError, NoSuchFolder, TransportError
 from kong.model.job import Job, JobStatus
 from kong.state import State
 from tests.clusters import Cluster, ClusterFactory, needs_container
@@ -308,7 +308,8 @@ def test_resubmit_failed_only_then_rm(kong: State, sge_cluster: Cluster) -> None
     assert kong.rm("/again", recursive=True)
     assert root(sge_cluster, f"ls -d {' '.join(job_dirs)} 2>/dev/null | wc -l || true"
                 ).strip() == "0"
-    assert kong.get_folders("/again") == []
+    with pytest.raises(NoSuchFolder):  # gone
+        kong.get_folders("/again")
 
 
 # -- a connection cut in the middle of a bulk submit -------------------------------------
