@@ -198,7 +198,6 @@ def test_tail_then_follow_a_big_log_skips_the_middle(target: Target, tmp_path: P
 def test_tail_of_a_1gb_line_is_quick_and_bounded(target: Target, tmp_path: Path) -> None:
     """A log of 1 GiB without a newline (sparse: only its end is written): the tail is
     its last MiB, read in well under a second, and moving at most about that much."""
-    import time
     import tracemalloc
 
     from kong.logview import DEFAULT_MAX_BYTES
@@ -210,13 +209,11 @@ def test_tail_of_a_1gb_line_is_quick_and_bounded(target: Target, tmp_path: Path)
     cache = LogCache(tmp_path / "cache")
     before = t.stats.snapshot()
     tracemalloc.start()
-    start = time.perf_counter()
     got = cache.tail(t, log, ("p", "9", "stdout"), 5)
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    # What it reads, moves and holds is bounded; its time is benchmarks/bench_tail.py's.
     assert got.endswith(b"the-end") and len(got) == DEFAULT_MAX_BYTES
-    assert elapsed < 1.0, elapsed
     assert peak < 8 * DEFAULT_MAX_BYTES, peak
     assert t.stats.bytes_received - before["bytes_received"] < 2 * DEFAULT_MAX_BYTES
 
