@@ -195,9 +195,9 @@ def test_tail_then_follow_a_big_log_skips_the_middle(target: Target, tmp_path: P
     assert cache.stats.bytes_fetched < 200_000
 
 
-def test_tail_of_a_1gb_line_is_quick_and_bounded(target: Target, tmp_path: Path) -> None:
+def test_tail_of_a_1gb_line_reads_only_its_end(target: Target, tmp_path: Path) -> None:
     """A log of 1 GiB without a newline (sparse: only its end is written): the tail is
-    its last MiB, read in well under a second, and moving at most about that much."""
+    its last MiB, read and moved in about that much and held in bounded memory."""
     import tracemalloc
 
     from kong.logview import DEFAULT_MAX_BYTES
