@@ -149,7 +149,7 @@ def test_built_wheel_works_in_a_fresh_venv(wheel: Path, tmp_path: Path) -> None:
     from kong import __version__
 
     assert run("--version").strip() == f"kong, version {__version__}"
-    assert run("ls") == ""
+    assert run("ls") == "/ is empty: no folders, no jobs\n"
     assert run("create-job", "--", "echo hello from the wheel").strip() == "created job 1"
     run("submit", "1")
     assert "1 completed" in run("wait", "-q", "-t", "120", "1")
@@ -214,6 +214,6 @@ def test_readme_first_command_on_stock_debian(tmp_path: Path) -> None:
 
     after_version = out.split("KONG-VERSION\n", 1)[1]
     assert after_version.startswith(f"kong, version {__version__}\n")
-    assert "KONG-LS\nKONG-LS-RC=0\n" in out
+    assert "KONG-LS\n/ is empty: no folders, no jobs\nKONG-LS-RC=0\n" in out
     assert out.split("KONG-PYTHON\n", 1)[1].strip().startswith("/usr/bin/python3")
 

@@ -218,8 +218,7 @@ class LocalDriver(DriverBase):
         if not jobs:
             return
         dirs = [self.job_paths(j).job_dir for j in jobs]
-        self._runner("kill", [self._max_grace(jobs)], dirs)
-        super().remove_files(jobs)
+        self._runner("remove", [self._max_grace(jobs)], dirs)
 
     def _max_grace(self, jobs: Sequence[Job]) -> str:
         return str(max(float(self._grace(self.job_options(j))) for j in jobs)) if jobs else "0"

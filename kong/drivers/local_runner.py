@@ -38,6 +38,7 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -473,10 +474,16 @@ def main() -> None:
         start(int(sys.argv[2]) or os.cpu_count() or 1, sys.argv[3], _job_dirs(), grace)
     elif cmd == "status":
         status(_job_dirs())
-    elif cmd == "kill":
+    elif cmd in ("kill", "remove"):
         for sig in (signal.SIGINT, signal.SIGHUP):  # the runner escalates if we die anyway
             signal.signal(sig, signal.SIG_IGN)
-        kill(_job_dirs(), float(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_GRACE)
+        dirs = _job_dirs()
+        kill(dirs, float(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_GRACE)
+        if cmd == "remove":
+            # Whatever ran in them is gone now: nothing writes into (or recreates) a
+            # dir after it is removed. One command for both, one round trip.
+            for d in dirs:
+                shutil.rmtree(d, ignore_errors=True)
     else:
         sys.exit(f"unknown command {cmd}")
 
