@@ -407,8 +407,10 @@ def test_budget_and_interval_hold_across_processes(sshd_server: Cluster, make_ho
     assert sampler.samples >= 5 and sampler.peak <= 2, (sampler.samples, sampler.peak)
     assert sshd_server.accepted_logins() - base_logins == 2
     # The two connections, by sshd's clock, opened at least connect_interval apart.
+    # That clock is when each forked sshd child logged "Connection from": on a loaded
+    # machine the fork and docker's read of the line lag the accept by a few tenths.
     first, second = connection_times(sshd_server)[-2:]
-    assert second - first >= 1.5 - 0.05, (first, second)
+    assert second - first >= 1.5 - 0.3, (first, second)
     st = agent.status()
     assert st is not None
     [row] = st["hosts"]
