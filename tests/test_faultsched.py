@@ -192,6 +192,20 @@ def test_kill_of_a_job_that_already_finished_keeps_completed(
     assert job.status == JobStatus.COMPLETED and job.data["exit_code"] == 0
 
 
+def test_an_end_seen_before_its_exit_code_takes_the_code_from_the_job(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """A scheduler view that has a job's end but not yet its exit code (accounting
+    answers 0:0 for a job that exited 3) must not settle it without one: a finished
+    job is never asked again. The code comes from the job's own exit_code file."""
+    fault_slurm.control(exitcode_lag=1)
+    jobs = [state.create_job(command=f"exit {code}") for code in (0, 3)]
+    state.submit_job(jobs)
+    state.wait(jobs, notify=False, timeout=60)
+    assert [j.data["exit_code"] for j in jobs] == [0, 3]
+    assert [j.status for j in jobs] == [JobStatus.COMPLETED, JobStatus.FAILED]
+
+
 def test_killed_job_reads_failed_at_once_and_after_refresh(
     fault_slurm: FaultScheduler, state: State
 ) -> None:

@@ -43,7 +43,7 @@ from kong.drivers.base import (
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
 from kong.errors import DriverError
-from kong.model.job import Job
+from kong.model.job import Job, JobStatus
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
@@ -261,14 +261,26 @@ class BatchDriver(DriverBase):
         if not jobs:
             return {}
         infos = self.query(jobs)
-        missing = [j for j in jobs if j.batch_job_id not in infos]
-        exit_codes = self._exit_codes(missing) if missing else {}
+        # The job's own exit_code file answers for jobs the scheduler forgot, and for
+        # those it calls finished without a code: a view that has the end but not yet
+        # the code (slurmctld's record before accounting has it) must not settle a
+        # job with none, since a finished job is never asked again.
+        unanswered = [j for j in jobs if (info := infos.get(str(j.batch_job_id))) is None
+                      or (info.status.finished and info.exit_code is None)]
+        exit_codes = self._exit_codes(unanswered) if unanswered else {}
         results: dict[int, StatusResult] = {}
         for job in jobs:
             assert job.batch_job_id is not None
             info = infos.get(job.batch_job_id)
-            results[job.job_id] = info if info is not None else Absent(
-                exit_codes.get(job.job_id))
+            code = exit_codes.get(job.job_id)
+            if info is None:
+                results[job.job_id] = Absent(code)
+                continue
+            if info.status.finished and info.exit_code is None and code is not None:
+                info.exit_code = code
+                if code != 0:
+                    info.status = JobStatus.FAILED
+            results[job.job_id] = info
         return results
 
     def _exit_codes(self, jobs: Sequence[Job]) -> dict[int, int]:

@@ -24,9 +24,10 @@ state() {
     fi
 }
 
-# exitcode ID: sacct's ExitCode (rc:signal)
+# exitcode ID: sacct's ExitCode (rc:signal); exitcode_lag=1 answers 0:0, as a record
+# that has the job's end but not yet its code does.
 exitcode() {
-    if [ -f "$D/jobs/$1/rc" ]; then echo "$(cat "$D/jobs/$1/rc"):0"; else echo "0:0"; fi
+    if [ -f "$D/jobs/$1/rc" ] && [ "$(ctl exitcode_lag 0)" != 1 ]; then echo "$(cat "$D/jobs/$1/rc"):0"; else echo "0:0"; fi
 }
 
 # start ID: run a pending job's script in the background, in its own session.
