@@ -48,6 +48,7 @@ from kong.drivers.base import (
     SubmitRequest,
     Submitted,
     SubmitUnclear,
+    exit_reason,
 )
 from kong.errors import ConnectionLost, DriverError, TransportError
 from kong.model.job import Job, JobStatus
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 ATTEMPT_KEYS = (
     "submitting", "submitting_since", "submit_unclear", "submitted_at", "reconciled",
     "scheduler_state", "exit_code", "reason", "killed", "node", "submit_time",
-    "start_time", "expected_start", "end_time", "pid", "lost",
+    "start_time", "expected_start", "end_time", "pid", "lost", "end_reason",
 )
 
 #: how long a resubmit waits for the scheduler to confirm that a killed attempt ended
@@ -324,10 +325,13 @@ def _apply(job: Job, result: StatusResult) -> None:
         info.status = JobStatus.FAILED
     if killed and info.status.finished and not info.reason:
         info.reason = "killed by kong"
+    end_reason = None
+    if info.status.finished:
+        end_reason = ("CANCELLED" if killed else info.end_reason) or exit_reason(info.exit_code)
     if job.status != info.status:
         job.status = info.status
     job.set_data(scheduler_state=info.state, exit_code=info.exit_code, reason=info.reason,
-                 **info.extra)
+                 end_reason=end_reason, **info.extra)
 
 
 def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
@@ -394,7 +398,7 @@ def _mark_killed(job: Job, reason: str = "killed by kong") -> None:
     job.status = JobStatus.FAILED
     data = {k: v for k, v in (job.data or {}).items()
             if k not in ("submitting", "submitting_since", "submit_unclear")}
-    data.update(killed=True, reason=reason)
+    data.update(killed=True, reason=reason, end_reason="CANCELLED")
     job.data = data
 
 

@@ -204,6 +204,7 @@ def test_an_end_seen_before_its_exit_code_takes_the_code_from_the_job(
     state.wait(jobs, notify=False, timeout=60)
     assert [j.data["exit_code"] for j in jobs] == [0, 3]
     assert [j.status for j in jobs] == [JobStatus.COMPLETED, JobStatus.FAILED]
+    assert [j.data["end_reason"] for j in jobs] == ["EXIT(0)", "EXIT(3)"]
 
 
 def test_killed_job_reads_failed_at_once_and_after_refresh(
@@ -219,6 +220,7 @@ def test_killed_job_reads_failed_at_once_and_after_refresh(
     assert fault_slurm.state(job.batch_job_id) == "CANCELLED"
     state.refresh_jobs([job])
     assert job.status == JobStatus.FAILED and job.data["reason"] == "killed by kong"
+    assert job.data["end_reason"] == "CANCELLED"
 
 
 def test_resubmit_of_a_running_job_is_a_clean_new_attempt(

@@ -310,3 +310,27 @@ def test_pending_job_start_estimate_is_no_start_time() -> None:
     info = parsed[1]
     assert info.extra["start_time"] is None
     assert info.extra["expected_start"] == "2026-11-25T16:00:00"
+
+
+@pytest.mark.parametrize(("state", "exit_code", "reason"), [
+    ("COMPLETED", "0:0", "EXIT(0)"),
+    ("FAILED", "3:0", "EXIT(3)"),
+    ("FAILED", "0:9", "SIGNAL(9)"),
+    ("TIMEOUT", "0:15", "TIMEOUT"),
+    ("OUT_OF_MEMORY", "0:125", "OUT_OF_MEMORY"),
+    ("CANCELLED by 1000", "0:15", "CANCELLED"),
+    ("NODE_FAIL", "0:0", "NODE_FAIL"),
+    ("PREEMPTED", "0:0", "PREEMPTED"),
+    ("FAILED", "0:0", None),  # Slurm ended it and said no more
+])
+def test_sacct_end_reason(state: str, exit_code: str, reason: str | None) -> None:
+    """Issue 20: every end is said in kong's one vocabulary."""
+    parsed = parse_sacct_line(f"7|kong-x|{state}|{exit_code}|vm|2026-01-01T00:00:00|"
+                              "2026-01-01T00:00:01|2026-01-01T00:00:02|None")
+    assert parsed is not None
+    assert parsed[1].end_reason == reason
+
+
+def test_a_live_job_has_no_end_reason() -> None:
+    parsed = parse_squeue_line("5|kong-to|RUNNING|None|vm|2026-11-25T14:44:54|2026-11-25T14:44:55")
+    assert parsed is not None and parsed[1].end_reason is None

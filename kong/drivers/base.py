@@ -75,6 +75,19 @@ class SubmitUnclear:
 SubmitResult = Submitted | SubmitFailed | SubmitUnclear
 
 
+#: Why a finished job ended, in one vocabulary for every driver; besides these words,
+#: ``EXIT(n)`` (the job's command exited with n; EXIT(0) is success) and ``SIGNAL(n)``
+#: (it was killed by signal n, by whom the scheduler did not say).
+END_REASONS = ("TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED")
+
+
+def exit_reason(exit_code: int | None, signal: int | None = None) -> str | None:
+    """The end reason of a job that ended by itself: ``SIGNAL(n)`` or ``EXIT(n)``."""
+    if signal:
+        return f"SIGNAL({signal})"
+    return None if exit_code is None else f"EXIT({exit_code})"
+
+
 @dataclass
 class SchedulerInfo:
     """What the scheduler says of one job."""
@@ -82,8 +95,11 @@ class SchedulerInfo:
     status: JobStatus
     state: str  # the scheduler's own word, e.g. TIMEOUT or Held
     exit_code: int | None = None
-    reason: str | None = None
+    reason: str | None = None  # free text: the scheduler's or kong's words
     extra: dict[str, Any] = field(default_factory=dict)  # node, times, ...
+    #: for a finished job: one of END_REASONS, EXIT(n) or SIGNAL(n); None when the
+    #: driver cannot tell (kong.lifecycle then derives EXIT(n) from the exit code)
+    end_reason: str | None = None
 
 
 @dataclass(frozen=True)

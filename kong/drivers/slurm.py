@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kong.drivers.base import TokenLookup
+from kong.drivers.base import TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
@@ -325,13 +325,36 @@ def _info(
         "expected_start": None if started else _time(start),
         "end_time": _time(end) if status.finished else None,
     }
+    code = parse_exit_code(exit_code, status) if status.finished else None
     return SchedulerInfo(
         status=status,
         state=word,
-        exit_code=parse_exit_code(exit_code, status) if status.finished else None,
+        exit_code=code,
         reason=reason,
         extra=extra,
+        end_reason=slurm_end_reason(word, exit_code) if status.finished else None,
     )
+
+
+#: Slurm's end states that say why, beyond the job's own exit
+_END_WORDS = {
+    "TIMEOUT": "TIMEOUT", "DEADLINE": "TIMEOUT", "OUT_OF_MEMORY": "OUT_OF_MEMORY",
+    "CANCELLED": "CANCELLED", "REVOKED": "CANCELLED", "NODE_FAIL": "NODE_FAIL",
+    "BOOT_FAIL": "NODE_FAIL", "PREEMPTED": "PREEMPTED",
+}
+
+
+def slurm_end_reason(word: str, exit_code: str | None) -> str | None:
+    """The end reason of a finished job from its state word and ``rc:signal``."""
+    if word in _END_WORDS:
+        return _END_WORDS[word]
+    rc_text, _, sig_text = (exit_code or "").strip().partition(":")
+    if not rc_text.isdigit():
+        return None
+    signal = int(sig_text) if sig_text.isdigit() else 0
+    if word == "FAILED" and int(rc_text) == 0 and not signal:
+        return None  # Slurm ended it and gave no code of the job's
+    return exit_reason(int(rc_text), signal)
 
 
 def parse_squeue_line(line: str) -> tuple[str, SchedulerInfo] | None:
