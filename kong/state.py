@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -187,7 +187,8 @@ class State(Selection):
         return result
 
     def job_data(self, job_ids: Sequence[int], keys: Sequence[str]) -> dict[int, dict[str, Any]]:
-        """Selected keys of the ``data`` of many jobs, without loading whole rows."""
+        """Selected keys of the ``data`` of many jobs, without loading whole rows; a key
+        that is one of a job's sweep parameters gives the parameter's value."""
         out: dict[int, dict[str, Any]] = {}
         s = db.session()
         for start in range(0, len(job_ids), 5000):
@@ -195,7 +196,10 @@ class State(Selection):
             for job_id, data in s.execute(
                 select(Job.job_id, Job.data).where(Job.job_id.in_(chunk))
             ):
-                out[job_id] = {k: (data or {}).get(k) for k in keys}
+                data = data or {}
+                # a sweep's parameter first (`ls -x seed`), else the data's own key
+                params = data.get("params") or {}
+                out[job_id] = {k: params[k] if k in params else data.get(k) for k in keys}
         return out
 
     # -- jobs ---------------------------------------------------------------------------
@@ -222,6 +226,55 @@ class State(Selection):
         job.config = self.config
         forget_collections()
         return job
+
+    # -- many jobs at once (kong/bulk.py) -----------------------------------------------
+
+    def create_jobs(self, jobs: Iterable[str | Mapping[str, Any]], folder: str | Folder |
+                    None = None, profile: str | None = None, **common: Any) -> list[Job]:
+        """Create many jobs in one transaction (all or none) with one profile's driver.
+
+        Each item is a command, or a mapping of ``create_job``'s keywords (``folder=``
+        an existing folder; ``params=`` a mapping kept as the job's parameters, as a
+        sweep keeps them). ``common`` keywords apply to every item that does not set
+        its own."""
+        from kong import bulk
+
+        return bulk.create_jobs(self, jobs, folder=folder, profile=profile, **common)
+
+    def sweep(self, command: str, parameters: Mapping[str, Iterable[Any]] | Sequence[str],
+              zip: bool = False, folders: str | None = None, folder: str | Folder | None = None,
+              profile: str | None = None, confirm: Confirmation | None = None,
+              **common: Any) -> list[Job]:
+        """One job per point of a parameter sweep, in one transaction (all or none).
+
+        ``command`` has ``{name}`` placeholders, each filled with the point's value
+        quoted for the shell (``shlex.quote``). ``parameters`` is a mapping
+        (``{"x": [0.1, 0.2], "seed": range(1, 101)}``) or a list of ``"x=0.1,0.2"`` /
+        ``"seed=1..100"`` / ``"lr=0:1:0.25"`` texts. The jobs are the product of the
+        values (the last varying fastest), or with ``zip`` the n-th values together.
+        ``folders`` (e.g. ``"x={x}"``) puts each job in that folder below ``folder``,
+        made where missing. ``env`` values may hold placeholders too (not quoted).
+        Each job keeps its values in ``data["params"]``. More than 10,000 jobs need
+        ``confirm`` (called with the question; ``YES`` says yes)."""
+        from kong import bulk
+
+        return bulk.run_sweep(self, command, parameters, zipped=zip, folders=folders,
+                              folder=folder, profile=profile, confirm=confirm, **common)
+
+    def jobs_where(self, jobs: Sequence[Job], where: Mapping[str, Any] | Sequence[str]
+                   ) -> list[Job]:
+        """Those of ``jobs`` whose parameters match ``where`` (``{"x": "0.2"}``, values
+        compared as text; a list of values means any of them; ``["x=0.2", "seed=1,2"]``
+        as on the command line). A KEY no parameter has is looked up in the job's data."""
+        ids = self.job_ids_where([j.job_id for j in jobs], where)
+        return [j for j in jobs if j.job_id in ids]
+
+    def job_ids_where(self, job_ids: Sequence[int], where: Mapping[str, Any] | Sequence[str]
+                      ) -> set[int]:
+        """``jobs_where`` on ids (a listing's rows), in a few queries."""
+        from kong import bulk
+
+        return bulk.matching_ids(job_ids, bulk.where_mapping(where))
 
     def submit_job(
         self,

@@ -31,6 +31,9 @@ from kong.cli.render import folder_paths_of, job_row
 @click.option("-x", "--extra", "extra", multiple=True, metavar="KEY",
               help="Extra column from the job's data (e.g. exit_code, node); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-w", "--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Only jobs whose sweep parameter (or data) KEY is VALUE, as text; "
+                   "KEY=A,B for either; repeatable (all must hold).")
 @pass_context
 def ls_command(
     obj: Context,
@@ -41,6 +44,7 @@ def ls_command(
     sizes: bool,
     extra: Sequence[str],
     as_json: bool,
+    where: Sequence[str],
 ) -> None:
     """List the folders and jobs in PATHS (default: the current folder).
 
@@ -57,7 +61,8 @@ def ls_command(
             if i:
                 click.echo()
             click.echo(f"{path}:")
-        listing = _ls_one(obj, path, recursive, refresh, statuses, sizes, extra, as_json)
+        listing = _ls_one(obj, path, recursive, refresh, statuses, sizes, extra, as_json,
+                          where)
         if listing is not None:
             listings.append({"path": path, **listing} if len(paths) > 1 else listing)
     if as_json:
@@ -73,6 +78,7 @@ def _ls_one(
     sizes: bool,
     extra: Sequence[str],
     as_json: bool,
+    where: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """Print the listing of one PATH, or return it for JSON."""
     from kong import ui
@@ -88,6 +94,9 @@ def _ls_one(
     if statuses:
         wanted = {s.upper() for s in statuses}
         rows = [r for r in rows if r.status.name in wanted]
+    if where:
+        matching = state.job_ids_where([r.job_id for r in rows], list(where))
+        rows = [r for r in rows if r.job_id in matching]
     counts = state.folder_counts(folders)
     job_sizes = None
     if sizes:
@@ -120,12 +129,14 @@ def _ls_one(
                       folder_paths=folder_paths_of({r.folder_id for r in rows},
                                                    at_least=1 if recursive else 2))
     if not folders and not rows:
-        where = state.cwd.path if path == "." else path
-        if statuses:
+        place = state.cwd.path if path == "." else path
+        if where:
+            click.echo(f"no jobs with {' and '.join(where)} in {place}")
+        elif statuses:
             wanted_names = ", ".join(s.upper() for s in statuses)
-            click.echo(f"no jobs with status {wanted_names} in {where}")
+            click.echo(f"no jobs with status {wanted_names} in {place}")
         else:
-            click.echo(f"{where} is empty: no folders, no jobs")
+            click.echo(f"{place} is empty: no folders, no jobs")
     return None
 
 

@@ -45,7 +45,11 @@ def _option_value(value: str) -> Any:
 
 
 @cli.command("create-job", context_settings={"ignore_unknown_options": True})
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--from-file", "from_file", metavar="FILE",
+              help="Create one job per line of FILE (- for stdin) instead of COMMAND, all "
+                   "in one transaction; blank lines and # comments are skipped.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the new job ids, one a line.")
 @click.option("--profile", metavar="NAME", shell_complete=complete_profile,
               help="Profile (cluster) to run on; default: the current profile.")
 @click.option("-f", "--folder", metavar="PATH", type=FOLDER,
@@ -72,19 +76,30 @@ def create_job_command(
     env: Sequence[str],
     cwd: str | None,
     submit: bool,
+    from_file: str | None,
+    quiet: bool,
 ) -> None:
     """Create a job that runs COMMAND (put it after --, e.g. kong create-job -- ./run.sh 3).
 
     The command runs under /bin/sh on the job's host; a single argument is
     used as is (so it may hold pipes and redirections), several are quoted.
+    With --from-file, each line of the file is one such command (see also: sweep).
     """
     import shlex
 
+    from kong.cli.sweep import create_from_file, driver_options, env_pairs
+
+    options = driver_options(args)
+    if from_file is not None:
+        if command:
+            raise click.UsageError("give COMMAND or --from-file, not both")
+        create_from_file(obj, from_file, profile, folder,
+                         {"cores": cores, "memory": memory, "cwd": cwd,
+                          "env": env_pairs(env), **options}, submit, quiet)
+        return
+    if not command:
+        raise click.UsageError("missing COMMAND (or --from-file FILE)")
     text = command[0] if len(command) == 1 else shlex.join(command)
-    options = {k: _option_value(v) for k, v in _parse_pairs(args, "--arg").items()}
-    if taken := sorted(set(options) & _CREATE_JOB_PARAMETERS):
-        raise click.BadParameter(f"{taken[0]} has an option of its own (see --help), "
-                                 f"not -a {taken[0]}=...", param_hint="--arg")
     job = obj.state.create_job(
         command=text,
         profile=profile,
@@ -100,6 +115,9 @@ def create_job_command(
 
         with ui.spinner("Submitting"):
             obj.state.submit_job(job)
+    if quiet:
+        click.echo(job.job_id)
+        return
     click.echo(f"created job {job.job_id}" + (" (submitted)" if submit else ""))
 
 

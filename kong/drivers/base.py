@@ -191,8 +191,12 @@ class DriverBase(ABC):
             return
         for job in jobs:
             paths = self.job_paths(job)
-            for path in (paths.log_dir, paths.output_dir):
-                make_private_dir(Path(path))  # 0700 up the tree: the user's alone
+            try:  # a new job's own dir is new, its base exists: three mkdirs, no stats
+                for path in (os.path.dirname(paths.log_dir), paths.log_dir, paths.output_dir):
+                    os.mkdir(path, 0o700)
+            except OSError:
+                for path in (paths.log_dir, paths.output_dir):
+                    make_private_dir(Path(path))  # 0700 up the tree: the user's alone
 
     def token(self, job: Job, attempt: int) -> str:
         """The name a job's ``attempt`` carries into the scheduler."""
