@@ -410,3 +410,19 @@ def test_lines_piped_into_the_shell(kong_home: Path) -> None:
         ["1", "echo", "1"], ["2", "echo", "2"], ["3", "echo", "3"]]
     assert proc.stderr == ("kong: error: --from-file -: in kong's shell stdin is the shell's "
                            "own input; give a file path\n")
+
+
+def test_where_on_submit_kill_and_info(kong_home: Path) -> None:
+    assert kong_proc(kong_home, "sweep", "sleep {t}; echo {k}", "-p", "t=30,31",
+                     "-p", "k=a,b").returncode == 0  # jobs 1..4: (30,a) (30,b) (31,a) (31,b)
+    submitted = kong_proc(kong_home, "submit", "/", "--where", "k=a")
+    assert submitted.stdout.splitlines()[-1] == "submitted 2 job(s)", submitted.stderr
+    statuses = {j["job_id"]: j["status"] for j in listing(kong_home)["jobs"]}
+    assert statuses[2] == statuses[4] == "CREATED"
+    assert statuses[1] != "CREATED" and statuses[3] != "CREATED"
+    killed = kong_proc(kong_home, "kill", "/", "-y", "-w", "t=30")
+    assert killed.stdout.splitlines()[-1] == "killed 1 job(s)", killed.stderr
+    info = json.loads(kong_proc(kong_home, "info", "/", "--json", "-w", "k=a").stdout)
+    assert [(j["job_id"], j["status"]) for j in info][0] == (1, "FAILED")
+    assert [j["job_id"] for j in info] == [1, 3]
+    assert kong_proc(kong_home, "kill", "/", "-y").returncode == 0

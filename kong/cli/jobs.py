@@ -129,12 +129,17 @@ def create_job_command(
 @click.option("--force", is_flag=True,
               help="Submit again jobs whose earlier submission kong cannot settle "
                    "(it may be on the cluster: check first).")
+@click.option("-w", "--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Only jobs whose sweep parameter (or data) KEY is VALUE (KEY=A,B: either).")
 @pass_context
-def submit_command(obj: Context, specs: Sequence[str], recursive: bool, force: bool) -> None:
+def submit_command(obj: Context, specs: Sequence[str], recursive: bool, force: bool,
+                   where: Sequence[str]) -> None:
     """Submit the selected jobs that have not been submitted yet (status CREATED)."""
     from kong import ui
 
     jobs = [j for j in obj.state.select_jobs(list(specs), recursive) if j.status.name == "CREATED"]
+    if where:
+        jobs = obj.state.jobs_where(jobs, list(where))
     if not jobs:
         click.echo("no jobs to submit (all selected jobs were submitted before)")
         return
@@ -148,11 +153,17 @@ def submit_command(obj: Context, specs: Sequence[str], recursive: bool, force: b
 @click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-w", "--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Only jobs whose sweep parameter (or data) KEY is VALUE (KEY=A,B: either).")
 @pass_context
-def kill_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool) -> None:
+def kill_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool,
+                 where: Sequence[str]) -> None:
     """Kill the selected jobs that are queued or running; they end FAILED."""
+    selected: Any = list(specs)
+    if where:
+        selected = obj.state.jobs_where(obj.state.select_jobs(selected, recursive), list(where))
     with Confirmation(yes, spinning="Killing") as ask:
-        killed = obj.state.kill_job(list(specs), recursive=recursive, confirm=ask)
+        killed = obj.state.kill_job(selected, recursive=recursive, confirm=ask)
     if ask.declined:
         click.echo("nothing killed (not confirmed)")
     elif not killed:
@@ -258,12 +269,17 @@ def update_command(obj: Context, specs: Sequence[str], recursive: bool) -> None:
 @click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("-w", "--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Only jobs whose sweep parameter (or data) KEY is VALUE (KEY=A,B: either).")
 @pass_context
-def info_command(obj: Context, specs: Sequence[str], recursive: bool, as_json: bool) -> None:
+def info_command(obj: Context, specs: Sequence[str], recursive: bool, as_json: bool,
+                 where: Sequence[str]) -> None:
     """Show everything kong knows about the selected jobs."""
     from kong import ui
 
     jobs = obj.state.select_jobs(list(specs), recursive)
+    if where:
+        jobs = obj.state.jobs_where(jobs, list(where))
     obj.state.load_data(jobs)
     if as_json:
         ui.print_json([ui.job_dict(j) for j in jobs])
