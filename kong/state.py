@@ -250,7 +250,7 @@ class State(Selection):
         ``command`` has ``{name}`` placeholders, each filled with the point's value
         quoted for the shell (``shlex.quote``). ``parameters`` is a mapping
         (``{"x": [0.1, 0.2], "seed": range(1, 101)}``) or a list of ``"x=0.1,0.2"`` /
-        ``"seed=1..100"`` / ``"lr=0:1:0.25"`` texts. The jobs are the product of the
+        ``"seed=1..100"`` / ``"lr=0..1:0.25"`` texts. The jobs are the product of the
         values (the last varying fastest), or with ``zip`` the n-th values together.
         ``folders`` (e.g. ``"x={x}"``) puts each job in that folder below ``folder``,
         made where missing. ``env`` values may hold placeholders too (not quoted).

@@ -4,7 +4,7 @@ No database access here: ``kong.state.State.sweep`` turns the expanded points in
 jobs (one transaction, ``kong.lifecycle.create_many``).
 
 Values are text, kept as typed (``0.10`` stays ``0.10``), except those a range
-makes (``1..3``, ``0:1:0.25``), which are written in their shortest form. A
+makes (``1..3``, ``0..1:0.25``), which are written in their shortest form. A
 command template's ``{name}`` is replaced by ``shlex.quote(value)``: the command is
 still one shell line of the user's, and a value with a space, a quote or ``;``
 stays one word and runs nothing. Folder and environment templates get the value
@@ -36,9 +36,11 @@ MAX_RANGE = MAX_JOBS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _INT_RANGE = re.compile(r"(-?[0-9]+)\.\.(-?[0-9]+)", re.ASCII)
-_LOOKS_LIKE_RANGE = re.compile(r"[^:]*\.\.[^:]*|[^:]*:[^:]*:[^:]*")
 _NUMBER = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-_STEP_RANGE = re.compile(rf"({_NUMBER}):({_NUMBER}):({_NUMBER})", re.ASCII)
+_STEP_RANGE = re.compile(rf"({_NUMBER})\.\.({_NUMBER}):({_NUMBER})", re.ASCII)
+#: what a range that did not parse looks like (``1..``, ``..5``, ``0..1:``); text such
+#: as ``../data`` or ``v1..v2`` is a value
+_LOOKS_LIKE_RANGE = re.compile(r"[-+0-9.eE]*\.\.[-+0-9.eE:]*", re.ASCII)
 
 
 class SweepError(ArgumentValueError):
@@ -72,17 +74,16 @@ def _expand_item(item: str, name: str) -> list[str]:
         return [str(n) for n in range(start, stop + 1)]
     if (match := _STEP_RANGE.fullmatch(item)) is not None:
         return _step_range(item, name, *match.groups())
-    if _LOOKS_LIKE_RANGE.fullmatch(item) and (".." in item or item.count(":") == 2) and (
-        any(c.isdigit() for c in item)
-    ):
+    if _LOOKS_LIKE_RANGE.fullmatch(item) and any(c.isdigit() for c in item):
         raise SweepError(f"parameter {name}: bad range {item!r} (ranges are A..B of whole "
-                         f"numbers, or START:STOP:STEP)")
+                         f"numbers, or START..STOP:STEP)")
     return [item]
 
 
 def _step_range(item: str, name: str, start_text: str, stop_text: str,
                 step_text: str) -> list[str]:
-    """``START:STOP:STEP``, STOP included when a step lands on it (MATLAB's ``0:0.1:1``).
+    """``START..STOP:STEP``, STOP included when a step lands on it (as in MATLAB's
+    ``0:0.1:1``; not its colons, which would make ``12:30:00`` a range).
 
     Decimal arithmetic: ``0:1:0.1`` gives ``0.3``, not ``0.30000000000000004``.
     """
@@ -104,7 +105,7 @@ def _step_range(item: str, name: str, start_text: str, stop_text: str,
 
 
 def parse_parameter(text: str) -> Parameter:
-    """``x=0.1,0.2`` / ``seed=1..100`` / ``lr=0:1:0.25`` / ``a=1..3,10``: a Parameter.
+    """``x=0.1,0.2`` / ``seed=1..100`` / ``lr=0..1:0.25`` / ``a=1..3,10``: a Parameter.
 
     Items are separated by commas; an item is a value or a range. A value cannot hold a
     comma (give such values with ``parameters=`` from Python).

@@ -121,15 +121,21 @@ def test_zip_pairs_the_values(kong_home: Path) -> None:
 
 
 def test_step_ranges_are_exact_decimals(state: State) -> None:
-    jobs = state.sweep("echo {lr}", ["lr=0:1:0.1"])
+    jobs = state.sweep("echo {lr}", ["lr=0..1:0.1"])
     assert [j.command for j in jobs] == [f"echo {v}" for v in (
         "0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1")]
-    mixed = state.sweep("echo {n}", ["n=1..3,10,-2..-1,2:3:0.5"])
+    mixed = state.sweep("echo {n}", ["n=1..3,10,-2..-1,2..3:0.5"])
     assert [j.data["params"]["n"] for j in mixed] == [
         "1", "2", "3", "10", "-2", "-1", "2", "2.5", "3"]
     # a step that does not land on STOP stops before it
-    assert [j.command for j in state.sweep("e {v}", ["v=0:1:0.3"])] == [
+    assert [j.command for j in state.sweep("e {v}", ["v=0..1:0.3"])] == [
         "e 0", "e 0.3", "e 0.6", "e 0.9"]
+    assert [j.command for j in state.sweep("e {v}", ["v=1..10:3"])] == [
+        "e 1", "e 4", "e 7", "e 10"]
+    # times, paths and names with dots are values, not ranges
+    texts = state.sweep("e {t} {d}", ["t=12:30:00,1:00:00", "d=../data,v1..v2"])
+    assert [j.command for j in texts] == ["e 12:30:00 ../data", "e 12:30:00 v1..v2",
+                                          "e 1:00:00 ../data", "e 1:00:00 v1..v2"]
 
 
 @pytest.mark.parametrize(("words", "message"), [
@@ -146,11 +152,16 @@ def test_step_ranges_are_exact_decimals(state: State) -> None:
      "bad placeholder {x.real} in the command (placeholders are {NAME}; write {{ and }} "
      "for a literal brace)"),
     (["echo {x}", "-p", "x=1.."],
-     "parameter x: bad range '1..' (ranges are A..B of whole numbers, or START:STOP:STEP)"),
+     "parameter x: bad range '1..' (ranges are A..B of whole numbers, or START..STOP:STEP)"),
     (["echo {x}", "-p", "x=5..1"], "parameter x: range 5..1 is empty (5 is after 1)"),
-    (["echo {x}", "-p", "x=1:0:0.5"],
-     "parameter x: range 1:0:0.5 is empty (the step goes away from 0)"),
-    (["echo {x}", "-p", "x=0:1:0"], "parameter x: range 0:1:0 has a step of 0"),
+    (["echo {x}", "-p", "x=..5"],
+     "parameter x: bad range '..5' (ranges are A..B of whole numbers, or START..STOP:STEP)"),
+    (["echo {x}", "-p", "x=0..1:"],
+     "parameter x: bad range '0..1:' (ranges are A..B of whole numbers, or "
+     "START..STOP:STEP)"),
+    (["echo {x}", "-p", "x=1..0:0.5"],
+     "parameter x: range 1..0:0.5 is empty (the step goes away from 0)"),
+    (["echo {x}", "-p", "x=0..1:0"], "parameter x: range 0..1:0 has a step of 0"),
     (["echo {x}", "-p", "x="], "parameter x: empty value in ''"),
     (["echo {x}", "-p", "x=1,,2"], "parameter x: empty value in '1,,2'"),
     (["echo {x}", "-p", "x"], "expected NAME=VALUES, got 'x'"),
@@ -423,6 +434,6 @@ def test_where_on_submit_kill_and_info(kong_home: Path) -> None:
     killed = kong_proc(kong_home, "kill", "/", "-y", "-w", "t=30")
     assert killed.stdout.splitlines()[-1] == "killed 1 job(s)", killed.stderr
     info = json.loads(kong_proc(kong_home, "info", "/", "--json", "-w", "k=a").stdout)
-    assert [(j["job_id"], j["status"]) for j in info][0] == (1, "FAILED")
+    assert (info[0]["job_id"], info[0]["status"]) == (1, "FAILED")
     assert [j["job_id"] for j in info] == [1, 3]
     assert kong_proc(kong_home, "kill", "/", "-y").returncode == 0

@@ -87,7 +87,7 @@ def id_span(jobs: Sequence[Any]) -> str:
 @click.argument("template")
 @click.option("-p", "--param", "params", multiple=True, required=True, metavar="NAME=VALUES",
               help="A parameter and its values: x=0.1,0.2,0.5 or seed=1..100 (whole numbers, "
-                   "both ends in) or lr=0:1:0.25 (START:STOP:STEP, STOP in when a step lands "
+                   "both ends in) or lr=0..1:0.25 (START..STOP:STEP, STOP in when a step lands "
                    "on it); items may be mixed: n=1..3,10. Repeatable.")
 @click.option("--zip", "zipped", is_flag=True,
               help="The n-th values of all parameters together (they need as many values) "
