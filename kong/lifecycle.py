@@ -62,6 +62,7 @@ ATTEMPT_KEYS = (
     "submitting", "submitting_since", "submit_unclear", "submitted_at", "reconciled",
     "scheduler_state", "exit_code", "reason", "killed", "node", "submit_time",
     "start_time", "expected_start", "end_time", "pid", "lost", "end_reason",
+    "usage",
 )
 
 #: how long a resubmit waits for the scheduler to confirm that a killed attempt ended

@@ -320,9 +320,9 @@ class Runner:
         return True
 
     def _watch(self, job: _Running) -> None:
-        code = job.proc.poll()
-        if code is not None:
-            self._finish(job, code)
+        reaped = _reap(job.proc)
+        if reaped is not None:
+            self._finish(job, *reaped)
             return
         now = time.monotonic()
         d = job.job.dir
@@ -346,10 +346,22 @@ class Runner:
         _signal_group(job.proc.pid, signal.SIGTERM)
         job.stop_sent = time.monotonic()
 
-    def _finish(self, job: _Running, code: int) -> None:
+    def _finish(self, job: _Running, code: int, usage: object = None) -> None:
         self._drop(job)
         d = job.job.dir
-        if self.owns(d, "RUNNING") and not os.path.exists(os.path.join(d, "exit_code")):
+        if not self.owns(d, "RUNNING"):
+            return
+        with contextlib.suppress(OSError):
+            # What the job's process tree used (wait4 folds in every descendant the
+            # job script waited for); written before exit_code can be missing below,
+            # and read by ``status`` together with it.
+            record: dict[str, object] = {"end_time": time.time(),
+                                         "elapsed": time.monotonic() - job.started}
+            if usage is not None:
+                record["cpu_time"] = usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
+                record["max_rss_mb"] = usage.ru_maxrss / 1024  # type: ignore[attr-defined]
+            _write(os.path.join(d, "usage"), json.dumps(record))
+        if not os.path.exists(os.path.join(d, "exit_code")):
             # job.sh was killed before its exit trap could run
             with contextlib.suppress(OSError):
                 _write(os.path.join(d, "exit_code"), str(128 - code if code < 0 else code))
@@ -359,6 +371,42 @@ class Runner:
             self.running.remove(job)
             for fd in job.slots:
                 os.close(fd)  # frees the slots for any runner on this host
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, object] | None:
+    """The exit code and rusage of a job script that ended, or None while it runs."""
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already (Popen's own bookkeeping)
+        code = proc.poll()
+        return None if code is None else (code, None)
+    if pid == 0:
+        return None
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # so that Popen never waits for it again
+    return code, usage
+
+
+def _usage(d: str, state: str | None) -> dict[str, object] | None:
+    """The runner's usage record of a job that ended. job.sh writes its exit_code
+    just before it exits; the runner that reaps it writes ``usage`` a moment later,
+    so while that runner lives, wait briefly for it rather than report none."""
+    path = os.path.join(d, "usage")
+    fields = (state or "").split()
+    runner_lives = (len(fields) > 5 and fields[0] == "RUNNING" and fields[4].isdigit()
+                    and _alive(int(fields[4]), fields[5]))
+    deadline = time.monotonic() + (2.0 if runner_lives else 0.0)
+    while True:
+        text = _read(path)
+        if text:
+            try:
+                record = json.loads(text)
+            except ValueError:
+                return None
+            return record if isinstance(record, dict) else None
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
 
 
 def _limits(d: str) -> _Queued:
@@ -404,6 +452,13 @@ def status(dirs: list[str]) -> None:
         }
         if exit_code is not None and exit_code.lstrip("-").isdigit():
             info.update(state="EXITED", exit_code=int(exit_code))
+            fields = (state or "").split()
+            if len(fields) > 2 and fields[0] == "RUNNING":
+                with contextlib.suppress(ValueError):
+                    info["start_time"] = float(fields[2])
+            usage = _usage(d, state)
+            if usage is not None:
+                info["usage"] = usage
         elif state is None:
             info["state"] = "NONE"
         else:

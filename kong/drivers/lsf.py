@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kong.drivers.base import TokenLookup
+from kong.drivers.base import TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
@@ -277,7 +277,31 @@ def state_info(
         exit_code=code,
         reason=reason.strip() or None,
         extra=extra or {},
+        end_reason=lsf_end_reason(reason, code) if status.finished else None,
     )
+
+
+#: LSF's termination reasons (TERM_*, in EXIT_REASON and bhist) that say why
+_TERM_REASONS = {
+    "TERM_RUNLIMIT": "TIMEOUT", "TERM_CPULIMIT": "TIMEOUT", "TERM_DEADLINE": "TIMEOUT",
+    "TERM_MEMLIMIT": "OUT_OF_MEMORY", "TERM_SWAP": "OUT_OF_MEMORY",
+    "TERM_OWNER": "CANCELLED", "TERM_ADMIN": "CANCELLED", "TERM_FORCE_OWNER": "CANCELLED",
+    "TERM_FORCE_ADMIN": "CANCELLED", "TERM_REQUEUE_OWNER": "CANCELLED",
+    "TERM_REQUEUE_ADMIN": "CANCELLED", "TERM_KILL": "CANCELLED",
+    "TERM_HOST": "NODE_FAIL", "TERM_LOAD": "NODE_FAIL", "TERM_ZOMBIE": "NODE_FAIL",
+    "TERM_PREEMPT": "PREEMPTED",
+}
+
+
+def lsf_end_reason(reason: str, code: int | None) -> str | None:
+    """The end reason of a finished job from its TERM_* reason and exit code; a
+    code over 128 with no reason of LSF's (or TERM_EXTERNAL_SIGNAL) is a signal."""
+    term = re.search(r"TERM_[A-Z_]+", reason or "")
+    if term and term.group(0) in _TERM_REASONS:
+        return _TERM_REASONS[term.group(0)]
+    if code is not None and 128 < code < 160:
+        return f"SIGNAL({code - 128})"
+    return exit_reason(code)
 
 
 def _extra(record: dict[str, str], status: JobStatus) -> dict[str, Any]:
