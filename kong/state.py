@@ -198,6 +198,21 @@ class State(Selection):
                 out[job_id] = {k: (data or {}).get(k) for k in keys}
         return out
 
+    def job_accounting(self, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Times (submit, start, end, queue wait, run time), end reason, usage and
+        efficiency of many jobs, from what kong stored (``kong.usage.job_accounting``)."""
+        from kong.usage import job_accounting
+
+        out: dict[int, dict[str, Any]] = {}
+        s = db.session()
+        for start in range(0, len(job_ids), 5000):
+            chunk = job_ids[start : start + 5000]
+            for job_id, memory, data in s.execute(
+                select(Job.job_id, Job.memory, Job.data).where(Job.job_id.in_(chunk))
+            ):
+                out[job_id] = job_accounting(data or {}, memory)
+        return out
+
     # -- jobs ---------------------------------------------------------------------------
 
     def create_job(self, *args: Any, **kwargs: Any) -> Job:

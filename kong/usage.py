@@ -206,3 +206,23 @@ def median_max(values: Iterable[float]) -> tuple[float | None, float | None]:
     if not got:
         return None, None
     return statistics.median(got), max(got)
+
+
+#: data keys that :func:`job_accounting` reads
+ACCOUNTING_KEYS = ("submit_time", "submitted_at", "start_time", "end_time", "end_reason",
+                   "usage")
+
+
+def job_accounting(data: Mapping[str, Any], memory: int | None = None,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """Times, end reason, usage and efficiency of one job, for ``info`` and ``--json``:
+    every key present, None where the scheduler did not record it."""
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+    figures = {k: (usage or {}).get(k) for k in USAGE_KEYS}
+    return {
+        **job_times(data, now),
+        "end_reason": data.get("end_reason"),
+        "usage": figures if usage is not None else None,
+        **(efficiency(usage, memory) if usage is not None
+           else {"cpu_efficiency": None, "memory_efficiency": None}),
+    }
