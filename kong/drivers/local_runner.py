@@ -27,7 +27,8 @@ RUNNER_PID START``, ``STARTING RUNNER_PID START``, ``RUNNING PID TIME PID_START
 RUNNER_PID START``, ``KILLED RUNNER_PID START``; RUNNER_PID START is the claim of
 one runner process; START and PID_START are kernel start times where /proc has
 them, else ``-``), ``exit_code`` (written by job.sh itself), ``kill`` (a request
-to kill), ``timeout`` (the runner stopped the job at its walltime),
+to kill), ``timeout`` (the runner stopped the job at its walltime), ``usage``
+(JSON: ``end_time``, ``elapsed``, ``cpu_time``, ``max_rss_mb`` of the ended job),
 ``log/stdout.txt``, ``log/stderr.txt``.
 """
 
@@ -37,6 +38,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -346,20 +348,21 @@ class Runner:
         _signal_group(job.proc.pid, signal.SIGTERM)
         job.stop_sent = time.monotonic()
 
-    def _finish(self, job: _Running, code: int, usage: object = None) -> None:
+    def _finish(self, job: _Running, code: int, usage: resource.struct_rusage | None = None
+                ) -> None:
         self._drop(job)
         d = job.job.dir
         if not self.owns(d, "RUNNING"):
             return
         with contextlib.suppress(OSError):
             # What the job's process tree used (wait4 folds in every descendant the
-            # job script waited for); written before exit_code can be missing below,
-            # and read by ``status`` together with it.
+            # job script waited for). ``status`` reads it with exit_code, which
+            # job.sh wrote a moment before it exited (or the runner writes below).
             record: dict[str, object] = {"end_time": time.time(),
                                          "elapsed": time.monotonic() - job.started}
             if usage is not None:
-                record["cpu_time"] = usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
-                record["max_rss_mb"] = usage.ru_maxrss / 1024  # type: ignore[attr-defined]
+                record["cpu_time"] = usage.ru_utime + usage.ru_stime
+                record["max_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
             _write(os.path.join(d, "usage"), json.dumps(record))
         if not os.path.exists(os.path.join(d, "exit_code")):
             # job.sh was killed before its exit trap could run
@@ -373,7 +376,7 @@ class Runner:
                 os.close(fd)  # frees the slots for any runner on this host
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, object] | None:
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | None] | None:
     """The exit code and rusage of a job script that ended, or None while it runs."""
     try:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
