@@ -18,6 +18,10 @@ from kong.cli.group import (
 )
 from kong.cli.render import folder_paths_of, job_row
 
+#: end reasons ``ls -s`` takes besides the statuses (EXIT/SIGNAL: any code; also EXIT(n))
+_REASON_WORDS = ("TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED", "EXIT",
+                 "SIGNAL")
+
 
 @cli.command("ls")
 @click.argument("paths", nargs=-1, type=JOBSPEC)
@@ -26,6 +30,9 @@ from kong.cli.render import folder_paths_of, job_row
               help="Ask the clusters for the current status first (one query per profile).")
 @click.option("-s", "--status", "statuses", multiple=True, metavar="STATUS",
               callback=lambda _ctx, _param, value: _check_statuses(value),
+              shell_complete=lambda _ctx, _param, incomplete: [
+                  w.lower() for w in (*STATUS_NAMES, *_REASON_WORDS)
+                  if w.lower().startswith(incomplete.lower())],
               help="Show only jobs in this status or with this end reason: "
                    f"{', '.join(s.lower() for s in STATUS_NAMES)}; timeout, out_of_memory, "
                    "cancelled, node_fail, preempted, exit, exit(N), signal, signal(N) "
@@ -136,10 +143,6 @@ def _ls_one(
         else:
             click.echo(f"{where} is empty: no folders, no jobs")
     return None
-
-
-_REASON_WORDS = ("TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED", "EXIT",
-                 "SIGNAL")
 
 
 def _check_statuses(values: Sequence[str]) -> Sequence[str]:
