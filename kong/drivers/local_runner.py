@@ -390,15 +390,17 @@ def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | 
     return code, usage
 
 
-def _usage(d: str, state: str | None) -> dict[str, object] | None:
+def _usage(d: str, state: str | None, deadline: float) -> dict[str, object] | None:
     """The runner's usage record of a job that ended. job.sh writes its exit_code
     just before it exits; the runner that reaps it writes ``usage`` a moment later,
-    so while that runner lives, wait briefly for it rather than report none."""
+    so while that runner lives, wait for it until ``deadline`` (one for the whole
+    status call: a runner of an older kong never writes one)."""
     path = os.path.join(d, "usage")
     fields = (state or "").split()
     runner_lives = (len(fields) > 5 and fields[0] == "RUNNING" and fields[4].isdigit()
                     and _alive(int(fields[4]), fields[5]))
-    deadline = time.monotonic() + (2.0 if runner_lives else 0.0)
+    if not runner_lives:
+        deadline = 0.0
     while True:
         text = _read(path)
         if text:
@@ -445,6 +447,7 @@ def _emit(lines: list[str]) -> None:
 
 def status(dirs: list[str]) -> None:
     lines = []
+    usage_deadline = time.monotonic() + 2.0
     for d in dirs:
         state = _read(os.path.join(d, "state"))
         exit_code = _read(os.path.join(d, "exit_code"))
@@ -459,7 +462,7 @@ def status(dirs: list[str]) -> None:
             if len(fields) > 2 and fields[0] == "RUNNING":
                 with contextlib.suppress(ValueError):
                     info["start_time"] = float(fields[2])
-            usage = _usage(d, state)
+            usage = _usage(d, state, usage_deadline)
             if usage is not None:
                 info["usage"] = usage
         elif state is None:
