@@ -440,7 +440,8 @@ def main() -> None:
 def local_benchmarks(wanted: Callable[[str], bool]) -> str:
     """ls of 100,000 jobs and REPL start-up: the output of the scripts that own them."""
     parts = []
-    for name, script in (("ls", "bench_ls.py"), ("repl", "bench_repl.py")):
+    for name, script in (("ls", "bench_ls.py"), ("repl", "bench_repl.py"),
+                         ("report", "bench_report.py")):
         path = ROOT / "benchmarks" / script
         if wanted(name) and path.exists():
             proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,

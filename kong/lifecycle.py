@@ -62,6 +62,7 @@ ATTEMPT_KEYS = (
     "submitting", "submitting_since", "submit_unclear", "submitted_at", "reconciled",
     "scheduler_state", "exit_code", "reason", "killed", "node", "submit_time",
     "start_time", "expected_start", "end_time", "pid", "lost", "end_reason",
+    "usage",
 )
 
 #: how long a resubmit waits for the scheduler to confirm that a killed attempt ended
@@ -386,6 +387,27 @@ def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
                 continue  # removed by another kong meanwhile
             if result is not None:
                 _apply(job, result)
+
+
+def backfill_usage(driver: DriverBase, jobs: Sequence[Job]) -> None:
+    """Ask the scheduler once for the usage of finished jobs that have none stored
+    (they ended before kong kept usage, or the accounting lagged behind the end),
+    and keep it with their times; their status and end stay as they are."""
+    asked = [j for j in jobs if j.batch_job_id and j.status.finished
+             and not (j.data or {}).get("usage") and driver.reachable]
+    if not asked:
+        return
+    results = driver.status(asked)
+    with db.write():
+        left = _rows_left(asked)
+        for job in asked:
+            result = results.get(job.job_id)
+            if job.job_id not in left or not isinstance(result, SchedulerInfo):
+                continue
+            if result.status.finished and result.extra.get("usage"):
+                keep = ("usage", "submit_time", "start_time", "end_time")
+                job.set_data(**{k: result.extra[k] for k in keep
+                                if result.extra.get(k) is not None})
 
 
 def wait(

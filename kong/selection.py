@@ -46,6 +46,19 @@ from kong.model.job import Job, JobDoesNotExist
 JobSpec = str | int | Job
 
 
+def status_or_reason_matches(word: str, status: str, end_reason: str | None) -> bool:
+    """Whether a job with ``status`` (a JobStatus name) and ``end_reason`` is what a
+    user's ``-s WORD`` asks for: a status (``failed``), an end reason (``timeout``,
+    ``out_of_memory``, ``exit(3)``), or ``exit``/``signal`` for any code of that kind."""
+    wanted = word.strip().upper().replace("-", "_")
+    if wanted == status:
+        return True
+    if end_reason is None:
+        return False
+    return wanted == end_reason or (wanted in ("EXIT", "SIGNAL")
+                                    and end_reason.startswith(f"{wanted}("))
+
+
 class MoveResult(list[Job | Folder]):
     """The jobs and folders ``mv`` moved; ``skipped`` names those a bulk move left
     where they were, each with the reason (``mv("*", "f2")`` cannot move ``f2``)."""

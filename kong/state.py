@@ -202,6 +202,51 @@ class State(Selection):
                 out[job_id] = {k: params[k] if k in params else data.get(k) for k in keys}
         return out
 
+    def job_accounting(self, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Times (submit, start, end, queue wait, run time), end reason, usage and
+        efficiency of many jobs, from what kong stored (``kong.usage.job_accounting``)."""
+        from kong.usage import job_accounting
+
+        out: dict[int, dict[str, Any]] = {}
+        s = db.session()
+        for start in range(0, len(job_ids), 5000):
+            chunk = job_ids[start : start + 5000]
+            for job_id, memory, data in s.execute(
+                select(Job.job_id, Job.memory, Job.data).where(Job.job_id.in_(chunk))
+            ):
+                out[job_id] = job_accounting(data or {}, memory)
+        return out
+
+    def report(
+        self, specs: JobSpec | Sequence[JobSpec] = ".", recursive: bool = False,
+        query: bool = True,
+    ) -> list[Any]:
+        """What the selected jobs asked for and used, per folder (``kong.report``).
+
+        Finished jobs that have no usage stored are asked for it first, in one
+        scheduler query per profile (``query=False``: stored data only).
+        """
+        from kong import report
+
+        jobs = self.select_jobs(specs, recursive)
+        if query:
+            _load_data(jobs)
+            missing = [j for j in jobs if j.status.finished and j.batch_job_id
+                       and not (j.data or {}).get("usage")]
+            if missing:
+                db.require_writable()
+                self._each_profile(missing, lifecycle.backfill_usage)
+        _load_data(jobs)
+        paths: dict[int, str] = {}
+        figures = []
+        for job in jobs:
+            if job.folder_id not in paths:
+                paths[job.folder_id] = job.folder.path
+            figures.append(report.JobFigures(paths[job.folder_id], job.status.name,
+                                             job.cores, job.memory, job.data or {}))
+        db.end_read()
+        return report.build(figures)
+
     # -- jobs ---------------------------------------------------------------------------
 
     def create_job(self, *args: Any, **kwargs: Any) -> Job:

@@ -85,6 +85,28 @@ def human_size(n: int | None) -> str:
     return f"{n}B"
 
 
+def human_duration(seconds: float | None) -> str:
+    """A duration as kubectl prints ages: ``45s``, ``3m12s``, ``47m``, ``5h3m``,
+    ``20h``, ``3d4h``, ``12d``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    s = int(max(0.0, seconds))
+    if s < 120:
+        return f"{s}s"
+    m, h, d = s // 60, s // 3600, s // 86400
+    if s < 600:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if s < 3 * 3600:
+        return f"{m}m"
+    if s < 8 * 3600:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if s < 2 * 86400:
+        return f"{h}h"
+    if s < 8 * 86400:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    return f"{d}d"
+
+
 def local_time(value: datetime | float | None, seconds: bool = True) -> str:
     if value is None:
         return "-"
@@ -119,8 +141,12 @@ def render_listing(
     show_profile: bool | None = None,
     folder_paths: dict[int, str] | None = None,
     subfolders: dict[int, int] | None = None,
+    accounting: dict[int, dict[str, Any]] | None = None,
 ) -> None:
     """Print folders (with per-status counts) and jobs as aligned columns.
+
+    ``accounting`` (``State.job_accounting``) adds REASON (why a job ended) and
+    RUNTIME; AGE is the time since the job was created, as kubectl shows it.
 
     ``subfolders`` (for folders without jobs) says how many folders such a folder
     holds, so that it does not read as empty; ``folder_paths`` adds a folder column.
@@ -145,7 +171,8 @@ def render_listing(
     extra_keys = sorted({k for d in (extra or {}).values() for k in d})
     show_folder = folder_paths is not None
     header = ["id", "batch id", *(["profile"] if show_profile else []),
-              *(["folder"] if show_folder else []), "status", "created",
+              *(["folder"] if show_folder else []), "status",
+              *(["reason", "age", "runtime"] if accounting is not None else ["created"]),
               *(["size"] if sizes is not None else []), *extra_keys, "command"]
     minute_cache: dict[int, str] = {}
 
@@ -169,7 +196,14 @@ def render_listing(
         columns.append([paths.get(r.folder_id, "?") for r in rows])
     status_index = len(columns)
     columns.append([r.status.name for r in rows])
-    columns.append([created(r.created_at) for r in rows])
+    if accounting is not None:
+        now = time.time()
+        columns.append([accounting.get(r.job_id, {}).get("end_reason") or "-" for r in rows])
+        columns.append([human_duration(now - r.created_at) for r in rows])
+        columns.append([human_duration(accounting.get(r.job_id, {}).get("run_time"))
+                        for r in rows])
+    else:
+        columns.append([created(r.created_at) for r in rows])
     if sizes is not None:
         columns.append([human_size(sizes.get(r.job_id)) for r in rows])
     for key in extra_keys:
@@ -217,6 +251,9 @@ def job_dict(job: Job, with_data: bool = True) -> dict[str, Any]:
         "updated_at": job.updated_at.isoformat(),
     }
     if with_data:
+        from kong.usage import job_accounting
+
+        out.update(job_accounting(job.data or {}, job.memory))
         out["data"] = job.data
     return out
 
@@ -288,6 +325,7 @@ def render_info(
             pairs.append((key, "-" if value is None else str(value)))
         pairs.append(("log dir", job.log_dir))
         pairs.append(("output dir", job.output_dir))
+        pairs.extend(accounting_pairs(job.data or {}, job.memory))
         history: list[dict[str, Any]] = []
         for key, value in sorted((job.data or {}).items()):
             if key == "history" and isinstance(value, list) and all(
@@ -308,6 +346,42 @@ def render_info(
     if blocks:
         out.write("\n\n".join(blocks))
         out.write("\n")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _mb(value: Any) -> str:
+    return "n/a" if not isinstance(value, (int, float)) else human_size(int(value * 2**20))
+
+
+def accounting_pairs(data: dict[str, Any], memory: int | None) -> list[tuple[str, str]]:
+    """``info``'s lines on when a job ran, why it ended and what it used; "n/a" where
+    the scheduler's accounting recorded no figure (never 0)."""
+    from kong.usage import job_accounting
+
+    acc = job_accounting(data, memory)
+    usage = acc["usage"] or {}
+
+    def when(key: str) -> str:
+        parsed = acc[key] and datetime.fromisoformat(acc[key])
+        return local_time(parsed) if parsed else "-"
+
+    cpus = usage.get("cpus")
+    return [
+        ("submitted", when("submit_time")),
+        ("started", when("start_time")),
+        ("ended", when("end_time")),
+        ("queue wait", human_duration(acc["queue_wait"])),
+        ("run time", human_duration(acc["run_time"])),
+        ("end reason", acc["end_reason"] or "-"),
+        ("cpu time", "n/a" if usage.get("cpu_time") is None
+         else f"{usage['cpu_time']:.1f}s on {cpus or '?'} cpu{'s' if cpus != 1 else ''}"),
+        ("cpu efficiency", _percent(acc["cpu_efficiency"])),
+        ("peak memory", _mb(usage.get("max_rss_mb"))),
+        ("memory efficiency", _percent(acc["memory_efficiency"])),
+    ]
 
 
 def _history_table(history: Sequence[dict[str, Any]]) -> list[str]:

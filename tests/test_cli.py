@@ -184,7 +184,8 @@ def test_job_lifecycle(kong_home: Path, capsys: pytest.CaptureFixture[str]) -> N
 
     assert kong("ls", "/j") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["id", "batch", "id", "status", "created", "command"]
+    assert lines[0].split() == ["id", "batch", "id", "status", "reason", "age", "runtime",
+                                "command"]
     assert lines[1].split()[2] == "COMPLETED" and lines[2].split()[2] == "FAILED"
     assert kong("ls", "-s", "failed", "-x", "exit_code", "-S", "/j") == 0
     lines = capsys.readouterr().out.splitlines()

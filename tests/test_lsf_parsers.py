@@ -192,17 +192,22 @@ def test_lsf_time(text: str, iso: str | None) -> None:
 def test_parse_bjobs_plain() -> None:
     # bjobs -o prints "-" for an empty field; job_name is last and may hold the delimiter
     text = (
-        "111^RUN^-^-^Oct 22 09:22^Oct 22 09:23^-^hostB^myjob\n"
-        "112^EXIT^1^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:30 L^hostB:hostB^a^b\n"
-        "113^DONE^-^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:24^hostC^done\n"
+        "111^RUN^-^-^Oct 22 09:22^Oct 22 09:23^-^hostB^1.0 second(s)^-^60 second(s)^myjob\n"
+        "112^EXIT^1^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:30 L^hostB:hostB^-^-^-^a^b\n"
+        "113^DONE^-^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:24^hostC^12.5 second(s)^"
+        "200 Mbytes^60 second(s)^done\n"
         "Job <123> is not found\n"
     )
     infos = parse_bjobs_plain(text)
     assert set(infos) == {"111", "112", "113"}
     assert infos["111"].status == JobStatus.RUNNING
     assert infos["111"].extra["node"] == "hostB"
+    assert "usage" not in infos["111"].extra  # a running job's figures are not final
     assert (infos["112"].status, infos["112"].exit_code) == (JobStatus.FAILED, 1)
+    assert infos["112"].extra["usage"] == {"source": "bjobs"}  # no figures: n/a, not 0
     assert (infos["113"].status, infos["113"].exit_code) == (JobStatus.COMPLETED, 0)
+    assert infos["113"].extra["usage"] == {"source": "bjobs", "cpu_time": 12.5,
+                                           "elapsed": 60.0, "max_rss_mb": 200.0}
 
 
 # -- every LSF state ----------------------------------------------------------------

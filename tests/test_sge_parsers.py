@@ -117,18 +117,25 @@ def test_qacct_records_from_the_container() -> None:
 
     ok = qacct_info(records["5"])
     assert (ok.status, ok.state, ok.exit_code) == (JobStatus.COMPLETED, "COMPLETED", 0)
+    usage = ok.extra.pop("usage")
     assert ok.extra == {"node": "vm", "submit_time": "2026-12-01T21:28:22",
                         "start_time": "2026-12-01T21:28:22", "end_time": "2026-12-01T21:28:22"}
+    assert ok.end_reason == "EXIT(0)"
+    # what qacct recorded, and "0.000B" of a job too short to sample is no figure
+    assert usage == {"source": "qacct", "elapsed": 0.0, "cpu_time": 0.01, "cpus": 1,
+                     "max_rss_mb": pytest.approx(4.402 / 1024)}
 
     # h_rt exceeded: Grid Engine killed it (failed 37), the job's status is 137.
     limit = qacct_info(records["6"])
     assert (limit.status, limit.state, limit.exit_code) == (JobStatus.FAILED, "FAILED", 137)
     assert limit.reason and "h_rt" in limit.reason
+    assert limit.end_reason == "TIMEOUT"
 
     # qdel of a running job: failed 100, killed.
     deleted = qacct_info(records["2"])
     assert (deleted.status, deleted.exit_code) == (JobStatus.FAILED, 137)
     assert deleted.reason == "failed 100 : assumedly after job"
+    assert deleted.end_reason == "SIGNAL(9)"  # kong's own kills read CANCELLED (lifecycle)
 
     # Never started (its output file could not be opened): no start or end time.
     never = qacct_info(records["7"])

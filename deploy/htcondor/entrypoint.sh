@@ -64,6 +64,9 @@ JOB_START_COUNT = 100
 CLAIM_WORKLIFE = 600
 BASE_CGROUP =
 USE_PID_NAMESPACES = False
+# Without cgroups the job's CPU time and peak memory come from procd's snapshots of
+# its processes (60 s apart by default: a short test job would show none)
+PROCD_MAX_SNAPSHOT_INTERVAL = 1
 DISCARD_SESSION_KEYRING_ON_STARTUP = False
 SEC_DEFAULT_AUTHENTICATION_METHODS = FS
 ALLOW_WRITE = \$(ALLOW_WRITE) 127.0.0.1

@@ -246,6 +246,16 @@ def field_value(job: dict[str, Any], name: str) -> str:
         return str(job.get("job_pid") or "")
     if name == "command":
         return str(job["command"])
+    # usage, as LSF prints it (written by run_job from the job's rusage at its end)
+    if name == "cpu_used":
+        cpu = job.get("cpu_used")
+        return "" if cpu is None else f"{cpu:.1f} second(s)"
+    if name == "max_mem":
+        kb = job.get("max_mem_kb")
+        return "" if kb is None else f"{kb / 1024:.0f} Mbytes"
+    if name == "run_time":
+        start, end = job.get("start_time"), job.get("finish_time") or time.time()
+        return "" if start is None else f"{max(0, int(end - start))} second(s)"
     raise KeyError(name)
 
 
@@ -253,7 +263,8 @@ FIELD_NAMES = frozenset({
     "jobid", "stat", "user", "queue", "job_name", "name", "proj_name", "project", "proj",
     "from_host", "exec_host", "exit_code", "exit_reason", "submit_time", "start_time",
     "finish_time", "nreq_slot", "slots", "nalloc_slot", "output_file", "error_file", "sub_cwd",
-    "cwd", "runtimelimit", "pend_reason", "pids", "command",
+    "cwd", "runtimelimit", "pend_reason", "pids", "command", "cpu_used", "max_mem",
+    "run_time",
 })
 
 
@@ -524,7 +535,12 @@ def run_job(job_id: int) -> int:
     reason = None
     sent_kill = False
     usr2_time = None
-    while proc.poll() is None:
+    rusage = None
+    while proc.returncode is None:
+        pid, wait_status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            break
         time.sleep(0.1)
         current = load(job_id) or job
         now = time.time()
@@ -555,6 +571,8 @@ def run_job(job_id: int) -> int:
             exit_code=code,
             exit_reason=reason,
         )
+        if rusage is not None:
+            job.update(cpu_used=rusage.ru_utime + rusage.ru_stime, max_mem_kb=rusage.ru_maxrss)
         save(job)
     out.write(job_report(job).encode())
     out.close()

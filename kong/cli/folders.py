@@ -18,6 +18,10 @@ from kong.cli.group import (
 )
 from kong.cli.render import folder_paths_of, job_row
 
+#: end reasons ``ls -s`` takes besides the statuses (EXIT/SIGNAL: any code; also EXIT(n))
+_REASON_WORDS = ("TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTED", "EXIT",
+                 "SIGNAL")
+
 
 @cli.command("ls")
 @click.argument("paths", nargs=-1, type=JOBSPEC)
@@ -25,8 +29,14 @@ from kong.cli.render import folder_paths_of, job_row
 @click.option("-u", "--refresh", is_flag=True,
               help="Ask the clusters for the current status first (one query per profile).")
 @click.option("-s", "--status", "statuses", multiple=True, metavar="STATUS",
-              type=click.Choice(STATUS_NAMES, case_sensitive=False),
-              help="Show only jobs in this status (repeatable).")
+              callback=lambda _ctx, _param, value: _check_statuses(value),
+              shell_complete=lambda _ctx, _param, incomplete: [
+                  w.lower() for w in (*STATUS_NAMES, *_REASON_WORDS)
+                  if w.lower().startswith(incomplete.lower())],
+              help="Show only jobs in this status or with this end reason: "
+                   f"{', '.join(s.lower() for s in STATUS_NAMES)}; timeout, out_of_memory, "
+                   "cancelled, node_fail, preempted, exit, exit(N), signal, signal(N) "
+                   "(repeatable).")
 @click.option("-S", "--sizes", is_flag=True, help="Show the size of each job's output dir.")
 @click.option("-x", "--extra", "extra", multiple=True, metavar="KEY",
               help="Extra column from the job's data (e.g. exit_code, node); repeatable.")
@@ -90,10 +100,15 @@ def _ls_one(
             folders, jobs = state.ls(path, refresh=True, recursive=recursive)
     else:
         folders, jobs = state.ls(path, recursive=recursive)
+    from kong.selection import status_or_reason_matches
+
     rows = jobs.rows if isinstance(jobs, JobList) else [job_row(j) for j in jobs]
+    accounting = state.job_accounting([r.job_id for r in rows])
     if statuses:
-        wanted = {s.upper() for s in statuses}
-        rows = [r for r in rows if r.status.name in wanted]
+        rows = [r for r in rows if any(
+            status_or_reason_matches(s, r.status.name,
+                                     accounting.get(r.job_id, {}).get("end_reason"))
+            for s in statuses)]
     if where:
         matching = state.job_ids_where([r.job_id for r in rows], list(where))
         rows = [r for r in rows if r.job_id in matching]
@@ -116,6 +131,7 @@ def _ls_one(
             ],
             "jobs": [
                 {**ui.row_dict(r), "folder": paths.get(r.folder_id),
+                 **accounting.get(r.job_id, {}),
                  **({"size": job_sizes.get(r.job_id)} if job_sizes is not None else {}),
                  **((extra_data or {}).get(r.job_id, {}))}
                 for r in rows
@@ -125,7 +141,7 @@ def _ls_one(
     subfolders = {f.folder_id: len(f.subfolders()) for f in folders
                   if not any(counts[f.folder_id].values())}
     ui.render_listing(folders, counts, rows, sizes=job_sizes, extra=extra_data,
-                      subfolders=subfolders,
+                      subfolders=subfolders, accounting=accounting,
                       folder_paths=folder_paths_of({r.folder_id for r in rows},
                                                    at_least=1 if recursive else 2))
     if not folders and not rows:
@@ -138,6 +154,22 @@ def _ls_one(
         else:
             click.echo(f"{place} is empty: no folders, no jobs")
     return None
+
+
+def _check_statuses(values: Sequence[str]) -> Sequence[str]:
+    """``-s`` words: statuses, end reasons, EXIT(n)/SIGNAL(n); anything else is refused."""
+    import re
+
+    for value in values:
+        word = value.strip().upper().replace("-", "_")
+        if word in STATUS_NAMES or word in _REASON_WORDS or re.fullmatch(
+                r"(EXIT|SIGNAL)\(\d+\)", word):
+            continue
+        raise click.BadParameter(
+            f"{value!r} is no status or end reason (expected one of: "
+            f"{', '.join(s.lower() for s in (*STATUS_NAMES, *_REASON_WORDS))}, exit(N), "
+            "signal(N))", param_hint="'-s'")
+    return values
 
 
 @cli.command("mkdir")

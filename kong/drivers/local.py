@@ -180,7 +180,11 @@ class LocalDriver(DriverBase):
         for job_dir, info in self._states(list(dirs)).items():
             job = dirs.get(job_dir)
             if job is not None:
-                results[job.job_id] = _interpret(info)
+                result = results[job.job_id] = _interpret(info)
+                if "usage" in result.extra:
+                    result.extra["usage"]["cpus"] = job.cores
+                    if job.memory is not None:
+                        result.extra["usage"]["req_mem_mb"] = float(job.memory)
         return results
 
     def _dir_of_token(self, token: str) -> str | None:
@@ -253,11 +257,14 @@ def _interpret(info: dict[str, Any]) -> SchedulerInfo:
     killed = bool(info.get("killed"))
     if state == "EXITED":
         code = int(info["exit_code"])
+        extra = _ended(info)
         if info.get("timed_out") and not killed:
-            return SchedulerInfo(JobStatus.FAILED, "TIMEOUT", exit_code=code, reason="TIMEOUT")
+            return SchedulerInfo(JobStatus.FAILED, "TIMEOUT", exit_code=code, reason="TIMEOUT",
+                                 extra=extra, end_reason="TIMEOUT")
         ok = code == 0 and not killed
         return SchedulerInfo(JobStatus.COMPLETED if ok else JobStatus.FAILED, state,
-                             exit_code=code, reason="killed by kong" if killed else None)
+                             exit_code=code, reason="killed by kong" if killed else None,
+                             extra=extra, end_reason=local_end_reason(code))
     if state == "KILLED" or (killed and state.endswith("_LOST")):
         return SchedulerInfo(JobStatus.FAILED, "KILLED", reason="killed by kong")
     if state == "RUNNING":
@@ -267,6 +274,27 @@ def _interpret(info: dict[str, Any]) -> SchedulerInfo:
     # The runner or the job vanished without an exit code (e.g. the host rebooted):
     # absence is not completion.
     return SchedulerInfo(JobStatus.UNKNOWN, state, extra={"lost": state})
+
+
+def local_end_reason(code: int) -> str:
+    """EXIT(n), or SIGNAL(n) for a job script that died of a signal (128+n, the
+    shell's way; the runner writes the same for a script killed before its trap)."""
+    return f"SIGNAL({code - 128})" if 128 < code < 160 else f"EXIT({code})"
+
+
+def _ended(info: dict[str, Any]) -> dict[str, Any]:
+    """Times and usage of an ended job from the runner's records (epoch seconds)."""
+    extra: dict[str, Any] = {}
+    if isinstance(info.get("start_time"), (int, float)):
+        extra["start_time"] = info["start_time"]
+    usage = info.get("usage")
+    if isinstance(usage, dict):
+        if isinstance(usage.get("end_time"), (int, float)):
+            extra["end_time"] = usage["end_time"]
+        figures = {k: usage[k] for k in ("elapsed", "cpu_time", "max_rss_mb")
+                   if isinstance(usage.get(k), (int, float))}
+        extra["usage"] = {**figures, "source": "runner"}
+    return extra
 
 
 def walltime_seconds(value: str | int) -> float:

@@ -27,7 +27,8 @@ RUNNER_PID START``, ``STARTING RUNNER_PID START``, ``RUNNING PID TIME PID_START
 RUNNER_PID START``, ``KILLED RUNNER_PID START``; RUNNER_PID START is the claim of
 one runner process; START and PID_START are kernel start times where /proc has
 them, else ``-``), ``exit_code`` (written by job.sh itself), ``kill`` (a request
-to kill), ``timeout`` (the runner stopped the job at its walltime),
+to kill), ``timeout`` (the runner stopped the job at its walltime), ``usage``
+(JSON: ``end_time``, ``elapsed``, ``cpu_time``, ``max_rss_mb`` of the ended job),
 ``log/stdout.txt``, ``log/stderr.txt``.
 """
 
@@ -37,6 +38,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -320,9 +322,9 @@ class Runner:
         return True
 
     def _watch(self, job: _Running) -> None:
-        code = job.proc.poll()
-        if code is not None:
-            self._finish(job, code)
+        reaped = _reap(job.proc)
+        if reaped is not None:
+            self._finish(job, *reaped)
             return
         now = time.monotonic()
         d = job.job.dir
@@ -346,10 +348,23 @@ class Runner:
         _signal_group(job.proc.pid, signal.SIGTERM)
         job.stop_sent = time.monotonic()
 
-    def _finish(self, job: _Running, code: int) -> None:
+    def _finish(self, job: _Running, code: int, usage: resource.struct_rusage | None = None
+                ) -> None:
         self._drop(job)
         d = job.job.dir
-        if self.owns(d, "RUNNING") and not os.path.exists(os.path.join(d, "exit_code")):
+        if not self.owns(d, "RUNNING"):
+            return
+        with contextlib.suppress(OSError):
+            # What the job's process tree used (wait4 folds in every descendant the
+            # job script waited for). ``status`` reads it with exit_code, which
+            # job.sh wrote a moment before it exited (or the runner writes below).
+            record: dict[str, object] = {"end_time": time.time(),
+                                         "elapsed": time.monotonic() - job.started}
+            if usage is not None:
+                record["cpu_time"] = usage.ru_utime + usage.ru_stime
+                record["max_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+            _write(os.path.join(d, "usage"), json.dumps(record))
+        if not os.path.exists(os.path.join(d, "exit_code")):
             # job.sh was killed before its exit trap could run
             with contextlib.suppress(OSError):
                 _write(os.path.join(d, "exit_code"), str(128 - code if code < 0 else code))
@@ -359,6 +374,44 @@ class Runner:
             self.running.remove(job)
             for fd in job.slots:
                 os.close(fd)  # frees the slots for any runner on this host
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | None] | None:
+    """The exit code and rusage of a job script that ended, or None while it runs."""
+    try:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already (Popen's own bookkeeping)
+        code = proc.poll()
+        return None if code is None else (code, None)
+    if pid == 0:
+        return None
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # so that Popen never waits for it again
+    return code, usage
+
+
+def _usage(d: str, state: str | None, deadline: float) -> dict[str, object] | None:
+    """The runner's usage record of a job that ended. job.sh writes its exit_code
+    just before it exits; the runner that reaps it writes ``usage`` a moment later,
+    so while that runner lives, wait for it until ``deadline`` (one for the whole
+    status call: a runner of an older kong never writes one)."""
+    path = os.path.join(d, "usage")
+    fields = (state or "").split()
+    runner_lives = (len(fields) > 5 and fields[0] == "RUNNING" and fields[4].isdigit()
+                    and _alive(int(fields[4]), fields[5]))
+    if not runner_lives:
+        deadline = 0.0
+    while True:
+        text = _read(path)
+        if text:
+            try:
+                record = json.loads(text)
+            except ValueError:
+                return None
+            return record if isinstance(record, dict) else None
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
 
 
 def _limits(d: str) -> _Queued:
@@ -394,6 +447,7 @@ def _emit(lines: list[str]) -> None:
 
 def status(dirs: list[str]) -> None:
     lines = []
+    usage_deadline = time.monotonic() + 2.0
     for d in dirs:
         state = _read(os.path.join(d, "state"))
         exit_code = _read(os.path.join(d, "exit_code"))
@@ -404,6 +458,13 @@ def status(dirs: list[str]) -> None:
         }
         if exit_code is not None and exit_code.lstrip("-").isdigit():
             info.update(state="EXITED", exit_code=int(exit_code))
+            fields = (state or "").split()
+            if len(fields) > 2 and fields[0] == "RUNNING":
+                with contextlib.suppress(ValueError):
+                    info["start_time"] = float(fields[2])
+            usage = _usage(d, state, usage_deadline)
+            if usage is not None:
+                info["usage"] = usage
         elif state is None:
             info["state"] = "NONE"
         else:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kong.drivers.base import TokenLookup
+from kong.drivers.base import TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
@@ -36,6 +36,7 @@ from kong.drivers.batch import (
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.usage import duration_seconds, size_mb
 
 if TYPE_CHECKING:
     pass
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 #: bjobs -o fields, in the order of the -noheader fallback (job_name last: it may
 #: contain anything, even the delimiter)
 FIELDS = (
-    "jobid stat exit_code exit_reason submit_time start_time finish_time exec_host job_name"
+    "jobid stat exit_code exit_reason submit_time start_time finish_time exec_host "
+    "cpu_used max_mem run_time job_name"
 )
 DELIMITER = "^"
 
@@ -187,11 +189,17 @@ class LSFDriver(BatchDriver):
         expected = {
             j.batch_job_id: self.token(j, int((j.data or {}).get("attempt") or 1)) for j in jobs
         }
+        by_id = {j.batch_job_id: j for j in jobs}
         for batch_id, info in list(infos.items()):
             name = info.extra.pop("lsf_job_name", None)
             if name and batch_id in expected and name != expected[batch_id]:
                 # LSF hands ids out again after MAX_JOBID: this one is another job
                 del infos[batch_id]
+            elif "usage" in info.extra and batch_id in by_id:
+                job = by_id[batch_id]  # bjobs -o prints no slots or request: kong's own
+                info.extra["usage"].setdefault("cpus", job.cores)
+                if job.memory is not None:
+                    info.extra["usage"].setdefault("req_mem_mb", float(job.memory))
         return infos
 
     def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
@@ -277,7 +285,31 @@ def state_info(
         exit_code=code,
         reason=reason.strip() or None,
         extra=extra or {},
+        end_reason=lsf_end_reason(reason, code) if status.finished else None,
     )
+
+
+#: LSF's termination reasons (TERM_*, in EXIT_REASON and bhist) that say why
+_TERM_REASONS = {
+    "TERM_RUNLIMIT": "TIMEOUT", "TERM_CPULIMIT": "TIMEOUT", "TERM_DEADLINE": "TIMEOUT",
+    "TERM_MEMLIMIT": "OUT_OF_MEMORY", "TERM_SWAP": "OUT_OF_MEMORY",
+    "TERM_OWNER": "CANCELLED", "TERM_ADMIN": "CANCELLED", "TERM_FORCE_OWNER": "CANCELLED",
+    "TERM_FORCE_ADMIN": "CANCELLED", "TERM_REQUEUE_OWNER": "CANCELLED",
+    "TERM_REQUEUE_ADMIN": "CANCELLED", "TERM_KILL": "CANCELLED",
+    "TERM_HOST": "NODE_FAIL", "TERM_LOAD": "NODE_FAIL", "TERM_ZOMBIE": "NODE_FAIL",
+    "TERM_PREEMPT": "PREEMPTED",
+}
+
+
+def lsf_end_reason(reason: str, code: int | None) -> str | None:
+    """The end reason of a finished job from its TERM_* reason and exit code; a
+    code over 128 with no reason of LSF's (or TERM_EXTERNAL_SIGNAL) is a signal."""
+    term = re.search(r"TERM_[A-Z_]+", reason or "")
+    if term and term.group(0) in _TERM_REASONS:
+        return _TERM_REASONS[term.group(0)]
+    if code is not None and 128 < code < 160:
+        return f"SIGNAL({code - 128})"
+    return exit_reason(code)
 
 
 def _extra(record: dict[str, str], status: JobStatus) -> dict[str, Any]:
@@ -292,7 +324,27 @@ def _extra(record: dict[str, str], status: JobStatus) -> dict[str, Any]:
     extra["end_time"] = lsf_time(record.get("FINISH_TIME", "")) if status.finished else None
     if record.get("JOB_NAME"):
         extra["lsf_job_name"] = record["JOB_NAME"]
+    if status.finished:
+        extra["usage"] = lsf_usage(record)
     return extra
+
+
+def _lsf_seconds(text: str) -> float | None:
+    """``12.3 second(s)`` (bjobs' CPU_USED and RUN_TIME), or ``hh:mm:ss[.ss]``."""
+    text = (text or "").strip()
+    found = re.match(r"^(\d+(?:\.\d+)?)\s*second", text)
+    return float(found.group(1)) if found else duration_seconds(text)
+
+
+def lsf_usage(record: dict[str, str]) -> dict[str, Any]:
+    """CPU_USED, MAX_MEM (``200 Mbytes``) and RUN_TIME of a finished job's record."""
+    usage: dict[str, Any] = {"source": "bjobs"}
+    for key, value in (("cpu_time", _lsf_seconds(record.get("CPU_USED", ""))),
+                       ("elapsed", _lsf_seconds(record.get("RUN_TIME", ""))),
+                       ("max_rss_mb", size_mb(record.get("MAX_MEM", ""), default_unit="K"))):
+        if value is not None:
+            usage[key] = value
+    return usage
 
 
 _MONTHS = {m: i for i, m in enumerate(

@@ -21,6 +21,7 @@ batch options walltime (``-l h_rt``), extra, scratch_dir and poll_interval.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -35,6 +36,7 @@ from kong.drivers.batch import BATCH_OPTIONS, BUSY, BatchDriver, walltime_minute
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.usage import size_mb
 
 log = logging.getLogger(__name__)
 
@@ -404,8 +406,43 @@ def qacct_info(record: dict[str, str]) -> SchedulerInfo:
         "submit_time": qacct_time(record.get("qsub_time")),
         "start_time": qacct_time(record.get("start_time")),
         "end_time": qacct_time(record.get("end_time")),
+        "usage": qacct_usage(record),
     }
-    return SchedulerInfo(status, state, exit_code=exit_code, reason=reason, extra=extra)
+    return SchedulerInfo(status, state, exit_code=exit_code, reason=reason, extra=extra,
+                         end_reason=sge_end_reason(failed, exit_code))
+
+
+def sge_end_reason(failed: str, exit_code: int | None) -> str | None:
+    """Why Grid Engine ended a job: its ``failed`` text names the limit it enforced
+    (``37 : qmaster enforced h_rt limit``); otherwise the exit status (128+n: signal n)."""
+    text = failed.lower()
+    if _failed_code(failed) != 0:
+        if "_rt" in text or "runtime" in text:
+            return "TIMEOUT"
+        if "vmem" in text or "memory" in text or "rss" in text:
+            return "OUT_OF_MEMORY"
+    if exit_code is not None and 128 < exit_code < 160:
+        return f"SIGNAL({exit_code - 128})"
+    return None if exit_code is None else f"EXIT({exit_code})"
+
+
+def qacct_usage(record: dict[str, str]) -> dict[str, Any]:
+    """ru_wallclock and cpu (seconds), the peak RSS (``ru_maxrss 4.402KB``; else
+    maxvmem, the virtual peak), slots. A figure of 0 is one qacct did not record."""
+    usage: dict[str, Any] = {"source": "qacct"}
+    for key, field in (("elapsed", "ru_wallclock"), ("cpu_time", "cpu")):
+        text = (record.get(field) or "").split()
+        with contextlib.suppress(IndexError, ValueError):
+            usage[key] = float(text[0].rstrip("s"))
+    for field in ("ru_maxrss", "maxrss", "maxvmem"):
+        peak = size_mb(record.get(field), default_unit="B")
+        if peak:
+            usage["max_rss_mb"] = peak
+            break
+    slots = (record.get("slots") or "").strip()
+    if slots.isdigit() and int(slots) > 0:
+        usage["cpus"] = int(slots)
+    return usage
 
 
 def qacct_time(value: str | None) -> str | None:

@@ -31,6 +31,7 @@ from kong.drivers.batch import (
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.usage import SACCT_USAGE_FIELDS, fold_sacct_steps
 
 if TYPE_CHECKING:
     pass
@@ -167,12 +168,16 @@ class SlurmDriver(BatchDriver):
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
         if not ids:
             return {}
-        lines = self._run(_QUERY, ids, SQUEUE_FORMAT, ",".join(SACCT_FIELDS))
+        lines = self._run(_QUERY, ids, SQUEUE_FORMAT, ",".join(SACCT_FIELDS),
+                          ",".join(SACCT_USAGE_FIELDS))
         infos: dict[str, SchedulerInfo] = {}
+        usage_rows: list[str] = []
         for line in lines:
             kind, _, rest = line.partition("|")
             parsed: tuple[str, SchedulerInfo] | None = None
-            if kind == "Q":
+            if kind == "U":
+                usage_rows.append(rest)
+            elif kind == "Q":
                 parsed = parse_squeue_line(rest)
             elif kind == "A":
                 parsed = parse_sacct_line(rest)
@@ -182,6 +187,11 @@ class SlurmDriver(BatchDriver):
                 self._warn_fallback(rest)
             if parsed is not None:
                 infos[parsed[0]] = parsed[1]
+        # Usage is final only once the job is: a finished job is never asked again.
+        for batch_id, usage in fold_sacct_steps(usage_rows).items():
+            info = infos.get(batch_id)
+            if info is not None and info.status.finished:
+                info.extra["usage"] = usage
         return infos
 
     def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:

@@ -15,6 +15,11 @@ if [ -s "$t/rest" ]; then
     elif xargs -n 2000 sh -c 'IFS=,; exec sacct -X -n -P --format="$0" -j "$*"' "$2" \
             < "$t/rest" > "$t/a" 2> "$t/err"; then
         keep 'A|' "$t/rest" "$t/a"
+        # usage of the finished ones: every allocation and step row (no -X), as U|...
+        if [ -n "$3" ]; then
+            xargs -n 2000 sh -c 'IFS=,; exec sacct -n -P --format="$0" -j "$*"' "$3" \
+                < "$t/rest" 2>/dev/null | sed 's/^/U|/'
+        fi
         drop "$t/a" "$t/rest" > "$t/rest2"
     else
         printf 'NOACCT|%s\n' "$(tr '\n' ' ' < "$t/err")"
