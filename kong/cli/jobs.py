@@ -147,18 +147,28 @@ def kill_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool)
 @click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("-F", "--failed", "failed_only", is_flag=True, help="Only jobs that FAILED.")
+@click.option("--reason", "reasons", multiple=True, metavar="REASON",
+              help="Only jobs that ended for this reason: timeout, out_of_memory (oom), "
+                   "node_fail, preempted, cancelled, exit, EXIT(n), signal (repeatable).")
+@click.option("--walltime", metavar="CHANGE",
+              help="New walltime: x2 (times), +1:00:00 (more by) or 4:00:00.")
+@click.option("--memory", metavar="CHANGE", help="New memory: x1.5, +4G or 8G.")
+@click.option("--cores", metavar="CHANGE", help="New cores: x2, +2 or 4.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 def resubmit_command(
-    obj: Context, specs: Sequence[str], recursive: bool, failed_only: bool, yes: bool
+    obj: Context, specs: Sequence[str], recursive: bool, failed_only: bool,
+    reasons: Sequence[str], walltime: str | None, memory: str | None, cores: str | None,
+    yes: bool,
 ) -> None:
-    """Run the selected jobs again from scratch (earlier batch ids kept in their history)."""
+    """Run the selected jobs again from scratch (earlier batch ids kept in their history),
+    with more walltime, memory or cores if asked, within the queue's limits."""
     from kong import ui
 
     state = obj.state
-    jobs = state.select_jobs(list(specs), recursive)
-    if failed_only:
-        jobs = [j for j in jobs if j.status.name == "FAILED"]
+    changes = {"walltime": walltime, "memory": memory, "cores": cores}
+    state.resubmit_changes(**changes)  # a bad change is refused before anything is asked
+    jobs = state.resubmit_selection(list(specs), recursive, failed_only, list(reasons))
     if not jobs:
         click.echo("no jobs to resubmit")
         return
@@ -167,8 +177,12 @@ def resubmit_command(
         click.echo("nothing resubmitted (not confirmed)")
         return
     with ui.progress_bar("Resubmitting", len(jobs)) as bar:
-        done = state.resubmit_job(jobs, progress=bulk_progress(bar))
+        done = state.resubmit_job(jobs, progress=bulk_progress(bar), **changes)
         bar.update(bar.task_ids[0], completed=len(done))
+    for job in done:
+        note = (job.data or {}).get("retry_note")
+        if note:
+            click.echo(f"kong: job {job.job_id}: {note}", err=True)
     click.echo(f"resubmitted {len(done)} job(s)")
 
 
