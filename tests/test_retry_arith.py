@@ -12,6 +12,7 @@ import pytest
 from kong import retry
 from kong.config import Config
 from kong.drivers.base import QueueLimits
+from kong.drivers.lsf_limits import parse_bqueues
 from kong.drivers.slurm import parse_partitions
 from kong.errors import ConfigError
 from kong.model.job import JobStatus
@@ -239,3 +240,56 @@ def test_state_refuses_a_bad_change_before_anything(state: State) -> None:  # no
     with pytest.raises(retry.RetryError, match="cores"):
         state.resubmit_job(job, cores="x0")
     assert job.status == JobStatus.FAILED and not job.data.get("history")
+
+
+BQUEUES_L = """\
+QUEUE: normal
+  -- For normal low priority jobs.  This is the default queue.
+
+PARAMETERS/STATISTICS
+PRIO NICE STATUS          MAX JL/U JL/P JL/H NJOBS  PEND   RUN SSUSP USUSP  RSV PJOBS
+ 30    20  Open:Active       -    -    -    -     0     0     0     0     0    0     0
+Interval for a host to accept two jobs is 0 seconds
+
+ DEFAULT LIMITS:
+ RUNLIMIT
+ 60.0 min
+
+ MAXIMUM LIMITS:
+ RUNLIMIT
+ 720.0 min
+
+ MEMLIMIT
+      4 G
+
+ PROCLIMIT
+ 1 4 16
+
+SCHEDULING PARAMETERS
+           r15s   r1m  r15m   ut      pg    io   ls    it    tmp    swp    mem
+ loadSched   -     -     -     -       -     -    -     -     -      -      -
+
+USERS: all
+HOSTS:  all
+
+------------------------------------------------------------------------------
+
+QUEUE: short
+  -- Jobs of up to 30 minutes.
+
+ RUNLIMIT
+ 30.0 min of hostA
+
+ MEMLIMIT
+ 512000 K
+
+USERS: all
+"""
+
+
+def test_queues_from_bqueues() -> None:
+    limits = parse_bqueues(BQUEUES_L)
+    assert limits["normal"] == QueueLimits(walltime=720, memory=4096, cores=16,
+                                           default_walltime=60)
+    assert limits[""] is limits["normal"]
+    assert limits["short"] == QueueLimits(walltime=30, memory=500)
