@@ -62,6 +62,7 @@ ATTEMPT_KEYS = (
     "submitting", "submitting_since", "submit_unclear", "submitted_at", "reconciled",
     "scheduler_state", "exit_code", "reason", "killed", "node", "submit_time",
     "start_time", "expected_start", "end_time", "pid", "lost", "end_reason", "retry_note",
+    "retry_claimed",
 )
 
 #: how long a resubmit waits for the scheduler to confirm that a killed attempt ended
@@ -337,9 +338,10 @@ def _apply(job: Job, result: StatusResult) -> None:
                  end_reason=end_reason, **info.extra)
 
 
-def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
+def refresh(driver: DriverBase, jobs: Sequence[Job], retry_ended: bool = True) -> None:
     """Bring the jobs' status up to date: in-flight submissions first, then one
-    scheduler query for the live and UNKNOWN ones (a finished job stays finished)."""
+    scheduler query for the live and UNKNOWN ones (a finished job stays finished).
+    With ``retry_ended``, jobs that just ended are retried as their policy says."""
     reconcile(driver, jobs)
     asked = [j for j in jobs if j.batch_job_id and j.status != JobStatus.CREATED
              and not j.status.finished]
@@ -354,7 +356,8 @@ def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
                 continue  # removed by another kong meanwhile
             if result is not None:
                 _apply(job, result)
-    _auto_retry(driver, [j for j in asked if j.job_id in left and j.status.finished])
+    if retry_ended:
+        _auto_retry(driver, [j for j in asked if j.job_id in left and j.status.finished])
 
 
 def _auto_retry(driver: DriverBase, ended: Sequence[Job]) -> None:
@@ -374,8 +377,29 @@ def _auto_retry(driver: DriverBase, ended: Sequence[Job]) -> None:
             for job in ended:
                 if job.job_id in notes and job.job_id in left:
                     job.set_data(retry_note=notes[job.job_id])
-    if plans:
-        resubmit(driver, [j for j in ended if j.job_id in plans], plans=plans, auto=True)
+    claimed = _claim_retries([j for j in ended if j.job_id in plans])
+    if claimed:
+        resubmit(driver, claimed, plans=plans, auto=True)
+
+
+def _claim_retries(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs whose ended attempt no other kong process has taken up for a retry yet,
+    marked as taken in one write (two `kong wait` of one folder retry a job once)."""
+    claimed: list[Job] = []
+    with db.write() as s:
+        left = _rows_left(jobs)
+        for job in jobs:
+            if job.job_id not in left:
+                continue
+            seen = (job.batch_job_id, (job.data or {}).get("attempt"))
+            s.refresh(job, ["status", "batch_job_id", "data"])
+            data = job.data or {}
+            if ((job.batch_job_id, data.get("attempt")) != seen or not job.status.finished
+                    or data.get("retry_claimed")):
+                continue
+            job.set_data(retry_claimed=True)
+            claimed.append(job)
+    return claimed
 
 
 def wait(
@@ -472,7 +496,7 @@ def kill(driver: DriverBase, jobs: Sequence[Job]) -> None:
     reads FAILED at once; one that had already ended keeps its end."""
     _killed, check, problems = _stop(driver, jobs)
     if check:
-        refresh(driver, check)
+        refresh(driver, check, retry_ended=False)  # a job being killed is not run again
     _fail(problems, "could not be killed", len(jobs))
 
 

@@ -293,3 +293,37 @@ def test_queues_from_bqueues() -> None:
                                            default_walltime=60)
     assert limits[""] is limits["normal"]
     assert limits["short"] == QueueLimits(walltime=30, memory=500)
+
+
+def test_an_ended_attempt_is_retried_by_one_kong_only(state: State) -> None:  # noqa: F811
+    """Two kong processes that both saw a job end (two `kong wait` of one folder) must
+    not both resubmit it: the retry is claimed in the database first. Here the other
+    process is played by a direct write to the job's row (real SQLite) after this one
+    read it."""
+    import json
+
+    from sqlalchemy import text
+
+    from kong import db, lifecycle
+
+    job = state.create_job(command="true")
+    with db.write():
+        job.status = JobStatus.FAILED
+        job.batch_job_id = "41"
+        job.set_data(attempt=1, end_reason="TIMEOUT")
+    seen = dict(job.data)
+    with db.write() as s:  # the other kong claims the retry of attempt 1
+        s.execute(text("UPDATE jobs SET data = :data WHERE job_id = :id"),
+                  {"data": json.dumps({**seen, "retry_claimed": True}),
+                   "id": job.job_id})
+    assert job.data == seen  # this process still sees the job unclaimed
+    assert lifecycle._claim_retries([job]) == []
+
+    other = state.create_job(command="true")
+    with db.write():
+        other.status = JobStatus.FAILED
+        other.batch_job_id = "42"
+        other.set_data(attempt=1, end_reason="TIMEOUT")
+    assert lifecycle._claim_retries([other]) == [other]
+    assert other.data["retry_claimed"] is True
+    assert lifecycle._claim_retries([other]) == []  # and only once
