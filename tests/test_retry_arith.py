@@ -13,6 +13,7 @@ from kong import retry
 from kong.config import Config
 from kong.drivers.base import QueueLimits
 from kong.drivers.lsf_limits import parse_bqueues
+from kong.drivers.sge_limits import parse_queues
 from kong.drivers.slurm import parse_partitions
 from kong.errors import ConfigError
 from kong.model.job import JobStatus
@@ -327,3 +328,27 @@ def test_an_ended_attempt_is_retried_by_one_kong_only(state: State) -> None:  # 
     assert lifecycle._claim_retries([other]) == [other]
     assert other.data["retry_claimed"] is True
     assert lifecycle._claim_retries([other]) == []  # and only once
+
+
+SGE_QUEUES = """\
+KONG-QUEUE all.q
+qname                 all.q
+hostlist              @allhosts
+slots                 8
+h_rt                  INFINITY
+h_vmem                INFINITY
+KONG-QUEUE short.q
+qname                 short.q
+slots                 4
+s_rt                  0:55:00
+h_rt                  1:00:00
+h_vmem                2G
+"""
+
+
+def test_queues_from_qconf() -> None:
+    limits = parse_queues(SGE_QUEUES)
+    assert limits["all.q"] == QueueLimits(cores=8)
+    assert limits["short.q"] == QueueLimits(walltime=60, memory_per_core=2048, cores=4)
+    # a job without -q may land in either: only what holds for both
+    assert limits[""] == QueueLimits(cores=8)
