@@ -346,7 +346,7 @@ def _show(resource: str, amount: int) -> str:
         return f"{hours}:{minutes:02d}:00"
     if resource == "memory":
         return f"{amount / 1024:g}G" if amount % 1024 == 0 else f"{amount}M"
-    return f"{amount} cores"
+    return str(amount)
 
 
 def auto_plan(driver: DriverBase, job: Job) -> Plan | str | None:

@@ -15,7 +15,7 @@ from kong.drivers.base import QueueLimits
 from kong.drivers.lsf_limits import parse_bqueues
 from kong.drivers.sge_limits import parse_queues
 from kong.drivers.slurm import parse_partitions
-from kong.errors import ConfigError
+from kong.errors import ConfigError, DriverError
 from kong.model.job import JobStatus
 from kong.state import State
 from tests.fixtures_state import kong_home, state, write_config  # noqa: F401
@@ -352,3 +352,16 @@ def test_queues_from_qconf() -> None:
     assert limits["short.q"] == QueueLimits(walltime=60, memory_per_core=2048, cores=4)
     # a job without -q may land in either: only what holds for both
     assert limits[""] == QueueLimits(cores=8)
+
+
+def test_a_local_job_gets_at_most_the_runner_slots(kong_home: Path) -> None:  # noqa: F811
+    write_config(kong_home, "profiles:\n  local:\n    driver: local\n    max_parallel: 3\n")
+    kong = State.get_instance()
+    job = kong.create_job(command="exit 1", cores=2)
+    kong.submit_job(job)
+    kong.wait(job, notify=False, timeout=30)
+    with pytest.raises(DriverError, match="cores 3 is the default queue's maximum already"):
+        kong.resubmit_job(job, cores="+1")  # 2 -> 3, then no further
+        kong.wait(job, notify=False, timeout=30)
+        kong.resubmit_job(job, cores="+1")
+    assert job.cores == 3 and len(job.data["history"]) == 1
