@@ -196,3 +196,22 @@ def test_resubmit_with_more_is_capped_at_the_partition_then_refused(
         "0:02:00 is queue short's maximum already; +1:00:00 would exceed it")
     job.reload()
     assert job.status == JobStatus.FAILED and len(job.data["history"]) == 1
+
+
+def test_grid_engine_queue_limits_come_from_its_queues(
+    kong_home: Path, sge_cluster: Cluster,  # noqa: F811
+) -> None:
+    """Grid Engine's limits are each queue's own (qconf -sq), read in one round trip;
+    the test cluster's all.q has no walltime or memory limit and 8 slots (KONG_CPUS)."""
+    needs_container(sge_cluster)
+    from kong.drivers.base import QueueLimits
+
+    kong = make_state(Config(data={"default_profile": "sge",
+                                   "profiles": {"sge": sge_cluster.profile()}}))
+    driver = kong.driver("sge")
+    before = driver.transport.stats.round_trips
+    limits = driver.queue_limits()
+    assert driver.transport.stats.round_trips - before == 1
+    code, out = sge_cluster.exec("qconf -sq all.q | grep -E '^(slots|h_rt|h_vmem) '")
+    assert code == 0 and "INFINITY" in out, out
+    assert limits == {"all.q": QueueLimits(cores=8), "": QueueLimits(cores=8)}
