@@ -139,7 +139,11 @@ def create(driver: DriverBase, folder: Folder, *args: Any, **kwargs: Any) -> Job
     policy = kwargs.pop("retry", None)
     values = driver.new_job(*args, **kwargs)
     if policy is not None:  # the job's own retry policy, over its profile's
-        values["data"]["retry"] = retry.parse_policy(policy).as_dict()
+        try:
+            values["data"]["retry"] = retry.parse_policy(policy).as_dict()
+        except retry.PolicyError as exc:
+            where = f"retry.{exc.key}" if exc.key else "retry"
+            raise retry.PolicyError(f"{where}: {exc}", exc.key) from None
     with db.write() as s:
         job = Job(folder_id=folder.folder_id, status=JobStatus.CREATED, **values)
         s.add(job)

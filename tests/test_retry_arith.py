@@ -365,3 +365,21 @@ def test_a_local_job_gets_at_most_the_runner_slots(kong_home: Path) -> None:  # 
         kong.wait(job, notify=False, timeout=30)
         kong.resubmit_job(job, cores="+1")
     assert job.cores == 3 and len(job.data["history"]) == 1
+
+
+def test_create_job_takes_a_retry_policy(state: State, kong_home: Path) -> None:  # noqa: F811
+    def kong(*words: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*KONG, "create-job", *words, "--", "true"],
+                              capture_output=True, text=True, timeout=60)
+
+    good = kong("--retry", "{on: [timeout], max: 2, walltime: x2}")
+    assert good.returncode == 0, good.stderr
+    (job,) = state.get_jobs("/", recursive=True)
+    assert job.data["retry"] == {"on": ["TIMEOUT"], "max": 2, "walltime": "x2"}
+    for policy, words in [("{on: [LATE]}", "kong: error: retry.on: unknown end reason 'LATE'"),
+                          ("{max: x}", "kong: error: retry.max: expected a number"),
+                          ("{on: [", "kong: error: Invalid value for --retry: not a YAML")]:
+        bad = kong("--retry", policy)
+        assert bad.returncode != 0 and bad.stderr.startswith(words), bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+    assert len(state.get_jobs("/", recursive=True)) == 1

@@ -44,6 +44,17 @@ def _option_value(value: str) -> Any:
     return parsed if isinstance(parsed, (int, float, bool)) else value
 
 
+def _policy(text: str) -> Any:
+    """A retry policy from the command line: a YAML mapping (checked by kong.retry)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise click.BadParameter(f"not a YAML mapping: {text!r}", param_hint="--retry"
+                                 ) from None
+
+
 @cli.command("create-job", context_settings={"ignore_unknown_options": True})
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("--profile", metavar="NAME", shell_complete=complete_profile,
@@ -60,6 +71,8 @@ def _option_value(value: str) -> Any:
               help="Environment variable for the job (repeatable).")
 @click.option("--cwd", metavar="DIR", help="Working dir of the job on its host.")
 @click.option("-s", "--submit", is_flag=True, help="Submit the job right away.")
+@click.option("--retry", "retry_policy", metavar="POLICY",
+              help="Retry policy of the job, e.g. '{on: [TIMEOUT], max: 2, walltime: x2}'.")
 @pass_context
 def create_job_command(
     obj: Context,
@@ -72,6 +85,7 @@ def create_job_command(
     env: Sequence[str],
     cwd: str | None,
     submit: bool,
+    retry_policy: str | None,
 ) -> None:
     """Create a job that runs COMMAND (put it after --, e.g. kong create-job -- ./run.sh 3).
 
@@ -94,6 +108,7 @@ def create_job_command(
         cwd=cwd,
         env=_parse_pairs(env, "--env") or None,
         **options,
+        **({"retry": _policy(retry_policy)} if retry_policy is not None else {}),
     )
     if submit:
         from kong import ui
