@@ -316,6 +316,13 @@ def _container_log(container: DockerContainer) -> str:
     return (out + err).decode(errors="replace")
 
 
+#: capabilities a kind needs beyond Docker's default set. Slurm's job accounting (and
+#: with it JobAcctGatherParams=OverMemoryKill) reads /proc/<pid>/io of the job's
+#: processes as root: without CAP_SYS_PTRACE that read fails for another user's
+#: process, and slurmstepd then drops the process from its accounting altogether.
+CAP_ADD: dict[str, tuple[str, ...]] = {"slurm": ("SYS_PTRACE",)}
+
+
 def start_cluster(
     kind: str,
     name: str,
@@ -355,6 +362,7 @@ def start_cluster(
         .with_name(cname)
         .with_kwargs(
             network_mode="host",
+            cap_add=list(CAP_ADD.get(kind, ())),
             labels={
                 LABEL: name,
                 "kong.kind": kind,

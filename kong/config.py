@@ -38,6 +38,7 @@ CONNECTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_connections": int,
     "connect_interval": (int, float),
     "umask": str,
+    "retry": dict,  # the retry policy of the profile's jobs (kong.retry)
 }
 
 TOP_LEVEL_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -101,6 +102,8 @@ class Profile:
     #: umask of kong's commands and jobs on the host (default "077": the user's alone)
     umask: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: the retry policy of its jobs, normalised (kong.retry.Policy.as_dict); None: none
+    retry: dict[str, Any] | None = None
 
     @property
     def is_remote(self) -> bool:
@@ -311,6 +314,7 @@ class Config:
                              f"got {umask!r}")
         if "host" not in body and any(k in body for k in ("port", "user", "jump_host")):
             raise self._fail(path, "`port`, `user` and `jump_host` need a `host`")
+        policy = self._retry_policy(path, body.get("retry"))
         return Profile(
             name=name,
             driver=driver,
@@ -325,7 +329,19 @@ class Config:
             connect_interval=body.get("connect_interval"),
             umask=umask,
             options=options,
+            retry=policy,
         )
+
+    def _retry_policy(self, path: tuple[str, ...], raw: Any) -> dict[str, Any] | None:
+        if raw is None:
+            return None
+        from kong.retry import PolicyError, parse_policy
+
+        try:
+            return parse_policy(raw).as_dict()
+        except PolicyError as exc:
+            key = (*path, "retry", exc.key) if exc.key else (*path, "retry")
+            raise self._fail(key, str(exc)) from None
 
     # -- derived -----------------------------------------------------------------------
 

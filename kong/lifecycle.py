@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
-from kong import db
+from kong import db, retry
 from kong.drivers.base import (
     Absent,
     KillOutcome,
@@ -62,7 +62,7 @@ ATTEMPT_KEYS = (
     "submitting", "submitting_since", "submit_unclear", "submitted_at", "reconciled",
     "scheduler_state", "exit_code", "reason", "killed", "node", "submit_time",
     "start_time", "expected_start", "end_time", "pid", "lost", "end_reason",
-    "usage",
+    "usage", "retry_note", "retry_claimed",
 )
 
 #: how long a resubmit waits for the scheduler to confirm that a killed attempt ended
@@ -136,7 +136,14 @@ def _fail(problems: Sequence[str], what: str, total: int) -> None:
 
 def create(driver: DriverBase, folder: Folder, *args: Any, **kwargs: Any) -> Job:
     """A new job row (CREATED) in ``folder``; the driver checks the arguments."""
+    policy = kwargs.pop("retry", None)
     values = driver.new_job(*args, **kwargs)
+    if policy is not None:  # the job's own retry policy, over its profile's
+        try:
+            values["data"]["retry"] = retry.parse_policy(policy).as_dict()
+        except retry.PolicyError as exc:
+            where = f"retry.{exc.key}" if exc.key else "retry"
+            raise retry.PolicyError(f"{where}: {exc}", exc.key) from None
     with db.write() as s:
         job = Job(folder_id=folder.folder_id, status=JobStatus.CREATED, **values)
         s.add(job)
@@ -370,9 +377,10 @@ def _apply(job: Job, result: StatusResult) -> None:
                  end_reason=end_reason, **info.extra)
 
 
-def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
+def refresh(driver: DriverBase, jobs: Sequence[Job], retry_ended: bool = True) -> None:
     """Bring the jobs' status up to date: in-flight submissions first, then one
-    scheduler query for the live and UNKNOWN ones (a finished job stays finished)."""
+    scheduler query for the live and UNKNOWN ones (a finished job stays finished).
+    With ``retry_ended``, jobs that just ended are retried as their policy says."""
     reconcile(driver, jobs)
     asked = [j for j in jobs if j.batch_job_id and j.status != JobStatus.CREATED
              and not j.status.finished]
@@ -387,6 +395,50 @@ def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
                 continue  # removed by another kong meanwhile
             if result is not None:
                 _apply(job, result)
+    if retry_ended:
+        _auto_retry(driver, [j for j in asked if j.job_id in left and j.status.finished])
+
+
+def _auto_retry(driver: DriverBase, ended: Sequence[Job]) -> None:
+    """Run again, with more of what they lacked, the jobs that just ended for a reason
+    their retry policy answers (kong.retry); say in their data why not where not."""
+    plans: dict[int, retry.Plan] = {}
+    notes: dict[int, str] = {}
+    for job in ended:
+        decision = retry.auto_plan(driver, job)
+        if isinstance(decision, retry.Plan):
+            plans[job.job_id] = decision
+        elif decision is not None:
+            notes[job.job_id] = decision
+    if notes:
+        with db.write():
+            left = _rows_left([j for j in ended if j.job_id in notes])
+            for job in ended:
+                if job.job_id in notes and job.job_id in left:
+                    job.set_data(retry_note=notes[job.job_id])
+    claimed = _claim_retries([j for j in ended if j.job_id in plans])
+    if claimed:
+        resubmit(driver, claimed, plans=plans, auto=True)
+
+
+def _claim_retries(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs whose ended attempt no other kong process has taken up for a retry yet,
+    marked as taken in one write (two `kong wait` of one folder retry a job once)."""
+    claimed: list[Job] = []
+    with db.write() as s:
+        left = _rows_left(jobs)
+        for job in jobs:
+            if job.job_id not in left:
+                continue
+            seen = (job.batch_job_id, (job.data or {}).get("attempt"))
+            s.refresh(job, ["status", "batch_job_id", "data"])
+            data = job.data or {}
+            if ((job.batch_job_id, data.get("attempt")) != seen or not job.status.finished
+                    or data.get("retry_claimed")):
+                continue
+            job.set_data(retry_claimed=True)
+            claimed.append(job)
+    return claimed
 
 
 def backfill_usage(driver: DriverBase, jobs: Sequence[Job]) -> None:
@@ -504,7 +556,7 @@ def kill(driver: DriverBase, jobs: Sequence[Job]) -> None:
     reads FAILED at once; one that had already ended keeps its end."""
     _killed, check, problems = _stop(driver, jobs)
     if check:
-        refresh(driver, check)
+        refresh(driver, check, retry_ended=False)  # a job being killed is not run again
     _fail(problems, "could not be killed", len(jobs))
 
 
@@ -533,12 +585,32 @@ def _ended(result: StatusResult | None) -> bool:
 
 
 def resubmit(
-    driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback | None = None
+    driver: DriverBase,
+    jobs: Sequence[Job],
+    progress: ProgressCallback | None = None,
+    changes: Sequence[retry.Change] = (),
+    plans: dict[int, retry.Plan] | None = None,
+    auto: bool = False,
 ) -> None:
     """Run the jobs again as a clean new attempt: stop the old one and wait until the
-    scheduler confirms it ended, forget its files, cached logs and flags, keep it in
-    the history, submit once."""
-    killed, check, problems = _stop(driver, jobs)
+    scheduler confirms it ended, forget its files, cached logs and flags, keep it (and
+    its resources) in the history, submit once. ``changes`` give every job more (or
+    less) walltime, memory or cores, within its queue's limits; ``plans`` are the
+    next attempts' resources already worked out (``auto``: by a retry policy)."""
+    problems: list[str] = []
+    total = len(jobs)
+    if plans is None:  # worked out before anything is stopped: a refusal changes nothing
+        plans = {}
+        for job in jobs:
+            try:
+                plans[job.job_id] = retry.plan(driver, job, changes)
+            except retry.LimitReached as exc:
+                problems.append(str(exc))
+        if not plans:
+            _fail(problems, "could not be resubmitted", total)
+        jobs = [j for j in jobs if j.job_id in plans]
+    killed, check, stop_problems = _stop(driver, jobs)
+    problems.extend(stop_problems)
     blocked = {j.job_id for j in jobs} - {j.job_id for j in jobs if _may_rerun(j)}
     blocked -= {j.job_id for j in [*killed, *check]}
     stuck = _await_end(driver, [*killed, *check], KILL_CONFIRM_TIMEOUT)
@@ -556,15 +628,44 @@ def resubmit(
             data = dict(job.data or {})
             history = list(data.get("history", []))
             if job.batch_job_id is not None:
-                history.append({"batch_job_id": job.batch_job_id, "status": job.status.name})
+                history.append({"batch_job_id": job.batch_job_id, "status": job.status.name,
+                                "attempt": data.get("attempt"),
+                                "end_reason": data.get("end_reason"),
+                                **retry.resources_of(driver, job).as_history()})
             data = {k: v for k, v in data.items() if k not in ATTEMPT_KEYS}
             data["history"] = history
+            plan = plans.get(job.job_id)
+            if plan is not None:
+                data = _with_resources(driver, job, data, plan)
+            if auto:
+                data["retries"] = int(data.get("retries", 0)) + 1
             job.data = data
             job.batch_job_id = None
             job.status = JobStatus.CREATED
     if rerun:
         problems.extend(_submit(driver, rerun, progress))
-    _fail(problems, "could not be resubmitted", len(jobs))
+    _fail(problems, "could not be resubmitted", total)
+
+
+def _with_resources(driver: DriverBase, job: Job, data: dict[str, Any], plan: retry.Plan
+                    ) -> dict[str, Any]:
+    """Give the job the plan's resources (a new ``data``, the columns set in place)."""
+    want, now = plan.resources, retry.resources_of(driver, job)
+    options = dict(data.get("options") or {})
+    merged = {**driver.profile.options, **options}
+    if want.walltime is not None and want.walltime != now.walltime:
+        options["walltime"] = want.walltime
+    if want.memory is not None and want.memory != now.memory:
+        job.memory = want.memory
+        for key in ("memory", "request_memory"):  # an option would win over the column
+            if merged.get(key) is not None and key in driver.OPTIONS:
+                options[key] = want.memory
+    if want.cores != now.cores:
+        job.cores = want.cores
+    data = {**data, "options": options}
+    if plan.notes:
+        data["retry_note"] = "; ".join(plan.notes)
+    return data
 
 
 def _may_rerun(job: Job) -> bool:

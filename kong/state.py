@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, undefer
 
-from kong import db, lifecycle
+from kong import db, lifecycle, retry
 from kong.config import Config
 from kong.drivers import driver_for_profile
 from kong.errors import (
@@ -369,15 +369,51 @@ class State(Selection):
         recursive: bool = False,
         failed_only: bool = False,
         progress: ProgressCallback | None = None,
+        reason: str | Sequence[str] | None = None,
+        walltime: str | None = None,
+        memory: str | None = None,
+        cores: str | int | None = None,
     ) -> list[Job]:
-        """Run the selected jobs again (only FAILED ones with ``failed_only``)."""
+        """Run the selected jobs again (only FAILED ones with ``failed_only``; only those
+        that ended for one of ``reason``, e.g. ``"timeout"``, ``["OUT_OF_MEMORY"]``).
+
+        ``walltime`` (``"x2"``, ``"+1:00:00"``, ``"4:00:00"``), ``memory`` (``"x1.5"``,
+        ``"+4G"``, ``"8G"``) and ``cores`` (``"x2"``, ``"+2"``, ``4``) change what the new
+        attempts ask for, capped at the queue's limits (see ``kong.retry``); a job that
+        has its queue's maximum already is not resubmitted (``DriverError``)."""
         db.require_writable()  # before anything is done that could not be recorded
+        changes = self.resubmit_changes(walltime, memory, cores)
+        jobs = self.resubmit_selection(name, recursive, failed_only, reason)
+        if not jobs or not confirm(f"Resubmit {len(jobs)} job(s)?"):
+            return []
+        self._each_profile(jobs, lambda d, g: lifecycle.resubmit(d, g, progress,
+                                                                 changes=changes))
+        return jobs
+
+    @staticmethod
+    def resubmit_changes(walltime: str | None = None, memory: str | None = None,
+                         cores: str | int | None = None) -> list[retry.Change]:
+        """The resource changes of a resubmit, checked (``RetryError``: one line)."""
+        return retry.parse_changes(walltime, memory, None if cores is None else str(cores))
+
+    def resubmit_selection(
+        self,
+        name: JobSpec | Sequence[JobSpec],
+        recursive: bool = False,
+        failed_only: bool = False,
+        reason: str | Sequence[str] | None = None,
+    ) -> list[Job]:
+        """The jobs ``resubmit_job`` would run again: the selected ones, only FAILED
+        ones with ``failed_only``, only those that ended for one of ``reason``."""
+        reasons = [retry.parse_reason(r) for r in
+                   ([reason] if isinstance(reason, str) else (reason or []))]
         jobs = self.select_jobs(name, recursive)
         if failed_only:
             jobs = [j for j in jobs if j.status == JobStatus.FAILED]
-        if not jobs or not confirm(f"Resubmit {len(jobs)} job(s)?"):
-            return []
-        self._each_profile(jobs, lambda d, g: lifecycle.resubmit(d, g, progress))
+        if reasons:
+            _load_data(jobs)
+            jobs = [j for j in jobs if j.status.finished and retry.reason_matches(
+                (j.data or {}).get("end_reason"), reasons)]
         return jobs
 
     def refresh_jobs(self, jobs: Sequence[Job]) -> Sequence[Job]:

@@ -215,7 +215,8 @@ def test_resubmit_of_a_running_job_reruns_clean(backend: Backend) -> None:
     assert job.status == JobStatus.COMPLETED and job.data["exit_code"] == 0
     with job.stdout() as fh:
         assert fh.read() == "second\n"
-    assert job.data["history"] == [{"batch_job_id": first, "status": "FAILED"}]
+    assert [h["batch_job_id"] for h in job.data["history"]] == [first]
+    assert job.data["history"][0]["status"] == "FAILED"
 
 
 def test_rm_cancels_on_the_cluster_and_deletes_everything(backend: Backend) -> None:

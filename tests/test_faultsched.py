@@ -245,7 +245,8 @@ def test_resubmit_of_a_running_job_is_a_clean_new_attempt(
     assert "killed" not in job.data
     with job.stdout() as fh:
         assert fh.read() == "second\n"
-    assert job.data["history"] == [{"batch_job_id": first, "status": "FAILED"}]
+    assert [h["batch_job_id"] for h in job.data["history"]] == [first]
+    assert job.data["history"][0]["status"] == "FAILED"
 
 
 # -- LSF: a busy mbatchd, and a status script linear in the number of jobs -----------

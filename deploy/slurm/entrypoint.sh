@@ -5,6 +5,8 @@
 #   KONG_CLUSTER_NAME   Slurm ClusterName (default: kong)
 #   KONG_CPUS           CPUs of the node (default: 8); up to 4 jobs share a CPU
 #   KONG_PARTITION      partition name (default: debug)
+#   KONG_SHORT_PARTITION  a second partition with limits (default: short): at most
+#                       2 minutes and 1024 MB per job, for tests of retries with more
 #   KONG_ACCOUNT        accounting account of the SSH user (default: kong)
 # plus the sshd variables of ../common/kong-sshd.sh. MariaDB listens on a Unix
 # socket only; every TCP daemon binds 127.0.0.1 on its own port.
@@ -15,6 +17,7 @@ CLUSTER="${KONG_CLUSTER_NAME:-kong}"
 CLUSTER="$(echo "$CLUSTER" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9\n' '_')"
 CPUS="${KONG_CPUS:-8}"
 PARTITION="${KONG_PARTITION:-debug}"
+SHORT_PARTITION="${KONG_SHORT_PARTITION:-short}"
 ACCOUNT="${KONG_ACCOUNT:-kong}"
 NODE="$(hostname -s)"
 
@@ -84,6 +87,11 @@ EOF
 chown slurm:slurm /etc/slurm/slurmdbd.conf
 chmod 0600 /etc/slurm/slurmdbd.conf
 
+# Memory is a consumable resource (CR_CPU_Memory) so that a job's --mem is its limit,
+# enforced by polling (jobacct_gather/linux every second, OverMemoryKill: the
+# container's cgroup fs is read-only). RealMemory is far above the machine's so that
+# memory never limits how many jobs run at once (DefMemPerNode for jobs without
+# --mem); the partition $SHORT_PARTITION has limits for retries to run into.
 cat > /etc/slurm/slurm.conf <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=$NODE(127.0.0.1)
@@ -109,10 +117,11 @@ ReturnToService=2
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,bf_interval=2
 SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
+SelectTypeParameters=CR_CPU_Memory
 MaxJobCount=100000
 MaxArraySize=10001
 MinJobAge=2
+DefMemPerNode=2048
 KillWait=2
 InactiveLimit=0
 Waittime=0
@@ -123,9 +132,11 @@ AccountingStoragePort=$KONG_SLURMDBD_PORT
 AccountingStorageEnforce=associations
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 JobCompType=jobcomp/none
-NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$CPUS RealMemory=4096 State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$CPUS RealMemory=1000000 State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+PartitionName=$SHORT_PARTITION Nodes=$NODE MaxTime=2 MaxMemPerNode=1024 DefMemPerNode=256 State=UP OverSubscribe=FORCE:4
 EOF
 
 runuser -u slurm -- /usr/sbin/slurmdbd

@@ -44,6 +44,17 @@ def _option_value(value: str) -> Any:
     return parsed if isinstance(parsed, (int, float, bool)) else value
 
 
+def _policy(text: str) -> Any:
+    """A retry policy from the command line: a YAML mapping (checked by kong.retry)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise click.BadParameter(f"not a YAML mapping: {text!r}", param_hint="--retry"
+                                 ) from None
+
+
 @cli.command("create-job", context_settings={"ignore_unknown_options": True})
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--from-file", "from_file", metavar="FILE",
@@ -64,6 +75,8 @@ def _option_value(value: str) -> Any:
               help="Environment variable for the job (repeatable).")
 @click.option("--cwd", metavar="DIR", help="Working dir of the job on its host.")
 @click.option("-s", "--submit", is_flag=True, help="Submit the job right away.")
+@click.option("--retry", "retry_policy", metavar="POLICY",
+              help="Retry policy of the job, e.g. '{on: [TIMEOUT], max: 2, walltime: x2}'.")
 @pass_context
 def create_job_command(
     obj: Context,
@@ -78,6 +91,7 @@ def create_job_command(
     submit: bool,
     from_file: str | None,
     quiet: bool,
+    retry_policy: str | None,
 ) -> None:
     """Create a job that runs COMMAND (put it after --, e.g. kong create-job -- ./run.sh 3).
 
@@ -90,6 +104,8 @@ def create_job_command(
     from kong.cli.sweep import create_from_file, driver_options, env_pairs
 
     options = driver_options(args)
+    if retry_policy is not None:
+        options["retry"] = _policy(retry_policy)
     if from_file is not None:
         if command:
             raise click.UsageError("give COMMAND or --from-file, not both")
@@ -119,8 +135,6 @@ def create_job_command(
         click.echo(job.job_id)
         return
     click.echo(f"created job {job.job_id}" + (" (submitted)" if submit else ""))
-
-
 
 
 @cli.command("submit")
@@ -176,18 +190,28 @@ def kill_command(obj: Context, specs: Sequence[str], recursive: bool, yes: bool,
 @click.argument("specs", nargs=-1, required=True, type=JOBSPEC)
 @click.option("-r", "--recursive", is_flag=True, help="Include jobs in folders below.")
 @click.option("-F", "--failed", "failed_only", is_flag=True, help="Only jobs that FAILED.")
+@click.option("--reason", "reasons", multiple=True, metavar="REASON",
+              help="Only jobs that ended for this reason: timeout, out_of_memory (oom), "
+                   "node_fail, preempted, cancelled, exit, EXIT(n), signal (repeatable).")
+@click.option("--walltime", metavar="CHANGE",
+              help="New walltime: x2 (times), +1:00:00 (more by) or 4:00:00.")
+@click.option("--memory", metavar="CHANGE", help="New memory: x1.5, +4G or 8G.")
+@click.option("--cores", metavar="CHANGE", help="New cores: x2, +2 or 4.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
 def resubmit_command(
-    obj: Context, specs: Sequence[str], recursive: bool, failed_only: bool, yes: bool
+    obj: Context, specs: Sequence[str], recursive: bool, failed_only: bool,
+    reasons: Sequence[str], walltime: str | None, memory: str | None, cores: str | None,
+    yes: bool,
 ) -> None:
-    """Run the selected jobs again from scratch (earlier batch ids kept in their history)."""
+    """Run the selected jobs again from scratch (earlier batch ids kept in their history),
+    with more walltime, memory or cores if asked, within the queue's limits."""
     from kong import ui
 
     state = obj.state
-    jobs = state.select_jobs(list(specs), recursive)
-    if failed_only:
-        jobs = [j for j in jobs if j.status.name == "FAILED"]
+    changes = {"walltime": walltime, "memory": memory, "cores": cores}
+    state.resubmit_changes(**changes)  # a bad change is refused before anything is asked
+    jobs = state.resubmit_selection(list(specs), recursive, failed_only, list(reasons))
     if not jobs:
         click.echo("no jobs to resubmit")
         return
@@ -196,8 +220,12 @@ def resubmit_command(
         click.echo("nothing resubmitted (not confirmed)")
         return
     with ui.progress_bar("Resubmitting", len(jobs)) as bar:
-        done = state.resubmit_job(jobs, progress=bulk_progress(bar))
+        done = state.resubmit_job(jobs, progress=bulk_progress(bar), **changes)
         bar.update(bar.task_ids[0], completed=len(done))
+    for job in done:
+        note = (job.data or {}).get("retry_note")
+        if note:
+            click.echo(f"kong: job {job.job_id}: {note}", err=True)
     click.echo(f"resubmitted {len(done)} job(s)")
 
 

@@ -142,6 +142,18 @@ class TokenLookup:
     history_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class QueueLimits:
+    """The most one job may ask of a queue (Slurm partition, LSF queue); None where the
+    scheduler sets no limit or kong cannot read it."""
+
+    walltime: int | None = None  # minutes
+    memory: int | None = None  # MB per job (on one node)
+    memory_per_core: int | None = None  # MB per core: the job's cap is this times its cores
+    cores: int | None = None
+    default_walltime: int | None = None  # minutes a job gets when it asks for none
+
+
 class DriverBase(ABC):
     name: ClassVar[str]
     #: profile options and per-job overrides this driver accepts, with their types
@@ -290,6 +302,15 @@ class DriverBase(ABC):
     @abstractmethod
     def kill_tokens(self, tokens: Sequence[str]) -> dict[str, KillResult]:
         """Stop whatever carries these tokens (jobs whose batch id kong never learnt)."""
+
+    def queue_of(self, job: Job) -> str:
+        """The queue (partition) the job asks for; "" for the scheduler's default."""
+        return ""
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        """Each queue's limits in one scheduler query, the default queue also under "";
+        {} where the scheduler has none kong can read."""
+        return {}
 
     def remove_files(self, jobs: Sequence[Job]) -> None:
         """Delete the jobs' dirs on the host, in one command."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Sequence
 from functools import cached_property
@@ -26,6 +27,7 @@ from kong.drivers.base import (
     KillOutcome,
     KillResult,
     ProgressCallback,
+    QueueLimits,
     SchedulerInfo,
     StatusResult,
     SubmitFailed,
@@ -39,6 +41,7 @@ from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.remote.local import LocalTransport
 
 _RUNNER_SOURCE = (Path(__file__).parent / "local_runner.py").read_bytes()
 _KILL_SCRIPT = load("local_kill.sh")
@@ -73,6 +76,13 @@ class LocalDriver(DriverBase):
         if value is not None:
             return str(value)
         return "0"  # the runner reads 0 as "the host's core count"
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        """A job can take at most all the runner's slots."""
+        slots = self.profile.options.get("max_parallel")
+        if slots is None and isinstance(self.transport, LocalTransport):
+            slots = os.cpu_count()
+        return {"": QueueLimits(cores=int(slots))} if slots else {}
 
     def check_options(self, options: dict[str, Any]) -> None:
         super().check_options(options)

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kong.drivers.base import TokenLookup, exit_reason
+from kong.drivers.base import QueueLimits, TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
@@ -33,6 +33,7 @@ from kong.drivers.batch import (
     SchedulerInfo,
     walltime_minutes,
 )
+from kong.drivers.lsf_limits import parse_bqueues
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
@@ -112,6 +113,17 @@ class LSFDriver(BatchDriver):
             if value is not None and (isinstance(value, bool) or value < 1):
                 raise DriverError(f"option {key!r} of driver lsf: must be at least 1, "
                                   f"got {value!r}")
+
+    def queue_of(self, job: Job) -> str:
+        return str(self.job_options(job).get("queue") or "")
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        """Every queue's RUNLIMIT, MEMLIMIT and PROCLIMIT from one ``bqueues -l``."""
+        result = self.transport.run(["bqueues", "-l"])
+        if result.exit_code != 0:
+            raise DriverError(f"lsf on {self.transport.label}: cannot read the queues' limits: "
+                              f"{result.stderr.decode(errors='replace').strip()[:200]}")
+        return parse_bqueues(result.text())
 
     # -- the script -----------------------------------------------------------------
 

@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from kong.drivers.base import SchedulerInfo, TokenLookup
+from kong.drivers.base import QueueLimits, SchedulerInfo, TokenLookup
 from kong.drivers.batch import BATCH_OPTIONS, BUSY, BatchDriver, walltime_minutes
+from kong.drivers.sge_limits import parse_queues
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
@@ -131,6 +132,13 @@ class SGEDriver(BatchDriver):
             )
         return super().new_job(command, cores=cores, memory=memory, cwd=cwd, env=env,
                                **options)
+
+    def queue_of(self, job: Job) -> str:
+        return str(self.job_options(job).get("queue") or "")
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        """Every queue's h_rt, h_vmem and slots, in one round trip."""
+        return parse_queues(self.run_script(load("sge_queues.sh")))
 
     # -- what BatchDriver needs ---------------------------------------------------------
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kong.drivers.base import TokenLookup, exit_reason
+from kong.drivers.base import QueueLimits, StatusResult, TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
@@ -86,6 +86,9 @@ _QUERY = load("slurm_helpers.sh", "slurm_query.sh")
 # A|<name>|<id> (sacct, the last 7 days), then HIST|sacct when sacct answered, or
 # else HIST|<MinJobAge> (how long slurmctld keeps a finished job), then END.
 _FIND = load("wait_for_submits.sh", "slurm_helpers.sh", "slurm_find.sh")
+
+# Which of the stderr logs on stdin say slurmstepd killed the job for its memory.
+_OOM_LOGS = load("slurm_oom.sh")
 
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
 _ACCOUNTING_OFF = ("accounting storage is disabled", "not found", "no such file")
@@ -221,6 +224,40 @@ class SlurmDriver(BatchDriver):
             if name not in found or int(batch_id) > int(found[name]):
                 found[name] = batch_id
         return TokenLookup(found, busy=busy, history_seconds=history)
+
+    def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        results = super().status(jobs)
+        self._find_memory_kills(jobs, results)
+        return results
+
+    def _find_memory_kills(self, jobs: Sequence[Job], results: dict[int, StatusResult]) -> None:
+        """Where memory is enforced by polling (JobAcctGatherParams=OverMemoryKill, no
+        cgroup), a job over its memory ends FAILED by signal 9 and only slurmstepd's
+        line in its stderr says why: that job ended OUT_OF_MEMORY. One round trip,
+        only when a job ended so."""
+        killed = {self.job_paths(j).stderr: j.job_id for j in jobs
+                  if isinstance(info := results.get(j.job_id), SchedulerInfo)
+                  and info.status.finished and info.end_reason == "SIGNAL(9)"}
+        if not killed:
+            return
+        output = self.run_script(_OOM_LOGS, "".join(f"{path}\n" for path in killed))
+        for path in output.splitlines():
+            info = results.get(killed.get(path, -1))
+            if isinstance(info, SchedulerInfo):
+                info.end_reason = "OUT_OF_MEMORY"
+                info.reason = info.reason or "exceeded its memory limit"
+
+    def queue_of(self, job: Job) -> str:
+        return str(self.job_options(job).get("partition") or "")
+
+    def queue_limits(self) -> dict[str, QueueLimits]:
+        """Every partition's limits from one ``scontrol show partition -o``."""
+        result = self.transport.run(["scontrol", "show", "partition", "-o"])
+        if result.exit_code != 0:
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise DriverError(f"slurm on {self.transport.label}: cannot read the partitions' "
+                              f"limits: {err[-1] if err else f'exit code {result.exit_code}'}")
+        return parse_partitions(result.text())
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -414,6 +451,42 @@ def parse_scontrol_line(line: str) -> tuple[str, SchedulerInfo] | None:
     return batch_id, _info(state, exit_code=fields.get("ExitCode"), reason=fields.get("Reason"),
                            node=fields.get("NodeList"), submit=fields.get("SubmitTime"),
                            start=fields.get("StartTime"), end=fields.get("EndTime"))
+
+
+def _limit_minutes(value: str | None) -> int | None:
+    """Minutes of a partition's MaxTime/DefaultTime (``UNLIMITED``, ``NONE``: None)."""
+    if not value or value.upper() in ("UNLIMITED", "INFINITE", "NONE", "N/A"):
+        return None
+    try:
+        return walltime_minutes(value)
+    except DriverError:
+        return None
+
+
+def _limit_number(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() and int(value) > 0 else None
+
+
+def parse_partitions(text: str) -> dict[str, QueueLimits]:
+    """The limits in ``scontrol show partition -o``: per partition, the default one also
+    under ""."""
+    limits: dict[str, QueueLimits] = {}
+    for line in text.splitlines():
+        fields = scontrol_fields(line)
+        name = fields.get("PartitionName")
+        if not name:
+            continue
+        queue = QueueLimits(
+            walltime=_limit_minutes(fields.get("MaxTime")),
+            memory=_limit_number(fields.get("MaxMemPerNode")),
+            memory_per_core=_limit_number(fields.get("MaxMemPerCPU")),
+            cores=_limit_number(fields.get("MaxCPUsPerNode")),
+            default_walltime=_limit_minutes(fields.get("DefaultTime")),
+        )
+        limits[name] = queue
+        if fields.get("Default", "").upper() == "YES":
+            limits[""] = queue
+    return limits
 
 
 def _sbatch_path(path: str) -> str:
