@@ -285,12 +285,9 @@ class Plan:
 
 def queue_limits(driver: DriverBase, job: Job) -> QueueLimits:
     """The limits of the job's queue (asked of the scheduler once per driver)."""
-    cache: dict[str, QueueLimits] | None = getattr(driver, "_kong_queue_limits", None)
-    if cache is None:
-        cache = driver.queue_limits()
-        driver._kong_queue_limits = cache  # type: ignore[attr-defined]
     queue = driver.queue_of(job)
-    return cache.get(queue) or cache.get("") or QueueLimits()
+    # a queue the scheduler did not list has no limits kong knows of
+    return driver.known_queue_limits.get(queue, QueueLimits())
 
 
 def _queue_label(driver: DriverBase, job: Job) -> str:

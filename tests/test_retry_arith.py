@@ -93,6 +93,12 @@ class _Driver:
         self.asked += 1
         return self.limits
 
+    @property
+    def known_queue_limits(self) -> dict[str, QueueLimits]:
+        if not self.asked:
+            self.queue_limits()
+        return self.limits
+
 
 class _Job:
     def __init__(self, walltime: Any = None, memory: int | None = None, cores: int = 1,
@@ -383,3 +389,9 @@ def test_create_job_takes_a_retry_policy(state: State, kong_home: Path) -> None:
         assert bad.returncode != 0 and bad.stderr.startswith(words), bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
     assert len(state.get_jobs("/", recursive=True)) == 1
+
+
+def test_a_queue_the_scheduler_did_not_list_caps_nothing() -> None:
+    driver = _Driver(SHORT, {"partition": "gpu"})
+    plan = retry.plan(driver, _Job(walltime=100), [retry.parse_change("walltime", "x2")])  # type: ignore[arg-type]
+    assert plan == retry.Plan(retry.Resources(200, None, 1))

@@ -312,6 +312,11 @@ class DriverBase(ABC):
         {} where the scheduler has none kong can read."""
         return {}
 
+    @cached_property
+    def known_queue_limits(self) -> dict[str, QueueLimits]:
+        """``queue_limits()``, asked once per driver: a site's limits seldom change."""
+        return self.queue_limits()
+
     def remove_files(self, jobs: Sequence[Job]) -> None:
         """Delete the jobs' dirs on the host, in one command."""
         if jobs:
