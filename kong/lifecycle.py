@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,8 @@ from kong.drivers.base import (
     exit_reason,
 )
 from kong.errors import ConnectionLost, DriverError, TransportError
-from kong.model.job import Job, JobStatus
+from kong.model.job import Job, JobRow, JobStatus
+from kong.remote.statusview import ViewAnswer
 
 if TYPE_CHECKING:
     from kong.drivers.base import DriverBase, ProgressCallback
@@ -334,15 +335,53 @@ def _apply(job: Job, result: StatusResult) -> None:
                  end_reason=end_reason, **info.extra)
 
 
-def refresh(driver: DriverBase, jobs: Sequence[Job]) -> None:
+def refresh(driver: DriverBase, jobs: Sequence[Job], force: bool = False) -> None:
     """Bring the jobs' status up to date: in-flight submissions first, then one
-    scheduler query for the live and UNKNOWN ones (a finished job stays finished)."""
+    scheduler query for the live and UNKNOWN ones (a finished job stays finished).
+    With the kong agent that query is the agent's shared one, whose answer may be
+    a moment old (younger than its interval); ``force`` wants one that starts now."""
     reconcile(driver, jobs)
     asked = [j for j in jobs if j.batch_job_id and j.status != JobStatus.CREATED
              and not j.status.finished]
     if not asked:
         return
-    results = driver.status(asked)
+    results = driver.status_forced(asked) if force else driver.status(asked)
+    _write_results(asked, results)
+
+
+def refresh_from_view(
+    driver: DriverBase, rows: Sequence[JobRow | Job]
+) -> ViewAnswer | None:
+    """For a listing: apply what the kong agent's shared status view says of the
+    live jobs among ``rows`` (no reconcile, no query of this process's own; only
+    jobs whose status changed are loaded and written); the view's answer (its age,
+    why it failed), or None without one. A listing never fails for it: a scheduler
+    or connection error leaves the rows as they are."""
+    live = {r.job_id: r for r in rows if r.batch_job_id and r.status != JobStatus.CREATED
+            and not r.status.finished}
+    if not live:
+        return None
+    try:
+        seen = driver.status_view({i: str(r.batch_job_id) for i, r in live.items()})
+    except (DriverError, TransportError) as exc:
+        return ViewAnswer(1, b"", b"", 0.0, 0.0, str(exc) or type(exc).__name__, True)
+    if seen is None:
+        return None
+    results, answer = seen
+    changed = {i: res for i, res in results.items()
+               if isinstance(res, SchedulerInfo) and res.status != live[i].status}
+    if changed:
+        ids = sorted(changed)
+        jobs: list[Job] = []
+        for start in range(0, len(ids), 1000):
+            jobs += db.session().scalars(select(Job).where(
+                Job.job_id.in_(ids[start:start + 1000])).execution_options(
+                populate_existing=True))
+        _write_results([j for j in jobs if not j.status.finished], changed)
+    return answer
+
+
+def _write_results(asked: Sequence[Job], results: Mapping[int, StatusResult]) -> None:
     with db.write():
         left = _rows_left(asked)
         for job in asked:

@@ -119,6 +119,9 @@ def _ls_one(
                       subfolders=subfolders,
                       folder_paths=folder_paths_of({r.folder_id for r in rows},
                                                    at_least=1 if recursive else 2))
+    if isinstance(jobs, JobList):
+        for line in ui.staleness_lines(jobs.views):
+            ui.err_console.print(f"kong: {line}", style="dim", highlight=False, markup=False)
     if not folders and not rows:
         where = state.cwd.path if path == "." else path
         if statuses:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 import shlex
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.base import (
@@ -44,6 +45,8 @@ from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.remote.base import CommandResult
+from kong.remote.statusview import Verdict, ViewAnswer
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
@@ -55,6 +58,8 @@ BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "scratch_dir": str,  # shell word for KONG_JOB_SCRATCHDIR's parent; default $TMPDIR
     "extra": list,  # extra scheduler directive lines, verbatim
     "poll_interval": (int, float),
+    # the cap of the kong agent's adaptive status interval (kong.remote.statusview)
+    "poll_max_interval": (int, float),
     # how long a reconcile waits for an earlier submit loop before it says "in flight"
     "submit_lock_wait": (int, float),
 }
@@ -257,10 +262,20 @@ class BatchDriver(DriverBase):
     # -- status -------------------------------------------------------------------------
 
     def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        return self._status(jobs, force=False)
+
+    def status_forced(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        """As ``status``, from a query that starts now (``ls -u``), not the agent's
+        view of a moment ago."""
+        return self._status(jobs, force=True)
+
+    def _status(self, jobs: Sequence[Job], force: bool) -> dict[int, StatusResult]:
         jobs = [j for j in jobs if j.batch_job_id]
         if not jobs:
             return {}
-        infos = self.query(jobs)
+        shared = self._shared_status([str(j.batch_job_id) for j in jobs], force,
+                                     submitted=any(_just_submitted(j) for j in jobs))
+        infos = self.query(jobs) if shared is None else self.parse_status(shared[1])
         # The job's own exit_code file answers for jobs the scheduler forgot, and for
         # those it calls finished without a code: a view that has the end but not yet
         # the code (slurmctld's record before accounting has it) must not settle a
@@ -282,6 +297,64 @@ class BatchDriver(DriverBase):
                     info.status = JobStatus.FAILED
             results[job.job_id] = info
         return results
+
+    # -- the kong agent's shared status view (kong.remote.statusview) ---------------------
+
+    #: how the agent tells a failed status query from an answer; None: no shared view
+    STATUS_VERDICT: ClassVar[Verdict | None] = None
+
+    def status_command(self) -> list[str] | None:
+        """The status query as one command reading batch ids on stdin, one a line, for a
+        driver whose ``query`` is that (``parse_status`` reads its output): the kong
+        agent then runs it once per interval for every kong process's jobs."""
+        return None
+
+    def parse_status(self, result: CommandResult) -> dict[str, SchedulerInfo]:
+        """Scheduler info by batch id from ``status_command``'s output (every job in
+        it: the agent's run covers other processes' jobs too)."""
+        raise NotImplementedError
+
+    @property
+    def poll_cap(self) -> float | None:
+        value = self.profile.options.get("poll_max_interval")
+        return float(value) if value is not None else None
+
+    def _shared_status(
+        self, ids: Sequence[str], force: bool, prompt: bool = True, submitted: bool = False
+    ) -> tuple[ViewAnswer, CommandResult] | None:
+        argv = self.status_command()
+        if argv is None or self.STATUS_VERDICT is None:
+            return None
+        answer = self.transport.shared_query(argv, ids, self.STATUS_VERDICT,
+                                             floor=self.poll_interval, cap=self.poll_cap,
+                                             force=force, prompt=prompt,
+                                             submitted=submitted)
+        if answer is None:
+            return None
+        return answer, CommandResult(tuple(argv), answer.exit_code, answer.stdout,
+                                     answer.stderr)
+
+    def status_view(
+        self, batch_ids: Mapping[int, str]
+    ) -> tuple[dict[int, StatusResult], ViewAnswer] | None:
+        """What the agent's shared view says of the jobs (job id -> batch id), for a
+        listing: only the jobs
+        the scheduler answered for with all it takes (no exit-code lookups, no
+        "absent"); None without an agent. A failed query answers for no job (its
+        ``failure`` says why); a login it would need is not asked for here."""
+        shared = self._shared_status(list(batch_ids.values()), force=False, prompt=False)
+        if shared is None:
+            return None
+        answer, result = shared
+        if answer.failed:
+            return {}, answer
+        infos = self.parse_status(result)
+        results: dict[int, StatusResult] = {}
+        for job_id, batch_id in batch_ids.items():
+            info = infos.get(batch_id)
+            if info is not None and not (info.status.finished and info.exit_code is None):
+                results[job_id] = info
+        return results, answer
 
     def _exit_codes(self, jobs: Sequence[Job]) -> dict[int, int]:
         by_path = {self.job_paths(j).exit_code: j.job_id for j in jobs}
@@ -354,6 +427,22 @@ class BatchDriver(DriverBase):
     def option(self, options: dict[str, Any], key: str, default: Any = None) -> Any:
         value = options.get(key)
         return default if value is None else value
+
+
+#: a job submitted this many seconds ago is new to the agent's view: it polls at the
+#: floor again (its first changes, pending to running, come soon)
+JUST_SUBMITTED = 30.0
+
+
+def _just_submitted(job: Job) -> bool:
+    when = (job.data or {}).get("submitted_at")
+    if not isinstance(when, str):
+        return False
+    try:
+        age = (datetime.now(UTC) - datetime.fromisoformat(when)).total_seconds()
+    except ValueError:
+        return False
+    return age < JUST_SUBMITTED
 
 
 _WALLTIME = re.compile(r"(?:([0-9]+)-)?([0-9]+(?::[0-9]+){0,2})")

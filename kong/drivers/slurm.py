@@ -31,9 +31,10 @@ from kong.drivers.batch import (
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.remote.statusview import Verdict
 
 if TYPE_CHECKING:
-    pass
+    from kong.remote.base import CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +164,27 @@ class SlurmDriver(BatchDriver):
     def kill_token_argv(self, token: str) -> list[str]:
         return ["scancel", "--me", f"--name={token}"]
 
+    #: _QUERY's answer ends with END; ERR|<why> is squeue's failure. slurmctld under
+    #: load or with rl_enable answers "Socket timed out", "Resource temporarily
+    #: unavailable" or a rate-limit message: the agent's view then backs off to its cap.
+    STATUS_VERDICT: ClassVar[Verdict | None] = Verdict(
+        done_line="END", error_prefix="ERR|",
+        throttle_words=("rate limit", "ratelimit", "too many", "try again", "retry",
+                        "timed out", "temporarily unavailable", "backoff"))
+
+    def status_command(self) -> list[str] | None:
+        return self.sh_argv(_QUERY, SQUEUE_FORMAT, ",".join(SACCT_FIELDS))
+
+    def parse_status(self, result: CommandResult) -> dict[str, SchedulerInfo]:
+        return self._parse_query(self._checked(result))
+
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
         if not ids:
             return {}
-        lines = self._run(_QUERY, ids, SQUEUE_FORMAT, ",".join(SACCT_FIELDS))
+        return self._parse_query(self._run(_QUERY, ids, SQUEUE_FORMAT, ",".join(SACCT_FIELDS)))
+
+    def _parse_query(self, lines: Sequence[str]) -> dict[str, SchedulerInfo]:
         infos: dict[str, SchedulerInfo] = {}
         for line in lines:
             kind, _, rest = line.partition("|")
@@ -217,7 +234,9 @@ class SlurmDriver(BatchDriver):
     def _run(self, script: str, stdin_lines: Sequence[str], *args: str) -> list[str]:
         """Run one of the scripts above; its answer counts only when it ran to the end."""
         stdin = "".join(f"{line}\n" for line in stdin_lines).encode()
-        result = self.transport.run(self.sh_argv(script, *args), stdin=stdin)
+        return self._checked(self.transport.run(self.sh_argv(script, *args), stdin=stdin))
+
+    def _checked(self, result: CommandResult) -> list[str]:
         lines = result.text().splitlines()
         for line in lines:
             if line.startswith("ERR|"):
