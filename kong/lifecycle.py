@@ -496,7 +496,8 @@ def _await_end(driver: DriverBase, jobs: Sequence[Job], timeout: float) -> list[
     deadline = time.monotonic() + timeout
     delay = 0.2
     while waiting:
-        results = driver.status(waiting)
+        # A query that starts now: the kong agent's shared view may be from before the kill.
+        results = driver.status_forced(waiting)
         waiting = [j for j in waiting if not _ended(results.get(j.job_id))]
         if not waiting or time.monotonic() > deadline:
             break

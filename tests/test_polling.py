@@ -342,9 +342,100 @@ def test_repl_three_waits_and_a_script_query_no_more_than_one_wait(
     assert st is not None
     [view] = st["views"]
     served = view["served"] - served_before
+    table = home.kong("agent", "status").stdout
+    assert "status view" in table and "queries" in table, table
     print(f"squeue in {seconds:.0f} s: one wait {one_wait}, REPL + 3 waits + script "
           f"{everyone} (the agent answered {served} requests); view {view}")
     assert one_wait >= 5  # the wait did poll (1 s floor, 4 s cap: about 9 in 30 s)
     # Every client asked about once a second; the server saw one query per interval.
     assert served >= 3 * seconds
     assert everyone <= one_wait + 2
+
+
+def output_dir(home: Home, job: int) -> str:
+    out = home.python(f"import kong; print(kong.get_instance().get_jobs({job})[0].output_dir)")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def ls_status(home: Home, folder: str) -> tuple[str, str]:
+    out = home.kong("ls", folder)
+    assert out.returncode == 0, out.stderr
+    statuses = [w for w in out.stdout.split() if w in
+                ("CREATED", "SUBMITTED", "RUNNING", "COMPLETED", "FAILED", "UNKNOWN")]
+    assert len(statuses) == 1, out.stdout
+    return statuses[0], out.stderr
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_a_finished_job_shows_completed_in_plain_ls_within_one_interval(
+    slurm_cluster: Cluster, make_home: Any, calls: SchedulerCalls  # noqa: F811
+) -> None:
+    """Timed with ``State.ls`` in this process (a `kong ls` process takes seconds to
+    start on a loaded machine, which would hide the interval); then the CLI's plain
+    `kong ls`, the same State.ls, shows it too, with no staleness hint."""
+    import kong
+
+    cap = 4.0
+    home = make_home({"slurm": {**slurm_cluster.profile(), "poll_interval": 1,
+                                "poll_max_interval": cap}})
+    [job] = submit(home, "/l", 'sleep 15; date +%s.%N > "$KONG_JOB_OUTPUT_DIR/end"', 1)
+    ended = f"{output_dir(home, job)}/end"
+    state = kong.get_instance()
+    first = time.time()
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        _, jobs = state.ls("/l")  # plain ls: never refresh=True
+        seen.append(jobs.rows[0].status.name)
+        if seen[-1] == "COMPLETED":
+            break
+        time.sleep(0.2)  # a listing five times a second, as a busy user would not
+    shown = time.time()
+    assert seen[-1] == "COMPLETED", seen
+    assert "RUNNING" in seen, seen  # it was followed while it ran, not only at the end
+    code, out = slurm_cluster.exec(["cat", ended])
+    assert code == 0, out
+    late = shown - float(out)
+    queries = calls.between(first, shown)
+    print(f"COMPLETED in plain ls {late:.1f} s after the job ended; {len(seen)} listings, "
+          f"{queries} squeue")
+    # Within one interval (the cap), plus Slurm's time to record the end.
+    assert late <= cap + 2.0
+    # The listings had no queries of their own: one per interval (>= 1 s), for all.
+    assert queries <= len(seen) / 3
+    status, err = ls_status(home, "/l")
+    assert status == "COMPLETED" and "statuses of" not in err, err
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_ls_says_how_old_its_statuses_are_while_the_scheduler_fails(
+    slurm_cluster: Cluster, make_home: Any, calls: SchedulerCalls  # noqa: F811
+) -> None:
+    home = make_home({"slurm": {**slurm_cluster.profile(), "poll_interval": 1,
+                                "poll_max_interval": 3}})
+    [job] = submit(home, "/s", "sleep 300", 1)
+    status, err = ls_status(home, "/s")
+    assert status in ("SUBMITTED", "RUNNING") and "statuses of" not in err, err
+    calls.failing(True)
+    try:
+        hint = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "old" not in hint:
+            during, hint = ls_status(home, "/s")
+            # The failed query is not "no jobs": the job keeps its last known status.
+            assert during in ("SUBMITTED", "RUNNING"), during
+        assert "kong: statuses of slurm are" in hint, hint
+        assert "Unable to contact slurm controller" in hint and "kong ls -u" in hint, hint
+        # A wait that starts now sees the same: the last good answer, not an error.
+        out = home.kong("wait", "-t", "3", "-q", str(job))
+        assert out.returncode == 3, (out.stdout, out.stderr)
+    finally:
+        calls.failing(False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "statuses of" in hint:
+        _, hint = ls_status(home, "/s")
+    assert "statuses of" not in hint, hint
+    home.kong("kill", "-y", str(job))

@@ -121,7 +121,7 @@ def _ls_one(
                                                    at_least=1 if recursive else 2))
     if isinstance(jobs, JobList):
         for line in ui.staleness_lines(jobs.views):
-            ui.err_console.print(f"kong: {line}", style="dim", highlight=False, markup=False)
+            click.echo(f"kong: {line}", err=True)  # one line, never wrapped
     if not folders and not rows:
         where = state.cwd.path if path == "." else path
         if statuses:

@@ -21,16 +21,19 @@ covers the ids (that one is served, marked stale), and the view backs off
 (doubling; straight to the cap when the scheduler says it is rate limiting or
 overloaded) before it asks again.
 
-No asyncssh here: the view runs commands through the coroutine it is given.
+No asyncssh (nor asyncio, until the agent uses it) here: the view runs commands
+through the coroutine it is given.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 #: factor of the interval after each unchanged answer
 GROWTH = 1.5
@@ -161,6 +164,7 @@ class StatusView:
         unless the view is backing off from a failure. ``submitted``: some of ``ids``
         were just submitted; if the view has not seen them, the interval starts
         short again (a new waiter on old jobs does not reset it)."""
+        import asyncio  # here: drivers import this module, and kong starts without asyncio
         for key in ids:
             if not key or len(key) > MAX_ID or "\n" in key or "\r" in key:
                 raise ValueError(f"not a batch id: {key[:40]!r}")
