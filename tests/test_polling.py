@@ -439,3 +439,38 @@ def test_ls_says_how_old_its_statuses_are_while_the_scheduler_fails(
         _, hint = ls_status(home, "/s")
     assert "statuses of" not in hint, hint
     home.kong("kill", "-y", str(job))
+
+
+REFRESHES = """
+import sys, kong
+state = kong.get_instance(profile="lsf")
+jobs = state.get_jobs(int(sys.argv[1]))
+for _ in range(int(sys.argv[2])):
+    state.refresh_jobs(jobs)
+print(jobs[0].status.name)
+"""
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_lsf_refreshes_of_two_processes_share_the_agents_view(
+    lsf_cluster: Cluster, make_home: Any  # noqa: F811
+) -> None:
+    """The LSF simulator's bjobs cannot be wrapped (the simulator is one script that
+    every LSF command links to), so this counts the agent's own view counters."""
+    home = make_home({"lsf": {**lsf_cluster.profile(), "poll_interval": 30,
+                              "poll_max_interval": 60}})
+    ids = submit(home, "/f", "sleep 120", 2)
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(REFRESHES), str(i), "10"],
+                              env=home.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in ids]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert all(o[0].strip() in ("SUBMITTED", "RUNNING") for o in outs), outs
+    st = agent.status()
+    assert st is not None
+    [view] = st["views"]
+    # 20 refreshes of two processes within one 30 s interval: one query for the first
+    # process's job, one more when the second one's joined the union; no more.
+    assert view["served"] >= 20 and 1 <= view["runs"] <= 2, view
+    home.kong("kill", "-y", *map(str, ids))

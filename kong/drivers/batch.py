@@ -275,7 +275,8 @@ class BatchDriver(DriverBase):
             return {}
         shared = self._shared_status([str(j.batch_job_id) for j in jobs], force,
                                      submitted=any(_just_submitted(j) for j in jobs))
-        infos = self.query(jobs) if shared is None else self.parse_status(shared[1])
+        infos = (self.query(jobs) if shared is None
+                 else self.own_infos(self.parse_status(shared[1]), jobs))
         # The job's own exit_code file answers for jobs the scheduler forgot, and for
         # those it calls finished without a code: a view that has the end but not yet
         # the code (slurmctld's record before accounting has it) must not settle a
@@ -313,6 +314,13 @@ class BatchDriver(DriverBase):
         """Scheduler info by batch id from ``status_command``'s output (every job in
         it: the agent's run covers other processes' jobs too)."""
         raise NotImplementedError
+
+    def own_infos(
+        self, infos: dict[str, SchedulerInfo], jobs: Sequence[Job]
+    ) -> dict[str, SchedulerInfo]:
+        """The entries of ``infos`` that are about these jobs (a scheduler that hands
+        ids out again drops the ones whose job name is not the job's token)."""
+        return infos
 
     @property
     def poll_cap(self) -> float | None:
