@@ -474,3 +474,37 @@ def test_lsf_refreshes_of_two_processes_share_the_agents_view(
     # process's job, one more when the second one's joined the union; no more.
     assert view["served"] >= 20 and 1 <= view["runs"] <= 2, view
     home.kong("kill", "-y", *map(str, ids))
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_ls_does_not_hang_on_a_cluster_that_does_not_answer(
+    slurm_cluster: Cluster, make_home: Any  # noqa: F811
+) -> None:
+    import socket
+
+    import yaml
+
+    home = make_home({"slurm": slurm_cluster.profile()})
+    [job] = submit(home, "/h", "sleep 300", 1)
+    status, _ = ls_status(home, "/h")
+    # The login node now accepts connections and never says a word (a hung sshd).
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    config = home.path / "config.yml"
+    good = config.read_text()
+    data = yaml.safe_load(good)
+    data["profiles"]["slurm"]["port"] = silent.getsockname()[1]
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        started = time.monotonic()
+        during, hint = ls_status(home, "/h")
+        took = time.monotonic() - started
+    finally:
+        config.write_text(good)
+        silent.close()
+    assert during == status  # the database's status, unchanged
+    assert "statuses of slurm not current" in hint and "did not answer" in hint, hint
+    assert took < 20, took  # LISTING_WAIT (5 s) and a process start, not the 30 s login
+    home.kong("kill", "-y", str(job))

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _warned = False
+#: seconds a listing waits for the agent's view of a cluster before it shows the database
+LISTING_WAIT = 5.0
 _warn_lock = threading.Lock()
 
 
@@ -143,14 +145,14 @@ class AgentTransport(CommandTransport):
         if self._fallback is not None:
             return None
         line = command_line(argv, self.umask)
+        request = {
+            "op": "poll", "command": line, "ids": [str(i) for i in ids],
+            "floor": floor, "cap": cap, "force": force, "timeout": timeout,
+            "submitted": submitted, "done_line": verdict.done_line,
+            "error_prefix": verdict.error_prefix,
+            "throttle_words": list(verdict.throttle_words)}
         try:
-            reply = self._call({
-                "op": "poll", "command": line, "ids": [str(i) for i in ids],
-                "floor": floor, "cap": cap, "force": force, "timeout": timeout,
-                "submitted": submitted,
-                **({} if prompt else {"tty": False}),
-                "done_line": verdict.done_line, "error_prefix": verdict.error_prefix,
-                "throttle_words": list(verdict.throttle_words)})
+            reply = self._call(request) if prompt else self._listing_call(request)
         except agent.AgentUnavailable:
             return None  # nothing ran: the caller asks the scheduler itself
         out, err = agent.unb64(reply.get("stdout")), agent.unb64(reply.get("stderr"))
@@ -159,6 +161,24 @@ class AgentTransport(CommandTransport):
         return ViewAnswer(int(reply["exit_code"]), out, err, float(reply["age"]),
                           float(reply["interval"]), None if failure is None else str(failure),
                           bool(reply.get("failed")))
+
+    def _listing_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A view request for a listing: no prompt, and no waiting beyond LISTING_WAIT
+        for a cluster that does not answer (the agent goes on; the next ls has it)."""
+        with agent.Exchange({**request, **self._where(), "tty": False},
+                            idle_timeout=self.idle_timeout) as ex:
+            ex.open()
+            assert ex.sock is not None
+            ex.sock.settimeout(LISTING_WAIT)
+            try:
+                frame = ex.next()
+            except TimeoutError:
+                raise TransportError(
+                    f"{self.label} did not answer within {LISTING_WAIT:.0f} s") from None
+        if frame is None:
+            raise agent.AgentUnavailable("the kong agent closed the connection")
+        agent.raise_error(frame)
+        return frame
 
     def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
         """As ``CommandTransport.upload``, in as many commands as the agent's frame limit
