@@ -508,3 +508,23 @@ def test_ls_does_not_hang_on_a_cluster_that_does_not_answer(
     assert "statuses of slurm not current" in hint and "did not answer" in hint, hint
     assert took < 20, took  # LISTING_WAIT (5 s) and a process start, not the 30 s login
     home.kong("kill", "-y", str(job))
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_plain_ls_answers_from_the_view_and_ls_u_asks_now(
+    slurm_cluster: Cluster, make_home: Any, calls: SchedulerCalls  # noqa: F811
+) -> None:
+    home = make_home({"slurm": {**slurm_cluster.profile(), "poll_interval": 60,
+                                "poll_max_interval": 120}})
+    [job] = submit(home, "/u", "sleep 300", 1)
+    ls_status(home, "/u")  # the view's first run for this job
+    before = len(calls.times("squeue"))
+    for _ in range(3):
+        status, err = ls_status(home, "/u")
+        assert status in ("SUBMITTED", "RUNNING") and "statuses of" not in err, err
+    assert len(calls.times("squeue")) == before  # within the interval: no query at all
+    out = home.kong("ls", "-u", "/u")
+    assert out.returncode == 0, out.stderr
+    assert len(calls.times("squeue")) == before + 1  # -u: one query, now
+    home.kong("kill", "-y", str(job))
