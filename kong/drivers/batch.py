@@ -10,7 +10,9 @@ submit   upload every script in one transfer, then run one remote loop that
          batch id, the submit command's refusal, or "unclear". (``kong.lifecycle``
          recorded each job's token before, and reconciles jobs without an answer.)
 status   one scheduler query (live queue plus history) for all jobs; for jobs
-         neither shows, the exit code their script left, if any.
+         neither shows, the exit code their script left, if any. With the kong
+         agent, a driver that fills in ``shared_status`` has that query run by
+         the agent, once per interval for the jobs of every kong process.
 tokens   one scheduler query for the jobs that carry given tokens (job names),
          saying when a submit loop still runs and how long the history reaches.
 kill     one remote loop, one kill command per job, its answer per job.
@@ -21,9 +23,8 @@ from __future__ import annotations
 import re
 import shlex
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.base import (
@@ -43,10 +44,9 @@ from kong.drivers.base import (
 )
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
+from kong.drivers.shared_status import SharedStatus, just_submitted
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
-from kong.remote.base import CommandResult
-from kong.remote.statusview import Verdict, ViewAnswer
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
@@ -99,7 +99,7 @@ class SubmitEntry:
     token: str
 
 
-class BatchDriver(DriverBase):
+class BatchDriver(SharedStatus, DriverBase):
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = dict(BATCH_OPTIONS)
     default_poll_interval = 5.0
     #: shown in messages, e.g. "sbatch"
@@ -274,7 +274,7 @@ class BatchDriver(DriverBase):
         if not jobs:
             return {}
         shared = self._shared_status([str(j.batch_job_id) for j in jobs], force,
-                                     submitted=any(_just_submitted(j) for j in jobs))
+                                     submitted=any(just_submitted(j) for j in jobs))
         infos = (self.query(jobs) if shared is None
                  else self.own_infos(self.parse_status(shared[1]), jobs))
         # The job's own exit_code file answers for jobs the scheduler forgot, and for
@@ -298,71 +298,6 @@ class BatchDriver(DriverBase):
                     info.status = JobStatus.FAILED
             results[job.job_id] = info
         return results
-
-    # -- the kong agent's shared status view (kong.remote.statusview) ---------------------
-
-    #: how the agent tells a failed status query from an answer; None: no shared view
-    STATUS_VERDICT: ClassVar[Verdict | None] = None
-
-    def status_command(self) -> list[str] | None:
-        """The status query as one command reading batch ids on stdin, one a line, for a
-        driver whose ``query`` is that (``parse_status`` reads its output): the kong
-        agent then runs it once per interval for every kong process's jobs."""
-        return None
-
-    def parse_status(self, result: CommandResult) -> dict[str, SchedulerInfo]:
-        """Scheduler info by batch id from ``status_command``'s output (every job in
-        it: the agent's run covers other processes' jobs too)."""
-        raise NotImplementedError
-
-    def own_infos(
-        self, infos: dict[str, SchedulerInfo], jobs: Sequence[Job]
-    ) -> dict[str, SchedulerInfo]:
-        """The entries of ``infos`` that are about these jobs (a scheduler that hands
-        ids out again drops the ones whose job name is not the job's token)."""
-        return infos
-
-    @property
-    def poll_cap(self) -> float | None:
-        value = self.profile.options.get("poll_max_interval")
-        return float(value) if value is not None else None
-
-    def _shared_status(
-        self, ids: Sequence[str], force: bool, prompt: bool = True, submitted: bool = False
-    ) -> tuple[ViewAnswer, CommandResult] | None:
-        argv = self.status_command()
-        if argv is None or self.STATUS_VERDICT is None:
-            return None
-        answer = self.transport.shared_query(argv, ids, self.STATUS_VERDICT,
-                                             floor=self.poll_interval, cap=self.poll_cap,
-                                             force=force, prompt=prompt,
-                                             submitted=submitted)
-        if answer is None:
-            return None
-        return answer, CommandResult(tuple(argv), answer.exit_code, answer.stdout,
-                                     answer.stderr)
-
-    def status_view(
-        self, batch_ids: Mapping[int, str]
-    ) -> tuple[dict[int, StatusResult], ViewAnswer] | None:
-        """What the agent's shared view says of the jobs (job id -> batch id), for a
-        listing: only the jobs
-        the scheduler answered for with all it takes (no exit-code lookups, no
-        "absent"); None without an agent. A failed query answers for no job (its
-        ``failure`` says why); a login it would need is not asked for here."""
-        shared = self._shared_status(list(batch_ids.values()), force=False, prompt=False)
-        if shared is None:
-            return None
-        answer, result = shared
-        if answer.failed:
-            return {}, answer
-        infos = self.parse_status(result)
-        results: dict[int, StatusResult] = {}
-        for job_id, batch_id in batch_ids.items():
-            info = infos.get(batch_id)
-            if info is not None and not (info.status.finished and info.exit_code is None):
-                results[job_id] = info
-        return results, answer
 
     def _exit_codes(self, jobs: Sequence[Job]) -> dict[int, int]:
         by_path = {self.job_paths(j).exit_code: j.job_id for j in jobs}
@@ -435,22 +370,6 @@ class BatchDriver(DriverBase):
     def option(self, options: dict[str, Any], key: str, default: Any = None) -> Any:
         value = options.get(key)
         return default if value is None else value
-
-
-#: a job submitted this many seconds ago is new to the agent's view: it polls at the
-#: floor again (its first changes, pending to running, come soon)
-JUST_SUBMITTED = 30.0
-
-
-def _just_submitted(job: Job) -> bool:
-    when = (job.data or {}).get("submitted_at")
-    if not isinstance(when, str):
-        return False
-    try:
-        age = (datetime.now(UTC) - datetime.fromisoformat(when)).total_seconds()
-    except ValueError:
-        return False
-    return age < JUST_SUBMITTED
 
 
 _WALLTIME = re.compile(r"(?:([0-9]+)-)?([0-9]+(?::[0-9]+){0,2})")
