@@ -528,3 +528,21 @@ def test_plain_ls_answers_from_the_view_and_ls_u_asks_now(
     assert out.returncode == 0, out.stderr
     assert len(calls.times("squeue")) == before + 1  # -u: one query, now
     home.kong("kill", "-y", str(job))
+
+
+def test_a_malformed_view_request_is_refused_in_one_line(make_home: Any) -> None:  # noqa: F811
+    """A real agent process; nothing reaches a cluster (the port is closed)."""
+    home = make_home({"c": {"driver": "slurm", "host": "127.0.0.1", "port": 1}})
+    target = {"host": "127.0.0.1", "port": 1}
+    for request in (
+        {"op": "poll", "target": target, "command": "true", "ids": ["1\n2"], "floor": 1},
+        {"op": "poll", "target": target, "command": "true", "ids": ["1"]},  # no floor
+    ):
+        with pytest.raises(Exception) as caught:
+            agent.call(request)
+        assert "malformed poll request" in str(caught.value), caught.value
+    st = agent.status()
+    assert st is not None and st["dropped"] == 2
+    log = (agent.agent_dir() / "agent.log").read_text()
+    assert "Traceback" not in log and log.count("dropped a malformed poll request") == 2
+    assert home.path.exists()
