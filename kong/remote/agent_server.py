@@ -36,6 +36,8 @@ from kong.remote.target import PromptUnavailable, SSHTarget
 
 log = logging.getLogger(__name__)
 
+#: seconds a shared status query may run before it counts as failed (statusview)
+VIEW_TIMEOUT = 300.0
 #: requests that keep the agent from stopping when idle (asking its status does not)
 WORK = frozenset({"run", "stream", "connect", "disconnect", "poll"})
 
@@ -347,12 +349,18 @@ class AgentServer:
         verdict = Verdict(
             done_line=request.get("done_line"), error_prefix=request.get("error_prefix"),
             throttle_words=tuple(str(w).lower() for w in request.get("throttle_words") or ()))
-        timeout = request.get("timeout")
+        timeout = float(request.get("timeout") or VIEW_TIMEOUT)
 
         async def run(stdin: bytes) -> Outcome:
             with self._waiting(host, client):
-                outcome = await asyncio.shield(host.pool.run(
-                    command, stdin, None if timeout is None else float(timeout)))
+                try:
+                    outcome = await asyncio.shield(host.pool.run(command, stdin, timeout))
+                except TransportError as exc:
+                    if "timed out after" not in str(exc):
+                        raise
+                    # Every client waits on this run: a hung scheduler is a failed
+                    # query (the view backs off), not a hang of every kong process.
+                    return Outcome(124, b"", str(exc).encode())
             return Outcome(outcome.exit_code, outcome.stdout, outcome.stderr)
 
         cap = request.get("cap")
