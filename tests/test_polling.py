@@ -191,13 +191,15 @@ CALLS = "/tmp/kong-test-scheduler-calls.log"
 FAIL_FLAG = "/tmp/kong-test-squeue-fails"
 # Placed before the real commands in PATH (/usr/local/bin precedes /usr/bin in the
 # PATH sshd gives a session): each execution of squeue or sacct is one line of CALLS.
-# While FAIL_FLAG exists, squeue fails as an unreachable controller would (a fault
-# injected on cue: the real slurmctld cannot be made to fail only for this test).
+# While FAIL_FLAG exists, squeue fails with the message in it, or as an unreachable
+# controller would (a fault injected on cue: the real slurmctld cannot be made to
+# fail only for this test, and this Slurm, 22.05, has no RPC rate limiting).
 WRAPPER = f"""#!/bin/sh
 name=$(basename "$0")
 printf '%s %s\\n' "$(date +%s.%N)" "$name" >> {CALLS}
 if [ "$name" = squeue ] && [ -e {FAIL_FLAG} ]; then
-    echo 'slurm_load_jobs error: Unable to contact slurm controller (connect failure)' >&2
+    msg=$(cat {FAIL_FLAG})
+    echo "${{msg:-slurm_load_jobs error: Unable to contact slurm controller}}" >&2
     exit 1
 fi
 exec /usr/bin/"$name" "$@"
@@ -219,8 +221,10 @@ class SchedulerCalls:
     def between(self, start: float, end: float, name: str = "squeue") -> int:
         return sum(start <= t < end for t in self.times(name))
 
-    def failing(self, on: bool) -> None:
-        code, out = self.cluster.exec(f"touch {FAIL_FLAG}" if on else f"rm -f {FAIL_FLAG}")
+    def failing(self, on: bool, message: str = "") -> None:
+        command = (f"printf '%s' {shlex.quote(message)} > {FAIL_FLAG}" if on
+                   else f"rm -f {FAIL_FLAG}")
+        code, out = self.cluster.exec(command)
         assert code == 0, out
 
 
@@ -546,3 +550,35 @@ def test_a_malformed_view_request_is_refused_in_one_line(make_home: Any) -> None
     log = (agent.agent_dir() / "agent.log").read_text()
     assert "Traceback" not in log and log.count("dropped a malformed poll request") == 2
     assert home.path.exists()
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_rate_limiting_makes_the_view_back_off_to_its_cap(
+    slurm_cluster: Cluster, make_home: Any, calls: SchedulerCalls  # noqa: F811
+) -> None:
+    cap = 12.0
+    home = make_home({"slurm": {**slurm_cluster.profile(), "poll_interval": 1,
+                                "poll_max_interval": cap}})
+    [job] = submit(home, "/r", "sleep 300", 1)
+    ls_status(home, "/r")
+    waiter = subprocess.Popen([*KONG, "wait", "-i", "1", "-q", "-t", "600", str(job)],
+                              env=home.env, stdin=subprocess.DEVNULL, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        calls.failing(True, "slurm_load_jobs error: RPC rate limit exceeded, try again later")
+        before = len(calls.times("squeue"))
+        wait_for(lambda: len(calls.times("squeue")) > before, 60, "a rate-limited squeue")
+        limited = calls.times("squeue")[-1]
+        # The wait keeps asking the agent every second; the agent asks Slurm again only
+        # after the cap (a plain failure would back off 2, 4, 8 s from the 1 s floor).
+        wait_for(lambda: time.time() > limited + cap - 2, 60, "most of the cap to pass")
+        assert calls.between(limited + 0.001, limited + cap - 2) == 0
+        assert waiter.poll() is None  # a failed query is not "no jobs": still waiting
+        _, hint = ls_status(home, "/r")
+        assert "rate limit exceeded" in hint, hint
+    finally:
+        calls.failing(False)
+        waiter.terminate()
+        waiter.communicate(timeout=60)
+    home.kong("kill", "-y", str(job))
