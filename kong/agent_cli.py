@@ -106,7 +106,8 @@ def agent_stop_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def agent_status_command(as_json: bool) -> None:
     """Per host: connections open, channels in use, connections opened since start,
-    commands run, bytes moved."""
+    commands run, bytes moved; per shared status view: jobs followed, scheduler
+    queries run, answers given, the interval now and the age of the last answer."""
     from kong import ui
     from kong.remote import agent
 
@@ -133,6 +134,14 @@ def agent_status_command(as_json: bool) -> None:
                          "received"], rows)
     else:
         click.echo("no hosts yet")
+    # The shared status views (one per cluster and query): what every client's
+    # refresh was answered from, and how often the scheduler was really asked.
+    views = [[v["host"], str(v["jobs"]), str(v["runs"]), str(v["served"]),
+              f"{v['interval']:g} s", "-" if v["age"] is None else f"{v['age']:.0f} s",
+              str(v["failure"] or "")[:60]] for v in st.get("views") or []]
+    if views:
+        ui.render_table(["status view", "jobs", "queries", "answers", "interval", "age",
+                         "last failure"], views)
 
 
 @click.command("connect", context_settings=CONTEXT_SETTINGS)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,8 @@ from kong.drivers.base import (
     exit_reason,
 )
 from kong.errors import ConnectionLost, DriverError, TransportError
-from kong.model.job import Job, JobStatus
+from kong.model.job import Job, JobRow, JobStatus
+from kong.remote.statusview import ViewAnswer
 
 if TYPE_CHECKING:
     from kong.drivers.base import DriverBase, ProgressCallback
@@ -377,16 +378,61 @@ def _apply(job: Job, result: StatusResult) -> None:
                  end_reason=end_reason, **info.extra)
 
 
-def refresh(driver: DriverBase, jobs: Sequence[Job], retry_ended: bool = True) -> None:
+def refresh(driver: DriverBase, jobs: Sequence[Job], force: bool = False,
+            retry_ended: bool = True) -> None:
     """Bring the jobs' status up to date: in-flight submissions first, then one
     scheduler query for the live and UNKNOWN ones (a finished job stays finished).
+    With the kong agent that query is the agent's shared one, whose answer may be
+    a moment old (younger than its interval); ``force`` wants one that starts now.
     With ``retry_ended``, jobs that just ended are retried as their policy says."""
     reconcile(driver, jobs)
     asked = [j for j in jobs if j.batch_job_id and j.status != JobStatus.CREATED
              and not j.status.finished]
     if not asked:
         return
-    results = driver.status(asked)
+    results = driver.status_forced(asked) if force else driver.status(asked)
+    left = _write_results(asked, results)
+    if retry_ended:
+        _auto_retry(driver, [j for j in asked if j.job_id in left and j.status.finished])
+
+
+def refresh_from_view(
+    driver: DriverBase, rows: Sequence[JobRow | Job]
+) -> ViewAnswer | None:
+    """For a listing: apply what the kong agent's shared status view says of the
+    live jobs among ``rows`` (no reconcile, no query of this process's own; only
+    jobs whose status changed are loaded and written); the view's answer (its age,
+    why it failed), or None without one. A listing never fails for it: a scheduler
+    or connection error leaves the rows as they are."""
+    live = {r.job_id: r for r in rows if r.batch_job_id and r.status != JobStatus.CREATED
+            and not r.status.finished}
+    if not live:
+        return None
+    try:
+        seen = driver.status_view({i: str(r.batch_job_id) for i, r in live.items()})
+    except (DriverError, TransportError) as exc:
+        return ViewAnswer(1, b"", b"", 0.0, 0.0, str(exc) or type(exc).__name__, True)
+    if seen is None:
+        return None
+    results, answer = seen
+    changed = {i: res for i, res in results.items()
+               if isinstance(res, SchedulerInfo) and res.status != live[i].status}
+    if changed:
+        ids = sorted(changed)
+        jobs: list[Job] = []
+        for start in range(0, len(ids), 1000):
+            jobs += db.session().scalars(select(Job).where(
+                Job.job_id.in_(ids[start:start + 1000])).execution_options(
+                populate_existing=True))
+        # The end of a job with a retry policy is left to refresh/wait, which act on
+        # it when they see it: written here, no one would retry the job.
+        _write_results([j for j in jobs if not j.status.finished and not (
+            changed[j.job_id].status.finished and retry.policy_of(driver, j))], changed)
+    return answer
+
+
+def _write_results(asked: Sequence[Job], results: Mapping[int, StatusResult]) -> set[int]:
+    """Apply the answers; the ids of the jobs whose rows were still there."""
     with db.write():
         left = _rows_left(asked)
         for job in asked:
@@ -395,8 +441,7 @@ def refresh(driver: DriverBase, jobs: Sequence[Job], retry_ended: bool = True) -
                 continue  # removed by another kong meanwhile
             if result is not None:
                 _apply(job, result)
-    if retry_ended:
-        _auto_retry(driver, [j for j in asked if j.job_id in left and j.status.finished])
+    return left
 
 
 def _auto_retry(driver: DriverBase, ended: Sequence[Job]) -> None:
@@ -566,7 +611,8 @@ def _await_end(driver: DriverBase, jobs: Sequence[Job], timeout: float) -> list[
     deadline = time.monotonic() + timeout
     delay = 0.2
     while waiting:
-        results = driver.status(waiting)
+        # A query that starts now: the kong agent's shared view may be from before the kill.
+        results = driver.status_forced(waiting)
         waiting = [j for j in waiting if not _ended(results.get(j.job_id))]
         if not waiting or time.monotonic() > deadline:
             break

@@ -43,6 +43,8 @@ from kong.selection import JobSpec, MoveResult, Selection, forget_collections
 
 if TYPE_CHECKING:
     from kong.drivers.base import DriverBase, ProgressCallback
+    from kong.model.job import JobRow
+    from kong.remote.statusview import ViewAnswer
 
 Confirmation = Callable[[str], bool]
 
@@ -129,15 +131,41 @@ class State(Selection):
         if folder is not None:
             children = folder.subfolders()
             if refresh:
-                self.refresh_jobs(self._jobs_in([folder], recursive))
-            jobs = JobList.query(self._in_folder(folder, recursive), config=self.config)
+                self.refresh_jobs(self._jobs_in([folder], recursive), force=True)
+            where = self._in_folder(folder, recursive)
+            jobs = JobList.query(where, config=self.config)
+            if not refresh and self._from_views(jobs.rows, jobs.views):
+                jobs = JobList.query(where, config=self.config, views=jobs.views)
         else:
             children = []
             jobs = self.get_jobs(path, recursive)
             if refresh:
-                self.refresh_jobs(jobs)
+                self.refresh_jobs(jobs, force=True)
+            else:
+                self._from_views(jobs, {})  # the changed jobs are reloaded in place
         db.end_read()
         return children, jobs
+
+    def _from_views(
+        self, rows: Sequence[JobRow] | Sequence[Job], views: dict[str, ViewAnswer]
+    ) -> bool:
+        """Bring the live jobs among ``rows`` up to date from the kong agent's shared
+        status views, one per profile (``lifecycle.refresh_from_view``; nothing
+        without the agent); their answers go into ``views``. True if any view answered."""
+        from kong.remote import agent_enabled
+
+        if not agent_enabled(self.config):
+            return False
+        groups: dict[str, list[JobRow | Job]] = defaultdict(list)
+        for row in rows:
+            if row.batch_job_id and not row.status.finished and row.status != JobStatus.CREATED:
+                groups[row.profile].append(row)
+        db.end_read()
+        for name, group in groups.items():
+            answer = lifecycle.refresh_from_view(self.driver(name, group[0].driver), group)
+            if answer is not None:
+                views[name] = answer
+        return bool(views)
 
     def status_counts(
         self, folder: str | Folder = ".", recursive: bool = True
@@ -416,12 +444,14 @@ class State(Selection):
                 (j.data or {}).get("end_reason"), reasons)]
         return jobs
 
-    def refresh_jobs(self, jobs: Sequence[Job]) -> Sequence[Job]:
+    def refresh_jobs(self, jobs: Sequence[Job], force: bool = False) -> Sequence[Job]:
         """Ask the schedulers for the current status of ``jobs`` (one query per profile).
 
         Jobs whose submission is in flight are reconciled first. Jobs another kong
         process removed meanwhile are skipped (and detached from this process's
-        session), not written back."""
+        session), not written back. With the kong agent the query is shared by every
+        kong process of this user and its answer may be up to the agent's interval
+        old; ``force`` asks for one that starts now."""
         pending = [j for j in jobs if not j.status.finished]
         gone = self._removed_elsewhere(pending)
         pending = [j for j in pending if j.job_id not in gone]
@@ -430,7 +460,7 @@ class State(Selection):
             _load_data(created)
             pending = [j for j in pending if j.status != JobStatus.CREATED
                        or lifecycle.in_flight(j)]
-        self._each_profile(pending, lifecycle.refresh)
+        self._each_profile(pending, lambda d, g: lifecycle.refresh(d, g, force))
         return jobs
 
     def _removed_elsewhere(self, jobs: Sequence[Job]) -> set[int]:

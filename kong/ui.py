@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from kong.model.folder import Folder
     from kong.model.job import Job
+    from kong.remote.statusview import ViewAnswer
 
 STATUS_STYLE: dict[JobStatus, str] = {
     JobStatus.UNKNOWN: "magenta",
@@ -414,3 +415,20 @@ def progress_bar(
     with bar:
         bar.add_task(description, total=total)
         yield bar
+
+
+def staleness_lines(views: dict[str, ViewAnswer]) -> list[str]:
+    """One line per profile whose listed statuses are older than the kong agent's
+    interval (or could not be brought up to date), saying how old and why."""
+    lines = []
+    for profile, view in sorted(views.items()):
+        if not view.stale:
+            continue
+        why = f": {view.failure}" if view.failure else ""
+        if view.failed:
+            lines.append(f"statuses of {profile} not current (the scheduler could not be "
+                         f"asked{why}); `kong ls -u` tries again")
+            continue
+        age = (f"{view.age:.0f} s" if view.age < 120 else f"{view.age / 60:.0f} min")
+        lines.append(f"statuses of {profile} are {age} old{why}; `kong ls -u` asks now")
+    return lines

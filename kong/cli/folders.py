@@ -144,6 +144,9 @@ def _ls_one(
                       subfolders=subfolders, accounting=accounting,
                       folder_paths=folder_paths_of({r.folder_id for r in rows},
                                                    at_least=1 if recursive else 2))
+    if isinstance(jobs, JobList):
+        for line in ui.staleness_lines(jobs.views):
+            click.echo(f"kong: {line}", err=True)  # one line, never wrapped
     if not folders and not rows:
         place = state.cwd.path if path == "." else path
         if where:

@@ -16,7 +16,7 @@ import os
 import shlex
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,6 +32,7 @@ from kong.remote.local import LocalTransport
 
 if TYPE_CHECKING:
     from kong.config import Config, Profile
+    from kong.remote.statusview import ViewAnswer
 
 #: per-job keyword arguments every driver understands
 COMMON_JOB_ARGS = ("cores", "memory", "cwd", "env")
@@ -290,6 +291,19 @@ class DriverBase(ABC):
     @abstractmethod
     def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
         """What the scheduler says of jobs that have a batch id, per job id."""
+
+    def status_forced(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        """As ``status``, from a query that starts now (``ls -u``), where a driver may
+        otherwise answer from the kong agent's shared view of a moment ago."""
+        return self.status(jobs)
+
+    def status_view(
+        self, batch_ids: Mapping[int, str]
+    ) -> tuple[dict[int, StatusResult], ViewAnswer] | None:
+        """What the kong agent's shared status view says of the jobs (job id -> batch
+        id; for listings);
+        None where the driver has no such view (then listings show the database)."""
+        return None
 
     @abstractmethod
     def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:

@@ -10,7 +10,9 @@ submit   upload every script in one transfer, then run one remote loop that
          batch id, the submit command's refusal, or "unclear". (``kong.lifecycle``
          recorded each job's token before, and reconciles jobs without an answer.)
 status   one scheduler query (live queue plus history) for all jobs; for jobs
-         neither shows, the exit code their script left, if any.
+         neither shows, the exit code their script left, if any. With the kong
+         agent, a driver that fills in ``shared_status`` has that query run by
+         the agent, once per interval for the jobs of every kong process.
 tokens   one scheduler query for the jobs that carry given tokens (job names),
          saying when a submit loop still runs and how long the history reaches.
 kill     one remote loop, one kill command per job, its answer per job.
@@ -42,6 +44,7 @@ from kong.drivers.base import (
 )
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
+from kong.drivers.shared_status import SharedStatus, just_submitted
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
@@ -55,6 +58,8 @@ BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "scratch_dir": str,  # shell word for KONG_JOB_SCRATCHDIR's parent; default $TMPDIR
     "extra": list,  # extra scheduler directive lines, verbatim
     "poll_interval": (int, float),
+    # the cap of the kong agent's adaptive status interval (kong.remote.statusview)
+    "poll_max_interval": (int, float),
     # how long a reconcile waits for an earlier submit loop before it says "in flight"
     "submit_lock_wait": (int, float),
 }
@@ -94,7 +99,7 @@ class SubmitEntry:
     token: str
 
 
-class BatchDriver(DriverBase):
+class BatchDriver(SharedStatus, DriverBase):
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = dict(BATCH_OPTIONS)
     default_poll_interval = 5.0
     #: shown in messages, e.g. "sbatch"
@@ -257,10 +262,21 @@ class BatchDriver(DriverBase):
     # -- status -------------------------------------------------------------------------
 
     def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        return self._status(jobs, force=False)
+
+    def status_forced(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
+        """As ``status``, from a query that starts now (``ls -u``), not the agent's
+        view of a moment ago."""
+        return self._status(jobs, force=True)
+
+    def _status(self, jobs: Sequence[Job], force: bool) -> dict[int, StatusResult]:
         jobs = [j for j in jobs if j.batch_job_id]
         if not jobs:
             return {}
-        infos = self.query(jobs)
+        shared = self._shared_status([str(j.batch_job_id) for j in jobs], force,
+                                     submitted=any(just_submitted(j) for j in jobs))
+        infos = (self.query(jobs) if shared is None
+                 else self.own_infos(self.parse_status(shared[1]), jobs))
         # The job's own exit_code file answers for jobs the scheduler forgot, and for
         # those it calls finished without a code: a view that has the end but not yet
         # the code (slurmctld's record before accounting has it) must not settle a

@@ -37,10 +37,11 @@ from kong.drivers.lsf_limits import parse_bqueues
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.remote.statusview import Verdict
 from kong.usage import duration_seconds, size_mb
 
 if TYPE_CHECKING:
-    pass
+    from kong.remote.base import CommandResult
 
 #: bjobs -o fields, in the order of the -noheader fallback (job_name last: it may
 #: contain anything, even the delimiter)
@@ -181,11 +182,26 @@ class LSFDriver(BatchDriver):
 
     # -- asking LSF -----------------------------------------------------------------
 
+    #: the kong agent's shared view (kong.remote.statusview) judges _QUERY's answer as
+    #: _run does; mbatchd's "Cannot connect to LSF. Please wait" makes it back off
+    STATUS_VERDICT: ClassVar[Verdict | None] = Verdict(
+        done_line="KONG-END", error_prefix="ERR|",
+        throttle_words=("cannot connect to lsf", "please wait", "too many", "try again"))
+
+    def status_command(self) -> list[str] | None:
+        return self.sh_argv(_QUERY, FIELDS, DELIMITER, "json" if self._json else "plain")
+
+    def parse_status(self, result: CommandResult) -> dict[str, SchedulerInfo]:
+        return self._parse_query(self._checked(result))
+
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = "".join(f"{j.batch_job_id}\n" for j in jobs if j.batch_job_id)
         if not ids:
             return {}
         output = self._run(_QUERY, ids, FIELDS, DELIMITER, "json" if self._json else "plain")
+        return self.own_infos(self._parse_query(output), jobs)
+
+    def _parse_query(self, output: str) -> dict[str, SchedulerInfo]:
         infos: dict[str, SchedulerInfo] = {}
         for kind, text in _sections(output):
             if kind == "KONG-JSON":
@@ -198,6 +214,11 @@ class LSFDriver(BatchDriver):
             elif kind == "KONG-BHIST":
                 for batch_id, info in parse_bhist(text).items():
                     infos.setdefault(batch_id, info)
+        return infos
+
+    def own_infos(
+        self, infos: dict[str, SchedulerInfo], jobs: Sequence[Job]
+    ) -> dict[str, SchedulerInfo]:
         expected = {
             j.batch_job_id: self.token(j, int((j.data or {}).get("attempt") or 1)) for j in jobs
         }
@@ -249,16 +270,21 @@ class LSFDriver(BatchDriver):
             if errors and delay is not None and _not_ready(errors[0]):
                 time.sleep(delay)
                 continue
-            if errors:
-                raise DriverError(f"LSF on {self.transport.label}: {errors[0]}")
-            if not text.rstrip().endswith("KONG-END"):
-                err = result.stderr.decode(errors="replace").strip().splitlines()
-                raise DriverError(
-                    f"LSF query on {self.transport.label} failed: "
-                    f"{err[-1] if err else f'exit code {result.exit_code}'}"
-                )
-            return text
+            return self._checked(result)
         raise AssertionError("unreachable")
+
+    def _checked(self, result: CommandResult) -> str:
+        text = result.text()
+        errors = [line[4:].strip() for line in text.splitlines() if line.startswith("ERR|")]
+        if errors:
+            raise DriverError(f"LSF on {self.transport.label}: {errors[0]}")
+        if not text.rstrip().endswith("KONG-END"):
+            err = result.stderr.decode(errors="replace").strip().splitlines()
+            raise DriverError(
+                f"LSF query on {self.transport.label} failed: "
+                f"{err[-1] if err else f'exit code {result.exit_code}'}"
+            )
+        return text
 
 
 def _not_ready(message: str) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.base import QueueLimits, StatusResult, TokenLookup, exit_reason
@@ -31,10 +31,11 @@ from kong.drivers.batch import (
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.remote.statusview import Verdict, ViewAnswer
 from kong.usage import SACCT_USAGE_FIELDS, fold_sacct_steps
 
 if TYPE_CHECKING:
-    pass
+    from kong.remote.base import CommandResult
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +168,29 @@ class SlurmDriver(BatchDriver):
     def kill_token_argv(self, token: str) -> list[str]:
         return ["scancel", "--me", f"--name={token}"]
 
+    #: _QUERY's answer ends with END; ERR|<why> is squeue's failure. slurmctld under
+    #: load or with rl_enable answers "Socket timed out", "Resource temporarily
+    #: unavailable" or a rate-limit message: the agent's view then backs off to its cap.
+    STATUS_VERDICT: ClassVar[Verdict | None] = Verdict(
+        done_line="END", error_prefix="ERR|",
+        throttle_words=("rate limit", "ratelimit", "too many", "try again", "retry",
+                        "timed out", "temporarily unavailable", "backoff"))
+
+    def status_command(self) -> list[str] | None:
+        return self.sh_argv(_QUERY, SQUEUE_FORMAT, ",".join(SACCT_FIELDS),
+                            ",".join(SACCT_USAGE_FIELDS))
+
+    def parse_status(self, result: CommandResult) -> dict[str, SchedulerInfo]:
+        return self._parse_query(self._checked(result))
+
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
         if not ids:
             return {}
-        lines = self._run(_QUERY, ids, SQUEUE_FORMAT, ",".join(SACCT_FIELDS),
-                          ",".join(SACCT_USAGE_FIELDS))
+        return self._parse_query(self._run(_QUERY, ids, SQUEUE_FORMAT, ",".join(SACCT_FIELDS),
+                                           ",".join(SACCT_USAGE_FIELDS)))
+
+    def _parse_query(self, lines: Sequence[str]) -> dict[str, SchedulerInfo]:
         infos: dict[str, SchedulerInfo] = {}
         usage_rows: list[str] = []
         for line in lines:
@@ -225,10 +243,22 @@ class SlurmDriver(BatchDriver):
                 found[name] = batch_id
         return TokenLookup(found, busy=busy, history_seconds=history)
 
-    def status(self, jobs: Sequence[Job]) -> dict[int, StatusResult]:
-        results = super().status(jobs)
+    def _status(self, jobs: Sequence[Job], force: bool) -> dict[int, StatusResult]:
+        results = super()._status(jobs, force)
         self._find_memory_kills(jobs, results)
         return results
+
+    def status_view(
+        self, batch_ids: Mapping[int, str]
+    ) -> tuple[dict[int, StatusResult], ViewAnswer] | None:
+        """As the shared view says, but a job killed by signal 9 only once a refresh
+        has read its stderr (was it over its memory?): a listing reads no logs."""
+        seen = super().status_view(batch_ids)
+        if seen is None:
+            return None
+        results, answer = seen
+        return {i: r for i, r in results.items() if not (
+            isinstance(r, SchedulerInfo) and r.end_reason == "SIGNAL(9)")}, answer
 
     def _find_memory_kills(self, jobs: Sequence[Job], results: dict[int, StatusResult]) -> None:
         """Where memory is enforced by polling (JobAcctGatherParams=OverMemoryKill, no
@@ -264,7 +294,9 @@ class SlurmDriver(BatchDriver):
     def _run(self, script: str, stdin_lines: Sequence[str], *args: str) -> list[str]:
         """Run one of the scripts above; its answer counts only when it ran to the end."""
         stdin = "".join(f"{line}\n" for line in stdin_lines).encode()
-        result = self.transport.run(self.sh_argv(script, *args), stdin=stdin)
+        return self._checked(self.transport.run(self.sh_argv(script, *args), stdin=stdin))
+
+    def _checked(self, result: CommandResult) -> list[str]:
         lines = result.text().splitlines()
         for line in lines:
             if line.startswith("ERR|"):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kong.config import Config
     from kong.drivers.base import DriverBase
     from kong.model.folder import Folder
+    from kong.remote.statusview import ViewAnswer
 
 
 class JobStatus(enum.Enum):
@@ -199,13 +200,17 @@ class JobList(Sequence[Job]):
 
     CHUNK = 1000
 
-    def __init__(self, rows: Sequence[JobRow], config: Config | None = None) -> None:
+    def __init__(self, rows: Sequence[JobRow], config: Config | None = None,
+                 views: dict[str, ViewAnswer] | None = None) -> None:
         self.rows = rows
         self.config = config
         self._loaded: dict[int, Job] = {}
+        #: per profile, the kong agent's status view the live rows are from (its age)
+        self.views: dict[str, ViewAnswer] = {} if views is None else views
 
     @classmethod
-    def query(cls, where: Any, config: Config | None = None) -> JobList:
+    def query(cls, where: Any, config: Config | None = None,
+              views: dict[str, ViewAnswer] | None = None) -> JobList:
         from sqlalchemy import Float, String, select, type_coerce
 
         # Raw column values (no per-value type processing) cost a third of typed ones.
@@ -235,7 +240,7 @@ class JobList(Sequence[Job]):
         finally:
             if gc_was_enabled:
                 gc.enable()
-        return cls(rows, config)
+        return cls(rows, config, views)
 
     def __len__(self) -> int:
         return len(self.rows)

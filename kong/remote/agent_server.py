@@ -31,12 +31,15 @@ from kong.remote.agent_wire import (
     target_to_json,
     unb64,
 )
+from kong.remote.statusview import Outcome, StatusView, Verdict
 from kong.remote.target import PromptUnavailable, SSHTarget
 
 log = logging.getLogger(__name__)
 
+#: seconds a shared status query may run before it counts as failed (statusview)
+VIEW_TIMEOUT = 300.0
 #: requests that keep the agent from stopping when idle (asking its status does not)
-WORK = frozenset({"run", "stream", "connect", "disconnect"})
+WORK = frozenset({"run", "stream", "connect", "disconnect", "poll"})
 
 
 @dataclass(eq=False)
@@ -66,6 +69,8 @@ class AgentServer:
         self.path = path
         self.idle_timeout = idle_timeout
         self.hosts: dict[SSHTarget, _Host] = {}
+        #: one shared status view per (target, status query command): see statusview
+        self.views: dict[tuple[SSHTarget, str], StatusView] = {}
         self.active = 0
         self.last_active = time.monotonic()
         self.started = time.time()
@@ -247,6 +252,7 @@ class AgentServer:
             handler = {
                 "hello": self._op_hello,
                 "run": self._op_run,
+                "poll": self._op_poll,
                 "stream": self._op_stream,
                 "connect": self._op_connect,
                 "disconnect": self._op_disconnect,
@@ -330,6 +336,41 @@ class AgentServer:
         return {"type": "result", "exit_code": outcome.exit_code,
                 "stdout": b64(outcome.stdout), "stderr": b64(outcome.stderr)}
 
+    async def _op_poll(self, request: dict[str, Any], reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> dict[str, Any]:
+        """A status query shared by every client: see ``kong.remote.statusview``."""
+        host = self._host(request)
+        client = self._client(request, reader, writer)
+        command = str(request["command"])
+        key = (host.pool.target, command)
+        view = self.views.get(key)
+        if view is None:
+            view = self.views[key] = StatusView(command)
+        verdict = Verdict(
+            done_line=request.get("done_line"), error_prefix=request.get("error_prefix"),
+            throttle_words=tuple(str(w).lower() for w in request.get("throttle_words") or ()))
+        timeout = float(request.get("timeout") or VIEW_TIMEOUT)
+
+        async def run(stdin: bytes) -> Outcome:
+            with self._waiting(host, client):
+                try:
+                    outcome = await asyncio.shield(host.pool.run(command, stdin, timeout))
+                except TransportError as exc:
+                    if "timed out after" not in str(exc):
+                        raise
+                    # Every client waits on this run: a hung scheduler is a failed
+                    # query (the view backs off), not a hang of every kong process.
+                    return Outcome(124, b"", str(exc).encode())
+            return Outcome(outcome.exit_code, outcome.stdout, outcome.stderr)
+
+        cap = request.get("cap")
+        answer = await view.ask(
+            [str(i) for i in request["ids"]], run, verdict, floor=float(request["floor"]),
+            cap=None if cap is None else float(cap), force=bool(request.get("force")),
+            submitted=bool(request.get("submitted")))
+        return {"type": "result", **answer.to_json(), "stdout": b64(answer.outcome.stdout),
+                "stderr": b64(answer.outcome.stderr)}
+
     async def _op_connect(self, request: dict[str, Any], reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> dict[str, Any]:
         host = self._host(request)
@@ -371,8 +412,10 @@ class AgentServer:
                 "max_connections": pool.max_connections,
                 "connect_interval": pool.connect_interval,
             })
+        views = [{"host": target.label, "command": command[:80], **view.summary()}
+                 for (target, command), view in self.views.items()]
         return {
-            "type": "result", "pid": os.getpid(), "socket": str(self.path),
+            "type": "result", "pid": os.getpid(), "socket": str(self.path), "views": views,
             "uptime": time.time() - self.started, "idle_timeout": self.idle_timeout,
             "requests": self.requests, "refused": self.refused, "dropped": self.dropped,
             "clients": self.active - 1, "hosts": hosts,

@@ -23,6 +23,7 @@ from kong.errors import ConnectionLost, TransportError
 from kong.remote import agent
 from kong.remote.base import CommandResult, TransportStats
 from kong.remote.commands import CommandTransport, command_line
+from kong.remote.statusview import Verdict, ViewAnswer
 from kong.remote.target import SSHTarget
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _warned = False
+#: seconds a listing waits for the agent's view of a cluster before it shows the database
+LISTING_WAIT = 5.0
 _warn_lock = threading.Lock()
 
 
@@ -120,6 +123,62 @@ class AgentTransport(CommandTransport):
         self.stats.add(round_trips=1, sent=len(line) + len(stdin or b""),
                        received=len(out) + len(err))
         return CommandResult(tuple(argv), int(reply["exit_code"]), out, err)
+
+    def shared_query(
+        self,
+        argv: Sequence[str],
+        ids: Sequence[str],
+        verdict: Verdict,
+        *,
+        floor: float,
+        cap: float | None = None,
+        force: bool = False,
+        timeout: float | None = None,
+        prompt: bool = True,
+        submitted: bool = False,
+    ) -> ViewAnswer | None:
+        """Run a status query (``argv``, reading ``ids`` one a line on stdin) through the
+        agent's shared view of this target (``kong.remote.statusview``): the output of
+        the view's last run for the union of every client's ids when that covers
+        ``ids`` and is younger than the view's interval, else of a new run. None when
+        the agent is not in use: the caller runs the query itself."""
+        if self._fallback is not None:
+            return None
+        line = command_line(argv, self.umask)
+        request = {
+            "op": "poll", "command": line, "ids": [str(i) for i in ids],
+            "floor": floor, "cap": cap, "force": force, "timeout": timeout,
+            "submitted": submitted, "done_line": verdict.done_line,
+            "error_prefix": verdict.error_prefix,
+            "throttle_words": list(verdict.throttle_words)}
+        try:
+            reply = self._call(request) if prompt else self._listing_call(request)
+        except agent.AgentUnavailable:
+            return None  # nothing ran: the caller asks the scheduler itself
+        out, err = agent.unb64(reply.get("stdout")), agent.unb64(reply.get("stderr"))
+        self.stats.add(round_trips=1, sent=len(line), received=len(out) + len(err))
+        failure = reply.get("failure")
+        return ViewAnswer(int(reply["exit_code"]), out, err, float(reply["age"]),
+                          float(reply["interval"]), None if failure is None else str(failure),
+                          bool(reply.get("failed")))
+
+    def _listing_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A view request for a listing: no prompt, and no waiting beyond LISTING_WAIT
+        for a cluster that does not answer (the agent goes on; the next ls has it)."""
+        with agent.Exchange({**request, **self._where(), "tty": False},
+                            idle_timeout=self.idle_timeout) as ex:
+            ex.open()
+            assert ex.sock is not None
+            ex.sock.settimeout(LISTING_WAIT)
+            try:
+                frame = ex.next()
+            except TimeoutError:
+                raise TransportError(
+                    f"{self.label} did not answer within {LISTING_WAIT:.0f} s") from None
+        if frame is None:
+            raise agent.AgentUnavailable("the kong agent closed the connection")
+        agent.raise_error(frame)
+        return frame
 
     def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
         """As ``CommandTransport.upload``, in as many commands as the agent's frame limit

@@ -14,7 +14,8 @@ from kong.errors import ConnectionLost, HostKeyError, TransportError
 from kong.remote.target import PromptUnavailable, SSHTarget
 
 #: bumped when frames change meaning; an agent of another version is replaced
-PROTOCOL = 1
+#: (2: the shared status view, op "poll")
+PROTOCOL = 2
 #: the largest frame a client may send the agent: a request with its stdin, which
 #: AgentTransport keeps under MAX_STDIN (uploads go in several pieces), base64 and all
 MAX_FRAME = 16 << 20

@@ -14,8 +14,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kong.errors import TransportError
+
+if TYPE_CHECKING:
+    from kong.remote.statusview import Verdict, ViewAnswer
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,25 @@ class Transport(ABC):
         Raises ``ConnectionLost`` if the command was cut off: it may have run.
         Raises ``TransportError`` if it could not be started at all: it did not run.
         """
+
+    def shared_query(
+        self,
+        argv: Sequence[str],
+        ids: Sequence[str],
+        verdict: Verdict,
+        *,
+        floor: float,
+        cap: float | None = None,
+        force: bool = False,
+        timeout: float | None = None,
+        prompt: bool = True,
+        submitted: bool = False,
+    ) -> ViewAnswer | None:
+        """A status query shared with every kong process of this user (the kong agent's
+        view, ``kong.remote.statusview``); None where there is no agent: the caller
+        runs ``argv`` itself. ``prompt=False``: never ask for a login code (a listing
+        must not), fail instead."""
+        return None
 
     @abstractmethod
     def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
