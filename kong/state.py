@@ -245,6 +245,39 @@ class State(Selection):
                 out[job_id] = job_accounting(data or {}, memory)
         return out
 
+    def job_run_times(self, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """End reason and run time (seconds; None before the start) of many jobs, for
+        a listing: read with the database's JSON functions, never a whole ``data``."""
+        from kong.usage import as_datetime
+
+        data = Job.data
+        columns = (Job.job_id, data["end_reason"].as_string(), data["start_time"].as_string(),
+                   data["end_time"].as_string(), data[("usage", "elapsed")].as_float())
+        out: dict[int, dict[str, Any]] = {}
+        now = time.time()
+        s = db.session()
+        wanted = set(job_ids)
+        if len(wanted) > 5000 and max(wanted) - min(wanted) < 4 * len(wanted):
+            # a big listing is mostly one id range: one scan of it beats IN lists
+            queries = [select(*columns).where(Job.job_id.between(min(wanted), max(wanted)))]
+        else:
+            queries = [select(*columns).where(Job.job_id.in_(job_ids[i : i + 5000]))
+                       for i in range(0, len(job_ids), 5000)]
+        for query in queries:
+            for job_id, reason, started, ended, elapsed in s.execute(query):
+                if job_id not in wanted:
+                    continue
+                run = None
+                if ended and elapsed is not None:
+                    run = float(elapsed)
+                elif started:
+                    begin, end = as_datetime(started), as_datetime(ended)
+                    if begin is not None:
+                        stop = end.timestamp() if end is not None else now
+                        run = max(0.0, stop - begin.timestamp())
+                out[job_id] = {"end_reason": reason, "run_time": run}
+        return out
+
     def report(
         self, specs: JobSpec | Sequence[JobSpec] = ".", recursive: bool = False,
         query: bool = True,

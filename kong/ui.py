@@ -199,9 +199,20 @@ def render_listing(
     columns.append([r.status.name for r in rows])
     if accounting is not None:
         now = time.time()
-        columns.append([accounting.get(r.job_id, {}).get("end_reason") or "-" for r in rows])
-        columns.append([human_duration(now - r.created_at) for r in rows])
-        columns.append([human_duration(accounting.get(r.job_id, {}).get("run_time"))
+        ages: dict[int, str] = {}
+
+        def age(created_at: float) -> str:
+            # jobs made in bulk share their second: one formatting per second
+            key = int(now - created_at)
+            text = ages.get(key)
+            if text is None:
+                text = ages[key] = human_duration(key)
+            return text
+
+        none: dict[str, Any] = {}
+        columns.append([accounting.get(r.job_id, none).get("end_reason") or "-" for r in rows])
+        columns.append([age(r.created_at) for r in rows])
+        columns.append([human_duration(accounting.get(r.job_id, none).get("run_time"))
                         for r in rows])
     else:
         columns.append([created(r.created_at) for r in rows])

@@ -77,7 +77,10 @@ def as_datetime(value: Any) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            return None
+            try:  # epoch seconds that a database's JSON function handed back as text
+                return datetime.fromtimestamp(float(value), UTC)
+            except ValueError:
+                return None
         return parsed if parsed.tzinfo else parsed.astimezone()
     return None
 

@@ -186,3 +186,16 @@ def test_ls_filters_by_end_reason(state: State, kong_home: Path) -> None:
     refused = kong_cli(kong_home, "ls", "-s", "sloww", "/")
     assert refused.returncode != 0 and "is no status or end reason" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_report_in_the_shell(state: State, kong_home: Path) -> None:
+    """The REPL runs the same command: ``cd`` then ``report`` of the current folder."""
+    state.mkdir("/r")
+    job = state.create_job(command="exit 2", folder="/r")
+    state.submit_job(job.job_id)
+    finish(state, [job])
+    proc = subprocess.run(KONG, env={**os.environ, "KONG_HOME": str(kong_home)},
+                          input="cd /r\nreport\n", capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("/r: 1 job, 1 failed\n  end reasons      EXIT(2) 1\n")

@@ -125,7 +125,9 @@ def test_held_job_is_failed_with_its_reason_and_leaves_the_queue(
     assert "No such file or directory" in missing.data["reason"]
     assert too_long.status == JobStatus.FAILED
     assert "walltime of 60 s exceeded" in too_long.data["reason"]
+    assert too_long.data["end_reason"] == "TIMEOUT"
     assert fine.status == JobStatus.COMPLETED
+    assert fine.data["end_reason"] == "EXIT(0)"
     # held jobs are removed, so that they cannot run behind kong's back later...
     wait_until_gone(htcondor_cluster, [missing, too_long])
     # ...unless their options say otherwise

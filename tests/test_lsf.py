@@ -228,6 +228,7 @@ def test_walltime_exceeded(kong: State, lsf_cluster: Cluster) -> None:
     assert data["scheduler_state"] == "EXIT"
     assert data["exit_code"] == 140  # 128 + SIGUSR2, which LSF sends at the run limit
     assert data["reason"] == "TERM_RUNLIMIT: job killed after reaching LSF run time limit"
+    assert data["end_reason"] == "TIMEOUT"
 
 
 # -- round trips do not grow with the number of jobs; kill -----------------------------

@@ -253,6 +253,8 @@ def test_walltime_exceeded_is_failed_by_grid_engine(kong: State) -> None:
     data = job.data or {}
     assert job.status == JobStatus.FAILED and data["scheduler_state"] == "FAILED"
     assert "h_rt" in data["reason"] and data["exit_code"] == 137
+    assert data["end_reason"] == "TIMEOUT"
+    assert data["usage"]["source"] == "qacct" and data["usage"]["elapsed"] >= 60
 
 
 def test_cores_without_pe_is_one_clear_error_and_no_job(kong: State) -> None:

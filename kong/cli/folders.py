@@ -103,7 +103,9 @@ def _ls_one(
     from kong.selection import status_or_reason_matches
 
     rows = jobs.rows if isinstance(jobs, JobList) else [job_row(j) for j in jobs]
-    accounting = state.job_accounting([r.job_id for r in rows])
+    # a table needs only the end reason and run time: cheap JSON reads; --json gets all
+    accounting = (state.job_accounting if as_json else state.job_run_times)(
+        [r.job_id for r in rows])
     if statuses:
         rows = [r for r in rows if any(
             status_or_reason_matches(s, r.status.name,
