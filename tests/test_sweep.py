@@ -301,6 +301,8 @@ def test_bad_driver_option_creates_nothing(state: State, kong_home: Path) -> Non
         state.create_jobs(["true", {"command": "true", "folder": "/nope"}])
     with pytest.raises(ArgumentValueError):
         state.create_jobs(["true", "bad\0command"])
+    with pytest.raises(ArgumentValueError, match="one profile"):
+        state.create_jobs(["true", {"command": "true", "profile": "local"}])
     assert snapshot(kong_home) == before
 
 
