@@ -439,3 +439,31 @@ def test_where_on_submit_kill_and_info(kong_home: Path) -> None:
     assert (info[0]["job_id"], info[0]["status"]) == (1, "FAILED")
     assert [j["job_id"] for j in info] == [1, 3]
     assert kong_proc(kong_home, "kill", "/", "-y").returncode == 0
+
+
+# -- on a real cluster ---------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(600)
+def test_sweep_on_slurm_values_survive_the_job_script(kong_home: Path,
+                                                      slurm_cluster: Any) -> None:
+    """The quoted values pass kong's job script, SSH and sbatch unchanged: each job on
+    the real Slurm cluster prints exactly its values."""
+    from kong.config import Config
+    from tests.clusters import needs_container
+    from tests.fixtures_state import make_state
+
+    needs_container(slurm_cluster)
+    state = make_state(Config(data={"default_profile": "slurm", "profiles": {
+        "slurm": {**slurm_cluster.profile(), "poll_interval": 0.5}}}))
+    nasty = ["a b", "it's", "$(hostname)", "x; exit 3"]
+    jobs = state.sweep("printf '%s|' {v} {n}", {"v": nasty, "n": ["1", "2"]},
+                       folders="n{n}")
+    state.submit_job(jobs)
+    state.wait(jobs, notify=False, timeout=300, poll_interval=0.5)
+    assert [j.status for j in jobs] == [JobStatus.COMPLETED] * len(jobs)
+    assert [state.tail_log(j).decode() for j in jobs] == [
+        f"{v}|{n}|" for v in nasty for n in "12"]
+    assert [j.folder.path for j in jobs][:2] == ["/n1", "/n2"]
+    assert state.jobs_where(jobs, {"v": "it's"}) == jobs[2:4]
