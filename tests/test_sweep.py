@@ -288,6 +288,7 @@ def test_a_failure_inside_the_transaction_leaves_nothing(
         state.sweep("echo {x} {s}", ["x=0.1,0.2", "s=1..1000"], folders="x{x}")
     monkeypatch.undo()
     assert snapshot(kong_home) == before
+    assert list(kong_home.glob("**/log")) == []  # nor their dirs
     # and kong goes on: the same sweep works once the disk does
     assert len(state.sweep("echo {x} {s}", ["x=0.1,0.2", "s=1..1000"],
                            folders="x{x}")) == 2000
