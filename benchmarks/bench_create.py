@@ -9,6 +9,8 @@ before the clock starts):
 * ``kong create-job --from-file FILE`` with 2,000 lines, and the same from stdin;
 * 2,000 ``create_job`` lines piped into the shell (``kong < lines``), the way
   that worked before;
+* floors: ``kong ls /`` on the same database (what any kong command costs to
+  start) and, for local jobs, a bare ``os.mkdir`` loop making their dirs;
 * the peer, measured in the same run: ``kong create-job`` in a shell loop, one
   process per job, on ``--loop`` jobs (50 by default) and scaled to 2,000
   (it grows linearly: each job is a new process and database open).
@@ -122,6 +124,10 @@ def main() -> int:
                     floor = statistics.median(mkdir_floor(home, n) for _ in range(args.repeat))
                     rows.append((profile, f"floor: os.mkdir of {n} jobs' dirs (3 each)",
                                  floor, None, "-"))
+                startup = [run(home, [*KONG, "ls", "/"]) for _ in range(args.repeat)]
+                rows.append((profile, "floor: kong ls / (any kong command's start-up)",
+                             statistics.median(r[0] for r in startup),
+                             statistics.median(r[1] for r in startup), "-"))
                 for name, (words, stdin) in cases.items():
                     before = job_count(home)
                     runs = [run(home, words, stdin) for _ in range(args.repeat)]

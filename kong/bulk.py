@@ -16,7 +16,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 
 from kong import db, lifecycle, sweep
-from kong.errors import ArgumentTypeError, ConfigError, NoSuchFolder
+from kong.errors import ArgumentTypeError, ArgumentValueError, ConfigError, NoSuchFolder
 from kong.jobspec import MAX_DEPTH, check_text, job_arguments
 from kong.model.folder import Folder
 from kong.model.job import Job
@@ -50,6 +50,9 @@ def create_jobs(
         else:
             raise ArgumentTypeError(f"create_jobs takes commands (str) or mappings of "
                                     f"create_job's arguments, not {type(item).__name__}")
+        if "profile" in kwargs:
+            raise ArgumentValueError("create_jobs makes all its jobs with one profile: give "
+                                     "profile= once (call it once per profile)")
         where = kwargs.pop("folder", None)
         params = kwargs.pop(PARAMS, None)
         if where is None:

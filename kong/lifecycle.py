@@ -186,7 +186,11 @@ def create_many(
         for start in range(0, len(rows), 5000):
             jobs.extend(s.scalars(insert(Job).returning(Job, sort_by_parameter_order=True),
                                   rows[start:start + 5000]))
-        driver.prepare_dirs(jobs)  # inside the transaction, as in ``create``
+        try:
+            driver.prepare_dirs(jobs)  # inside the transaction, as in ``create``
+        except BaseException:
+            driver.discard_dirs(jobs)  # the rows go back: their dirs go too
+            raise
     for job in jobs:
         job.ensure_driver_instance(driver)
     return jobs

@@ -170,9 +170,9 @@ def test_step_ranges_are_exact_decimals(state: State) -> None:
     (["echo {x}", "-p", "x=1,2", "-p", "x=3"],
      "parameter x is given twice (give all its values in one -p x=A,B)"),
     (["echo {x}", "-p", "x=1..10000000000"],
-     "parameter x: range 1..10000000000 has 10000000000 values, more than 1000000"),
+     "parameter x: range 1..10000000000 has 10000000000 values, more than 200000"),
     (["echo {x}{y}", "-p", "x=1..10000", "-p", "y=1..1000", "-y"],
-     "the sweep makes 10,000,000 jobs, more than kong makes in one go (1,000,000); "
+     "the sweep makes 10,000,000 jobs, more than kong makes in one go (200,000); "
      "split it"),
     (["echo {x}", "-p", "x=1..20000"],
      "Create 20,000 jobs? Refusing without a terminal to ask; pass -y to confirm"),
@@ -288,6 +288,7 @@ def test_a_failure_inside_the_transaction_leaves_nothing(
         state.sweep("echo {x} {s}", ["x=0.1,0.2", "s=1..1000"], folders="x{x}")
     monkeypatch.undo()
     assert snapshot(kong_home) == before
+    assert list(kong_home.glob("**/log")) == []  # nor their dirs
     # and kong goes on: the same sweep works once the disk does
     assert len(state.sweep("echo {x} {s}", ["x=0.1,0.2", "s=1..1000"],
                            folders="x{x}")) == 2000
@@ -301,6 +302,8 @@ def test_bad_driver_option_creates_nothing(state: State, kong_home: Path) -> Non
         state.create_jobs(["true", {"command": "true", "folder": "/nope"}])
     with pytest.raises(ArgumentValueError):
         state.create_jobs(["true", "bad\0command"])
+    with pytest.raises(ArgumentValueError, match="one profile"):
+        state.create_jobs(["true", {"command": "true", "profile": "local"}])
     assert snapshot(kong_home) == before
 
 
@@ -437,3 +440,31 @@ def test_where_on_submit_kill_and_info(kong_home: Path) -> None:
     assert (info[0]["job_id"], info[0]["status"]) == (1, "FAILED")
     assert [j["job_id"] for j in info] == [1, 3]
     assert kong_proc(kong_home, "kill", "/", "-y").returncode == 0
+
+
+# -- on a real cluster ---------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(600)
+def test_sweep_on_slurm_values_survive_the_job_script(kong_home: Path,
+                                                      slurm_cluster: Any) -> None:
+    """The quoted values pass kong's job script, SSH and sbatch unchanged: each job on
+    the real Slurm cluster prints exactly its values."""
+    from kong.config import Config
+    from tests.clusters import needs_container
+    from tests.fixtures_state import make_state
+
+    needs_container(slurm_cluster)
+    state = make_state(Config(data={"default_profile": "slurm", "profiles": {
+        "slurm": {**slurm_cluster.profile(), "poll_interval": 0.5}}}))
+    nasty = ["a b", "it's", "$(hostname)", "x; exit 3"]
+    jobs = state.sweep("printf '%s|' {v} {n}", {"v": nasty, "n": ["1", "2"]},
+                       folders="n{n}")
+    state.submit_job(jobs)
+    state.wait(jobs, notify=False, timeout=300, poll_interval=0.5)
+    assert [j.status for j in jobs] == [JobStatus.COMPLETED] * len(jobs)
+    assert [state.tail_log(j).decode() for j in jobs] == [
+        f"{v}|{n}|" for v in nasty for n in "12"]
+    assert [j.folder.path for j in jobs][:2] == ["/n1", "/n2"]
+    assert state.jobs_where(jobs, {"v": "it's"}) == jobs[2:4]

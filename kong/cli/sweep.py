@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from kong.cli.group import FOLDER, Confirmation, Context, cli, complete_profile, pass_context
+from kong.sweep import CONFIRM_ABOVE
 
 
 def job_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,7 +97,7 @@ def id_span(jobs: Sequence[Any]) -> str:
               help="Put each job in this folder below the target folder, made where "
                    "missing, e.g. '{x}' or 'x={x}/seed={seed}'.")
 @click.option("-y", "--yes", is_flag=True, help=f"Do not ask before making more than "
-              f"{10_000:,} jobs.")
+              f"{CONFIRM_ABOVE:,} jobs.")
 @job_options
 @pass_context
 def sweep_command(

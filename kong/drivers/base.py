@@ -211,6 +211,14 @@ class DriverBase(ABC):
                 for path in (paths.log_dir, paths.output_dir):
                     make_private_dir(Path(path))  # 0700 up the tree: the user's alone
 
+    def discard_dirs(self, jobs: Sequence[Job]) -> None:
+        """Remove what ``prepare_dirs`` made for jobs whose rows are being rolled back
+        (their ids are still the caller's alone: it holds the write lock)."""
+        if not isinstance(self.transport, LocalTransport):
+            return
+        for job in jobs:
+            shutil.rmtree(os.path.dirname(self.job_paths(job).log_dir), ignore_errors=True)
+
     def token(self, job: Job, attempt: int) -> str:
         """The name a job's ``attempt`` carries into the scheduler."""
         return f"kong-{self.install_id}-{job.job_id}-{attempt}"
