@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.arrays import ARRAY_OPTIONS, expand_element_ids, parse_element_token
 from kong.drivers.base import TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
@@ -86,6 +87,14 @@ _QUERY = load("slurm_helpers.sh", "slurm_query.sh")
 # else HIST|<MinJobAge> (how long slurmctld keeps a finished job), then END.
 _FIND = load("wait_for_submits.sh", "slurm_helpers.sh", "slurm_find.sh")
 
+# kill one array element by its array's name and index (its id unknown to kong)
+# (its comments dropped: each.sh reads one command per line)
+_KILL_ELEMENT = "".join(line for line in load("slurm_kill_element.sh").splitlines()
+                        if not line.startswith("#"))
+
+#: Slurm's default MaxArraySize: indices 0..1000
+DEFAULT_MAX_ARRAY_SIZE = 1001
+
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
 _ACCOUNTING_OFF = ("accounting storage is disabled", "not found", "no such file")
 
@@ -99,8 +108,12 @@ class SlurmDriver(BatchDriver):
     submit_tool = "sbatch"
     KILL_FINISHED = ("already completing or completed",)
     KILL_GONE = ("invalid job id",)
+    ARRAYS = True
+    ARRAY_FIRST_INDEX = 0
+    ARRAY_INDEX_VARIABLE = "SLURM_ARRAY_TASK_ID"
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
+        **ARRAY_OPTIONS,
         "account": str,
         "partition": str,
         "qos": str,
@@ -161,7 +174,56 @@ class SlurmDriver(BatchDriver):
         return ["scancel", batch_id]
 
     def kill_token_argv(self, token: str) -> list[str]:
+        element = parse_element_token(token)
+        if element is not None:  # the name is the whole array's: kill only the element
+            return ["sh", "-c", _KILL_ELEMENT, "sh", element[0], str(element[1])]
         return ["scancel", "--me", f"--name={token}"]
+
+    # -- arrays -------------------------------------------------------------------------
+
+    def array_header(self, job: Job, options: dict[str, Any], name: str, count: int,
+                     log_dir: str) -> list[str]:
+        paths = self.job_paths(job)
+        own = {f"#SBATCH --output={_sbatch_path(paths.stdout)}",
+               f"#SBATCH --error={_sbatch_path(paths.stderr)}"}
+        header = [line for line in self.header_lines(job, options, name) if line not in own]
+        # Slurm's own words about an element (a time-limit notice) go to the array's
+        # dir; the job's stdout and stderr are its own (the dispatcher opens them).
+        return [f"#SBATCH --array=0-{count - 1}",
+                f"#SBATCH --output={_sbatch_path(log_dir)}/%a.txt", *header]
+
+    def array_submit_argv(self, dispatcher: str) -> list[str]:
+        return ["sbatch", "--parsable", dispatcher]
+
+    def prepare_submit(self, jobs: Sequence[Job]) -> None:
+        if self._max_array_size is None and self.profile.options.get("arrays") is not False:
+            self._max_array_size = self._ask_max_array_size()
+
+    def array_limit(self) -> int:
+        return self._max_array_size or DEFAULT_MAX_ARRAY_SIZE
+
+    _max_array_size: int | None = None
+
+    def _ask_max_array_size(self) -> int:
+        """The cluster's MaxArraySize, asked once per profile (kept in the data dir
+        for the next kong) with ``scontrol show config``."""
+        cache = self.config.data_dir / "arrays" / f"{self.profile.name}.max-array-size"
+        try:
+            value = int(cache.read_text().strip())
+        except (OSError, ValueError):
+            value = 0
+        if value > 0:
+            return value
+        output = self.run_script("scontrol show config | awk '$1 == \"MaxArraySize\" "
+                                 "{ print $3 }'")
+        words = output.split()
+        value = int(words[0]) if words and words[0].isdigit() else DEFAULT_MAX_ARRAY_SIZE
+        if value > 0:
+            from kong.paths import make_private_dir
+
+            make_private_dir(cache.parent)
+            cache.write_text(f"{value}\n")
+        return max(value, 1)
 
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
@@ -181,7 +243,9 @@ class SlurmDriver(BatchDriver):
             elif kind == "NOACCT":
                 self._warn_fallback(rest)
             if parsed is not None:
-                infos[parsed[0]] = parsed[1]
+                # pending elements folded into one line (123_[4-9]) are each of them
+                for batch_id in expand_element_ids(parsed[0]):
+                    infos[batch_id] = parsed[1]
         return infos
 
     def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
@@ -192,7 +256,7 @@ class SlurmDriver(BatchDriver):
         # Without an answer from sacct, a finished job is known only while slurmctld
         # keeps it (MinJobAge, 300 s unless the site says otherwise).
         history: float | None = 300.0
-        for line in self._run(_FIND, tokens, self.submit_lock):
+        for line in self._run(_FIND, self._names(tokens), self.submit_lock):
             if line == BUSY:
                 busy = self.busy_message()
                 continue
@@ -203,14 +267,35 @@ class SlurmDriver(BatchDriver):
                     float(value) if value.isdigit() else history)
                 continue
             name, _, batch_id = rest.partition("|")
-            batch_id = batch_id.strip()
+            batch_id = batch_id.strip().partition("_")[0]  # an array element: its array
             if kind not in ("Q", "A") or not batch_id.isdigit():
                 continue
             # The same token twice would be a double submission; the newest one is
             # the one that may still run, and it is the one kong follows.
             if name not in found or int(batch_id) > int(found[name]):
                 found[name] = batch_id
-        return TokenLookup(found, busy=busy, history_seconds=history)
+        return TokenLookup(self._elements(tokens, found), busy=busy,
+                           history_seconds=history)
+
+    def _elements(self, tokens: Sequence[str], found: dict[str, str]) -> dict[str, str]:
+        """``found`` (name -> id) per token: a plain token is a name; an element's
+        token is found when its array is (one sbatch took all of the array or none),
+        as ``<array id>_<index>``."""
+        result: dict[str, str] = {}
+        for token in tokens:
+            element = parse_element_token(token)
+            if element is None:
+                if token in found:
+                    result[token] = found[token]
+            elif element[0] in found:
+                result[token] = self.element_batch_id(found[element[0]], element[1])
+        return result
+
+    def _names(self, tokens: Sequence[str]) -> list[str]:
+        """The job names to look for: plain tokens and the arrays of elements'."""
+        names = dict.fromkeys(t if (e := parse_element_token(t)) is None else e[0]
+                              for t in tokens)
+        return list(names)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -398,6 +483,9 @@ def parse_scontrol_line(line: str) -> tuple[str, SchedulerInfo] | None:
     """One line of ``scontrol show job -o``."""
     fields = scontrol_fields(line)
     batch_id = fields.get("JobId")
+    array_id, task = fields.get("ArrayJobId"), fields.get("ArrayTaskId")
+    if array_id and task:  # an element: known by its array's id and its index
+        batch_id = f"{array_id}_{task}" if task.isdigit() else f"{array_id}_[{task}]"
     state = fields.get("JobState")
     if not batch_id or not state:
         return None

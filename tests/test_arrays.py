@@ -1,0 +1,224 @@
+"""Job arrays on the Slurm test cluster: one ``sbatch --array`` for the jobs of a submit
+that share their options, each kong job still its own (logs, exit code, kill, resubmit,
+token reconcile). Cluster-side facts are read as root inside the container.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kong import db
+from kong.config import Config
+from kong.drivers.arrays import expand_element_ids, parse_element_token
+from kong.drivers.base import SubmitRequest, Submitted
+from kong.drivers.slurm import SlurmDriver
+from kong.model.job import Job, JobStatus
+from kong.state import State
+from tests.clusters import Cluster, needs_container
+from tests.faultsched import await_condition
+from tests.fixtures_state import make_state
+
+POLL = 0.5
+
+
+# -- pure parts ---------------------------------------------------------------------------
+
+
+def test_element_tokens_and_folded_ids_parse() -> None:
+    assert parse_element_token("kong-ab12-5-1-array[3]") == ("kong-ab12-5-1-array", 3)
+    assert parse_element_token("kong-ab12-5-1") is None
+    assert parse_element_token("kong-ab12-5-1[3]") is None  # no array's name
+    assert expand_element_ids("123_[0-2,5]") == ["123_0", "123_1", "123_2", "123_5"]
+    assert expand_element_ids("123_[4-6%2]") == ["123_4", "123_5", "123_6"]
+    assert expand_element_ids("123_4") == ["123_4"]
+    assert expand_element_ids("124") == ["124"]
+
+
+# -- on the Slurm cluster -----------------------------------------------------------------
+
+
+def _state(slurm_cluster: Cluster, **options: Any) -> State:
+    profile = {**slurm_cluster.profile(), "poll_interval": POLL, **options}
+    return make_state(Config(data={"default_profile": "slurm", "profiles": {"slurm": profile}}))
+
+
+@pytest.fixture
+def kong(kong_home: Path, slurm_cluster: Cluster) -> State:
+    needs_container(slurm_cluster)
+    return _state(slurm_cluster)
+
+
+def _driver(state: State) -> SlurmDriver:
+    driver = state.driver("slurm")
+    assert isinstance(driver, SlurmDriver)
+    return driver
+
+
+def _trips(state: State, action: Any) -> int:
+    stats = _driver(state).transport.stats
+    before = stats.round_trips
+    action()
+    return int(stats.round_trips - before)
+
+
+def _root(cluster: Cluster, cmd: str) -> str:
+    code, out = cluster.exec(cmd)
+    assert code == 0, out
+    return out
+
+
+def _elements(cluster: Cluster) -> list[tuple[str, str, str]]:
+    """(name, array id, index) of every job of this kong slurmctld holds, one per element
+    (%K is N/A for a plain job)."""
+    out = _root(cluster, "squeue -h -a -r -t all -o '%j|%F|%K'")
+    prefix = f"kong-{db.install_id()}-"
+    rows = [tuple(line.strip().split("|")) for line in out.splitlines()]
+    return [r for r in rows if len(r) == 3 and r[0].startswith(prefix)]  # type: ignore[misc]
+
+
+def _states(cluster: Cluster) -> dict[str, str]:
+    """Slurm's state of every job of this kong by batch id (elements as 123_4)."""
+    out = _root(cluster, "squeue -h -a -r -t all -o '%j|%i|%T'")
+    prefix = f"kong-{db.install_id()}-"
+    rows = [line.strip().split("|") for line in out.splitlines()]
+    return {r[1]: r[2] for r in rows if len(r) == 3 and r[0].startswith(prefix)}
+
+
+def _arrays(cluster: Cluster) -> Counter[str]:
+    """Elements per array id."""
+    return Counter(array for _name, array, index in _elements(cluster) if index != "N/A")
+
+
+def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Cluster) -> None:
+    jobs = [kong.create_job(command=f"echo out-$KONG_JOB_ID; echo err >&2; exit {i % 3}")
+            for i in range(6)]
+    trips = _trips(kong, lambda: kong.submit_job([j.job_id for j in jobs]))
+    # upload + one submit loop (+ the remote home and MaxArraySize, once per process
+    # and per profile)
+    assert trips <= 4
+    arrays = _arrays(slurm_cluster)
+    assert list(arrays.values()) == [6], arrays  # one sbatch --array for all six
+    (array_id,) = arrays
+    assert sorted(str(j.batch_job_id) for j in jobs) == sorted(f"{array_id}_{i}"
+                                                                for i in range(6))
+    kong.wait([j.job_id for j in jobs], notify=False, timeout=180, poll_interval=POLL)
+    for i, job in enumerate(jobs):
+        assert job.data["exit_code"] == i % 3, job.data
+        assert job.status == (JobStatus.COMPLETED if i % 3 == 0 else JobStatus.FAILED)
+        with job.stdout() as fh:
+            assert fh.read() == f"out-{job.job_id}\n"
+        with job.stderr() as fh:
+            assert fh.read() == "err\n"
+    # asked once: the next array needs no question about MaxArraySize
+    more = [kong.create_job(command="true") for _ in range(3)]
+    assert _trips(kong, lambda: kong.submit_job([j.job_id for j in more])) == 2
+    limit = _root(slurm_cluster, "scontrol show config | awk '$1 == \"MaxArraySize\" "
+                                 "{ print $3 }'").strip()
+    assert _driver(kong).array_limit() == int(limit)
+
+
+def test_kill_of_one_element_kills_only_it(kong: State, slurm_cluster: Cluster) -> None:
+    jobs = [kong.create_job(command="sleep 300") for _ in range(4)]
+    kong.submit_job([j.job_id for j in jobs])
+    assert len(_arrays(slurm_cluster)) == 1
+    assert _trips(kong, lambda: kong.kill_job(jobs[1].job_id)) == 1
+    assert jobs[1].status == JobStatus.FAILED and jobs[1].data["killed"]
+
+    def only_it_gone() -> bool:
+        live = {i for i, state in _states(slurm_cluster).items()
+                if state in ("PENDING", "RUNNING")}
+        return live == {str(j.batch_job_id) for j in jobs if j is not jobs[1]}
+
+    await_condition(only_it_gone, 60, "the killed element alone to leave the queue")
+    kong.refresh_jobs(jobs)
+    assert [j.status.finished for j in jobs] == [False, True, False, False]
+    # refresh and kill of the rest: one round trip each
+    assert _trips(kong, lambda: kong.refresh_jobs(jobs)) == 1
+    assert _trips(kong, lambda: kong.kill_job([j.job_id for j in jobs])) == 1
+    assert all(j.status == JobStatus.FAILED for j in jobs)
+
+
+def test_resubmit_of_an_element_runs_it_again_alone(kong: State, slurm_cluster: Cluster
+                                                    ) -> None:
+    jobs = [kong.create_job(command="echo run-$KONG_JOB_ID") for _ in range(3)]
+    kong.submit_job([j.job_id for j in jobs])
+    kong.wait([j.job_id for j in jobs], notify=False, timeout=180, poll_interval=POLL)
+    first = jobs[2].batch_job_id
+    kong.resubmit_job(jobs[2].job_id)
+    assert jobs[2].batch_job_id != first and "_" not in str(jobs[2].batch_job_id)
+    kong.wait([jobs[2].job_id], notify=False, timeout=180, poll_interval=POLL)
+    assert jobs[2].status == JobStatus.COMPLETED
+    assert jobs[2].data["history"] == [{"batch_job_id": first, "status": "COMPLETED"}]
+    with jobs[2].stdout() as fh:
+        assert fh.read() == f"run-{jobs[2].job_id}\n"
+    assert [j.status for j in jobs[:2]] == [JobStatus.COMPLETED] * 2
+
+
+def test_options_split_arrays_and_the_profile_can_turn_them_off(
+    kong_home: Path, slurm_cluster: Cluster
+) -> None:
+    needs_container(slurm_cluster)
+    kong = _state(slurm_cluster, array_size=3)
+    small = [kong.create_job(command="sleep 300") for _ in range(7)]
+    big = [kong.create_job(command="sleep 300", memory=20) for _ in range(2)]
+    alone = [kong.create_job(command="sleep 300", arrays=False) for _ in range(2)]
+    kong.submit_job([j.job_id for j in [*small, *big, *alone]])
+    # 7 alike in arrays of at most 3 (3 + 3 + a plain job), 2 with other memory in an
+    # array of their own, 2 that asked for no array as plain jobs
+    assert sorted(_arrays(slurm_cluster).values()) == [2, 3, 3]
+    plain = [j for j in [*small, *big, *alone] if "_" not in str(j.batch_job_id)]
+    assert {j.job_id for j in plain} == {small[6].job_id, *(j.job_id for j in alone)}
+    by_array = Counter(str(j.batch_job_id).partition("_")[0] for j in big)
+    assert list(by_array.values()) == [2]
+    kong.kill_job([j.job_id for j in [*small, *big, *alone]])
+
+    off = _state(slurm_cluster, arrays=False)
+    jobs = [off.create_job(command="sleep 300") for _ in range(3)]
+    off.submit_job([j.job_id for j in jobs])
+    assert all("_" not in str(j.batch_job_id) for j in jobs)
+    off.kill_job([j.job_id for j in jobs])
+
+
+def _job_copy(job: Job) -> Job:
+    return Job(job_id=job.job_id, profile=job.profile, command=job.command, cores=job.cores,
+               memory=job.memory, status=JobStatus.CREATED, data=dict(job.data or {}))
+
+
+def test_tokens_found_per_element_and_killed_per_element(kong: State,
+                                                         slurm_cluster: Cluster) -> None:
+    """What reconcile after a dropped connection relies on: every element's token is
+    found as its own batch id; an array never submitted is not found; a kill by token
+    stops one element only."""
+    driver = _driver(kong)
+    jobs = [kong.create_job(command="sleep 300") for _ in range(3)]
+    attempts = [(j, 1) for j in jobs]
+    driver.prepare_submit(jobs)
+    tokens = driver.tokens(attempts)
+    assert [parse_element_token(t) for t in tokens] == [
+        (tokens[0].rpartition("[")[0], i) for i in range(3)]
+    answers = driver.submit([SubmitRequest(j, t) for j, t in zip(jobs, tokens, strict=True)])
+    ids = {job_id: r.batch_id for job_id, r in answers.items() if isinstance(r, Submitted)}
+    assert len(ids) == 3
+    unsent = [kong.create_job(command="true") for _ in range(2)]
+    unsent_tokens = driver.tokens([(j, 1) for j in unsent])
+    lookup = driver.find_tokens([*tokens, *unsent_tokens])
+    assert lookup.found == {t: ids[j.job_id] for j, t in zip(jobs, tokens, strict=True)}
+    assert lookup.history_seconds and lookup.history_seconds > 3600  # sacct answers
+    killed = driver.kill_tokens([tokens[0]])
+    assert killed[tokens[0]].outcome.value == "killed", killed
+
+    def first_alone_gone() -> bool:
+        states = _states(slurm_cluster)
+        return states.get(ids[jobs[0].job_id]) in (None, "CANCELLED") and all(
+            states.get(ids[j.job_id]) in ("PENDING", "RUNNING") for j in jobs[1:])
+
+    await_condition(first_alone_gone, 60, "the element killed by token alone to end")
+    rest = driver.kill_tokens(tokens[1:])
+    assert {r.outcome.value for r in rest.values()} == {"killed"}, rest
+    await_condition(lambda: not {i for i, state in _states(slurm_cluster).items()
+                                 if i in ids.values() and state in ("PENDING", "RUNNING")},
+                    60, "the whole array to end")
