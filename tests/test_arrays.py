@@ -5,6 +5,8 @@ token reconcile). Cluster-side facts are read as root inside the container.
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,13 @@ from kong.config import Config
 from kong.drivers.arrays import expand_element_ids, parse_element_token
 from kong.drivers.base import SubmitRequest, Submitted
 from kong.drivers.slurm import SlurmDriver
+from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
 from tests.clusters import Cluster, needs_container
-from tests.faultsched import await_condition
+from tests.faultsched import FaultScheduler, await_condition
 from tests.fixtures_state import make_state
+from tests.kongcmd import KONG
 
 POLL = 0.5
 
@@ -222,3 +226,78 @@ def test_tokens_found_per_element_and_killed_per_element(kong: State,
     await_condition(lambda: not {i for i, state in _states(slurm_cluster).items()
                                  if i in ids.values() and state in ("PENDING", "RUNNING")},
                     60, "the whole array to end")
+
+
+# -- faults a real Slurm cannot hit on cue: the fault-injecting stand-in ------------------
+# (tests/faultsched.py: a fake sbatch that hangs or answers noise, on cue; the same
+# crash on the real cluster is tests/test_driver_contract.py's crash-mid-submit[slurm])
+
+FAULT_ARRAYS = {"arrays": True, "array_size": 3}
+
+
+def _crash_mid_submit(sched: FaultScheduler, folder: str) -> None:
+    proc = subprocess.Popen([*KONG, "submit", "-r", folder], env=sched.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await_condition(lambda: sched.hanging, what="sbatch to hang")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("fault_slurm", [FAULT_ARRAYS], indirect=True)
+def test_crash_mid_array_submit_then_submit_again_runs_every_job_once(
+    fault_slurm: FaultScheduler, tmp_path: Path
+) -> None:
+    """kill -9 of `kong submit` while the second of three arrays is being submitted;
+    submitting again adopts the arrays that reached the scheduler (by their name) and
+    submits the rest: every job runs once, with its own log."""
+    state = State.get_instance()
+    runs = tmp_path / "runs.txt"
+    state.mkdir("/f")
+    jobs = [state.create_job(command=f'echo "$KONG_JOB_ID" >> {runs}; echo "me $KONG_JOB_ID"',
+                             folder="/f") for _ in range(8)]
+    fault_slurm.control(hang_at=2)
+    _crash_mid_submit(fault_slurm, "/f")
+    fault_slurm.release()
+    state.submit_job("/f", recursive=True)
+    state.wait("/f", recursive=True, notify=False, timeout=60, poll_interval=0.1)
+    assert all(j.status == JobStatus.COMPLETED for j in jobs)
+    assert sorted(int(x) for x in runs.read_text().split()) == [j.job_id for j in jobs]
+    assert len(fault_slurm.jobs()) == 8  # elements: nothing submitted twice
+    assert any(j.data.get("reconciled") for j in jobs)  # found by the array's name
+    for job in jobs:
+        with job.stdout() as fh:
+            assert fh.read() == f"me {job.job_id}\n"
+
+
+@pytest.mark.parametrize("fault_slurm", [FAULT_ARRAYS], indirect=True)
+def test_array_queued_by_a_noisy_sbatch_is_adopted_per_element(
+    fault_slurm: FaultScheduler,
+) -> None:
+    state = State.get_instance()
+    fault_slurm.control(noise=1)
+    jobs = [state.create_job(command="true") for _ in range(3)]
+    state.submit_job([j.job_id for j in jobs])
+    assert all(j.status == JobStatus.SUBMITTED and j.data.get("reconciled") for j in jobs)
+    assert sorted(str(j.batch_job_id) for j in jobs) == sorted(fault_slurm.jobs())
+    assert fault_slurm.submits == 1
+
+
+@pytest.mark.parametrize("fault_slurm", [FAULT_ARRAYS], indirect=True)
+def test_array_kong_cannot_settle_is_not_submitted_again_until_forced(
+    fault_slurm: FaultScheduler,
+) -> None:
+    state = State.get_instance()
+    fault_slurm.control(noise=1, noise_defer=1)
+    jobs = [state.create_job(command="true") for _ in range(3)]
+    with pytest.raises(DriverError, match="cannot tell whether it was submitted"):
+        state.submit_job([j.job_id for j in jobs])
+    assert all(j.status == JobStatus.CREATED and j.data["submitting"] for j in jobs)
+    with pytest.raises(DriverError, match="cannot tell whether it was submitted"):
+        state.submit_job([j.job_id for j in jobs])
+    assert fault_slurm.submits == 1
+    fault_slurm.control(noise=0, noise_defer=0)
+    state.submit_job([j.job_id for j in jobs], force=True)
+    assert all(j.status == JobStatus.SUBMITTED for j in jobs) and fault_slurm.submits == 2
+    assert all(j.data["history"][-1]["status"] == "UNCLEAR" for j in jobs)
