@@ -117,6 +117,13 @@ def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Clust
             assert fh.read() == f"out-{job.job_id}\n"
         with job.stderr() as fh:
             assert fh.read() == "err\n"
+    # Slurm's own file per element is beside the job's logs; the array's dir keeps
+    # only its dispatcher and map
+    driver = _driver(kong)
+    name = _root(slurm_cluster, f"squeue -h -j {array_id} -t all -o %j").split()[0]
+    array_dir = f"{driver.base_dir}/.arrays/{name}"
+    listing = _root(slurm_cluster, f"ls {array_dir} {jobs[0].log_dir}")
+    assert "dispatch.sh\nmap\n" in listing and "scheduler.txt" in listing, listing
     # asked once: the next array needs no question about MaxArraySize
     more = [kong.create_job(command="true") for _ in range(3)]
     assert _trips(kong, lambda: kong.submit_job([j.job_id for j in more])) == 2

@@ -19,7 +19,8 @@ The dispatcher. The array's one script (``dispatch.sh`` under the base dir's
 the scheduler's index in a map uploaded beside it (``<index>\\t<script>\\t<stdout>
 \\t<stderr>`` per line), then runs that job's own script with that job's own logs
 (``kong/drivers/sh/array_element.sh``). What the scheduler itself writes for an
-element (a time-limit notice, say) lands in ``.arrays/<name>/<index>.txt``.
+element (a time-limit notice, say) goes to ``.arrays/<name>/<index>.txt``, which
+the element moves (a hard link) to ``scheduler.txt`` in its job's log dir.
 """
 
 from __future__ import annotations

@@ -13,4 +13,10 @@ IFS='	' read -r _ kong_script kong_stdout kong_stderr <<KONG_EOF
 $kong_line
 KONG_EOF
 mkdir -p "${kong_stdout%/*}" "${kong_stderr%/*}"
+# What the scheduler writes of this element (its open file, e.g. a time-limit notice)
+# moves beside the job's own logs: a hard link there, the array dir's name unlinked.
+kong_own="${kong_map%/*}/$kong_index.txt"
+if [ -f "$kong_own" ] && ln -f "$kong_own" "${kong_stdout%/*}/scheduler.txt" 2>/dev/null; then
+    rm -f "$kong_own"
+fi
 exec /bin/sh "$kong_script" > "$kong_stdout" 2> "$kong_stderr"
