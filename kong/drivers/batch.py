@@ -322,7 +322,10 @@ class BatchDriver(DriverBase):
             script = self.render(job, self.header_lines(job, options, request.token),
                                  scratch=self.scratch(options, job))
             files[paths.script] = script.encode()
-            files[f"{paths.log_dir}/.kong"] = b""  # the scheduler opens logs before the script runs
+            if not (self.ARRAYS and parse_element_token(request.token)):
+                # the scheduler opens a plain job's logs before its script runs (an
+                # array element's are opened by the dispatcher, which makes the dir)
+                files[f"{paths.log_dir}/.kong"] = b""
             entries.append(SubmitEntry(job, paths, options, request.token))
         plain, arrays, array_files = self._arrays(entries)
         files.update(array_files)
