@@ -308,3 +308,31 @@ def test_array_kong_cannot_settle_is_not_submitted_again_until_forced(
     state.submit_job([j.job_id for j in jobs], force=True)
     assert all(j.status == JobStatus.SUBMITTED for j in jobs) and fault_slurm.submits == 2
     assert all(j.data["history"][-1]["status"] == "UNCLEAR" for j in jobs)
+
+
+@pytest.mark.parametrize("fault_slurm", [{"arrays": True}], indirect=True)
+def test_a_lowered_max_array_size_is_asked_again_after_a_refusal(
+    fault_slurm: FaultScheduler,
+) -> None:
+    """The cluster's MaxArraySize is asked once and kept; when the site lowers it, the
+    refused array leaves its jobs CREATED with sbatch's words, and the next submit
+    asks again and fits the arrays to the new limit."""
+    state = State.get_instance()
+    first = [state.create_job(command="true") for _ in range(2)]
+    state.submit_job([j.job_id for j in first])
+    assert _driver_of(state).array_limit() == 1001
+    fault_slurm.control(max_array=3)  # indices 0..2
+    jobs = [state.create_job(command="true") for _ in range(5)]
+    with pytest.raises(DriverError, match="Invalid job array specification"):
+        state.submit_job([j.job_id for j in jobs])
+    assert all(j.status == JobStatus.CREATED and not j.data.get("submitting") for j in jobs)
+    state.submit_job([j.job_id for j in jobs])
+    assert all(j.status == JobStatus.SUBMITTED for j in jobs)
+    assert Counter(str(j.batch_job_id).partition("_")[0] for j in jobs
+                   if "_" in str(j.batch_job_id)).most_common(1)[0][1] == 3
+
+
+def _driver_of(state: State) -> SlurmDriver:
+    driver = state.driver("fake")
+    assert isinstance(driver, SlurmDriver)
+    return driver

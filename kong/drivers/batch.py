@@ -198,6 +198,10 @@ class BatchDriver(DriverBase):
         """The command that submits an array's dispatcher script."""
         raise NotImplementedError
 
+    def array_refused(self, message: str) -> None:
+        """The scheduler refused an array (``message``: its words): forget what was
+        learnt of its limits, so that the next submit asks again."""
+
     def element_batch_id(self, array_id: str, index: int) -> str:
         """The batch id of one element of the array the scheduler named ``array_id``."""
         return f"{array_id}_{index}"
@@ -271,6 +275,8 @@ class BatchDriver(DriverBase):
                 continue
             array = by_name[parts[1]]
             one = self.parse_submit_lines(f"KONG\t0\t{parts[2]}\t{parts[3]}")[0]
+            if isinstance(one, SubmitFailed):
+                self.array_refused(one.error)
             for element in array.elements:
                 results[element.job_id] = (
                     Submitted(self.element_batch_id(one.batch_id, element.index))

@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.arrays import ARRAY_OPTIONS, expand_element_ids, parse_element_token
@@ -204,10 +205,20 @@ class SlurmDriver(BatchDriver):
 
     _max_array_size: int | None = None
 
+    @property
+    def _array_size_cache(self) -> Path:
+        return self.config.data_dir / "arrays" / f"{self.profile.name}.max-array-size"
+
+    def array_refused(self, message: str) -> None:
+        # e.g. "Invalid job array specification": the site may have lowered MaxArraySize
+        if "array" in message.lower():
+            self._max_array_size = None
+            self._array_size_cache.unlink(missing_ok=True)
+
     def _ask_max_array_size(self) -> int:
         """The cluster's MaxArraySize, asked once per profile (kept in the data dir
         for the next kong) with ``scontrol show config``."""
-        cache = self.config.data_dir / "arrays" / f"{self.profile.name}.max-array-size"
+        cache = self._array_size_cache
         try:
             value = int(cache.read_text().strip())
         except (OSError, ValueError):
