@@ -27,6 +27,8 @@ from tests.fixtures_state import make_state
 from tests.kongcmd import KONG
 
 POLL = 0.5
+#: the tests that need a test cluster in a container (Slurm, HTCondor)
+IN_CONTAINERS = pytest.mark.cluster
 
 
 # -- pure parts ---------------------------------------------------------------------------
@@ -97,6 +99,7 @@ def _arrays(cluster: Cluster) -> Counter[str]:
     return Counter(array for _name, array, index in _elements(cluster) if index != "N/A")
 
 
+@IN_CONTAINERS
 def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Cluster) -> None:
     jobs = [kong.create_job(command=f"echo out-$KONG_JOB_ID; echo err >&2; exit {i % 3}")
             for i in range(6)]
@@ -132,6 +135,7 @@ def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Clust
     assert _driver(kong).array_limit() == int(limit)
 
 
+@IN_CONTAINERS
 def test_kill_of_one_element_kills_only_it(kong: State, slurm_cluster: Cluster) -> None:
     jobs = [kong.create_job(command="sleep 300") for _ in range(4)]
     kong.submit_job([j.job_id for j in jobs])
@@ -153,6 +157,7 @@ def test_kill_of_one_element_kills_only_it(kong: State, slurm_cluster: Cluster) 
     assert all(j.status == JobStatus.FAILED for j in jobs)
 
 
+@IN_CONTAINERS
 def test_resubmit_of_an_element_runs_it_again_alone(kong: State, slurm_cluster: Cluster
                                                     ) -> None:
     jobs = [kong.create_job(command="echo run-$KONG_JOB_ID") for _ in range(3)]
@@ -169,6 +174,7 @@ def test_resubmit_of_an_element_runs_it_again_alone(kong: State, slurm_cluster: 
     assert [j.status for j in jobs[:2]] == [JobStatus.COMPLETED] * 2
 
 
+@IN_CONTAINERS
 def test_options_split_arrays_and_the_profile_can_turn_them_off(
     kong_home: Path, slurm_cluster: Cluster
 ) -> None:
@@ -199,6 +205,7 @@ def _job_copy(job: Job) -> Job:
                memory=job.memory, status=JobStatus.CREATED, data=dict(job.data or {}))
 
 
+@IN_CONTAINERS
 def test_tokens_found_per_element_and_killed_per_element(kong: State,
                                                          slurm_cluster: Cluster) -> None:
     """What reconcile after a dropped connection relies on: every element's token is
@@ -336,3 +343,25 @@ def _driver_of(state: State) -> SlurmDriver:
     driver = state.driver("fake")
     assert isinstance(driver, SlurmDriver)
     return driver
+
+
+# -- HTCondor: one cluster of many procs already; arrays: false turns that off ------------
+
+
+@IN_CONTAINERS
+@pytest.mark.parametrize("arrays", [True, False])
+def test_htcondor_one_cluster_per_submit_unless_arrays_are_off(
+    kong_home: Path, htcondor_cluster: Cluster, arrays: bool
+) -> None:
+    needs_container(htcondor_cluster)
+    profile = {**htcondor_cluster.profile(), "poll_interval": POLL, "arrays": arrays}
+    state = make_state(Config(data={"default_profile": "c", "profiles": {"c": profile}}))
+    jobs = [state.create_job(command="echo me-$KONG_JOB_ID") for _ in range(3)]
+    state.submit_job([j.job_id for j in jobs])
+    clusters = {str(j.batch_job_id).partition(".")[0] for j in jobs}
+    assert len(clusters) == (1 if arrays else 3), [j.batch_job_id for j in jobs]
+    state.wait([j.job_id for j in jobs], notify=False, timeout=180, poll_interval=POLL)
+    for job in jobs:
+        assert job.status == JobStatus.COMPLETED
+        with job.stdout() as fh:
+            assert fh.read() == f"me-{job.job_id}\n"
