@@ -101,7 +101,10 @@ def _arrays(cluster: Cluster) -> Counter[str]:
 
 @IN_CONTAINERS
 def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Cluster) -> None:
-    jobs = [kong.create_job(command=f"echo out-$KONG_JOB_ID; echo err >&2; exit {i % 3}")
+    # the jobs wait for a file: the test cluster forgets ended jobs in 2 s (MinJobAge)
+    go = '"${KONG_JOB_OUTPUT_DIR%/*/*}/go"'
+    jobs = [kong.create_job(command=f"while [ ! -e {go} ]; do sleep 0.2; done; "
+                                    f"echo out-$KONG_JOB_ID; echo err >&2; exit {i % 3}")
             for i in range(6)]
     trips = _trips(kong, lambda: kong.submit_job([j.job_id for j in jobs]))
     # upload + one submit loop (+ the remote home and MaxArraySize, once per process
@@ -112,6 +115,8 @@ def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Clust
     (array_id,) = arrays
     assert sorted(str(j.batch_job_id) for j in jobs) == sorted(f"{array_id}_{i}"
                                                                 for i in range(6))
+    name = _root(slurm_cluster, f"squeue -h -r -j {array_id} -t all -o %j").split()[0]
+    _driver(kong).transport.run(["touch", f"{_driver(kong).base_dir}/go"])
     kong.wait([j.job_id for j in jobs], notify=False, timeout=180, poll_interval=POLL)
     for i, job in enumerate(jobs):
         assert job.data["exit_code"] == i % 3, job.data
@@ -123,7 +128,6 @@ def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Clust
     # Slurm's own file per element is beside the job's logs; the array's dir keeps
     # only its dispatcher and map
     driver = _driver(kong)
-    name = _root(slurm_cluster, f"squeue -h -j {array_id} -t all -o %j").split()[0]
     array_dir = f"{driver.base_dir}/.arrays/{name}"
     listing = _root(slurm_cluster, f"ls {array_dir} {jobs[0].log_dir}")
     assert "dispatch.sh\nmap\n" in listing and "scheduler.txt" in listing, listing
@@ -365,3 +369,42 @@ def test_htcondor_one_cluster_per_submit_unless_arrays_are_off(
         assert job.status == JobStatus.COMPLETED
         with job.stdout() as fh:
             assert fh.read() == f"me-{job.job_id}\n"
+
+
+@IN_CONTAINERS
+def test_kill_of_an_array_answers_per_element(kong: State, slurm_cluster: Cluster) -> None:
+    """One scancel for the elements of an array; an element that had already ended
+    keeps its end, the others read killed."""
+    jobs = [kong.create_job(command=c) for c in ("sleep 300", "true", "sleep 300")]
+    kong.submit_job([j.job_id for j in jobs])
+    assert len(_arrays(slurm_cluster)) == 1
+    # (gone from squeue is ended too: the test cluster forgets ended jobs in 2 s)
+    await_condition(lambda: _states(slurm_cluster).get(str(jobs[1].batch_job_id))
+                    in ("COMPLETED", None), 120, "the short element to end on the cluster")
+    assert jobs[1].status != JobStatus.COMPLETED  # kong has not asked since
+    kong.kill_job([j.job_id for j in jobs])
+    assert jobs[1].status == JobStatus.COMPLETED and not jobs[1].data.get("killed")
+    assert all(j.status == JobStatus.FAILED and j.data["killed"] for j in (jobs[0], jobs[2]))
+    await_condition(lambda: not {i for i, state in _states(slurm_cluster).items()
+                                 if state in ("PENDING", "RUNNING")}, 60,
+                    "the killed elements to leave the queue")
+
+
+@pytest.mark.parametrize("fault_slurm", [FAULT_ARRAYS], indirect=True)
+def test_a_refused_kill_of_array_elements_says_so_per_job(
+    fault_slurm: FaultScheduler,
+) -> None:
+    state = State.get_instance()
+    fault_slurm.control(hold=1)
+    jobs = [state.create_job(command="sleep 60") for _ in range(3)]
+    state.submit_job([j.job_id for j in jobs])
+    assert all("_" in str(j.batch_job_id) for j in jobs)
+    fault_slurm.control(denied=1)
+    with pytest.raises(DriverError) as refused:
+        state.kill_job([j.job_id for j in jobs])
+    assert str(refused.value).startswith("3 of 3 job(s) could not be killed: job ")
+    assert "the scheduler refused to kill it: Access/permission denied" in str(refused.value)
+    assert all(j.status == JobStatus.SUBMITTED for j in jobs)
+    fault_slurm.control(denied=0)
+    state.kill_job([j.job_id for j in jobs])
+    assert all(j.status == JobStatus.FAILED for j in jobs) and fault_slurm.live() == []

@@ -428,16 +428,22 @@ class BatchDriver(DriverBase):
 
     def _each(self, commands: dict[str, list[str]]) -> dict[str, KillResult]:
         """Run one kill command per key in one round trip; the answer per key."""
+        return {key: self.classify_kill(rc, output)
+                for key, (rc, output) in self._each_raw(commands).items()}
+
+    def _each_raw(self, commands: dict[str, list[str]]) -> dict[str, tuple[int, str]]:
+        """Run one command per key in one round trip; (exit code, output on one line)
+        per key that answered."""
         if not commands:
             return {}
         stdin = "".join(f"{key}\t{shlex.join(argv)}\n" for key, argv in commands.items())
         output = self.run_script(_EACH, stdin)
-        results: dict[str, KillResult] = {}
+        results: dict[str, tuple[int, str]] = {}
         for line in output.splitlines():
             parts = line.split("\t", 3)
             if len(parts) == 4 and parts[0] == "KONG" and parts[1] in commands:
                 rc = int(parts[2]) if parts[2].lstrip("-").isdigit() else -1
-                results[parts[1]] = self.classify_kill(rc, parts[3].strip())
+                results[parts[1]] = (rc, parts[3].strip())
         return results
 
     def classify_kill(self, rc: int, output: str) -> KillResult:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.arrays import ARRAY_OPTIONS, expand_element_ids, parse_element_token
-from kong.drivers.base import TokenLookup, exit_reason
+from kong.drivers.base import KillOutcome, KillResult, TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
@@ -92,6 +92,9 @@ _FIND = load("wait_for_submits.sh", "slurm_helpers.sh", "slurm_find.sh")
 # (its comments dropped: each.sh reads one command per line)
 _KILL_ELEMENT = "".join(line for line in load("slurm_kill_element.sh").splitlines()
                         if not line.startswith("#"))
+# kill elements of one array in one scancel, naming those that had ended (as above)
+_KILL_ARRAY = "".join(line for line in load("slurm_kill_array.sh").splitlines()
+                      if not line.startswith("#"))
 
 #: Slurm's default MaxArraySize: indices 0..1000
 DEFAULT_MAX_ARRAY_SIZE = 1001
@@ -179,6 +182,41 @@ class SlurmDriver(BatchDriver):
         if element is not None:  # the name is the whole array's: kill only the element
             return ["sh", "-c", _KILL_ELEMENT, "sh", element[0], str(element[1])]
         return ["scancel", "--me", f"--name={token}"]
+
+    def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
+        """As BatchDriver.kill, but the elements of one array in one ``scancel``: it
+        names each element it could not kill, so the answers stay per job."""
+        by_array: dict[str, list[Job]] = {}
+        plain: list[Job] = []
+        for job in jobs:
+            array_id, sep, index = str(job.batch_job_id or "").partition("_")
+            if sep and index.isdigit():
+                by_array.setdefault(array_id, []).append(job)
+            elif job.batch_job_id:
+                plain.append(job)
+        if not by_array:
+            return super().kill(jobs)
+        commands = {str(j.job_id): self.kill_argv(str(j.batch_job_id)) for j in plain}
+        commands.update({f"array-{a}": ["sh", "-c", _KILL_ARRAY, "sh",
+                                        *(str(j.batch_job_id) for j in members)]
+                         for a, members in by_array.items()})
+        answers = self._each_raw(commands)
+        results = {int(key): self.classify_kill(*answers[str(j.job_id)])
+                   for j in plain if (key := str(j.job_id)) in answers}
+        for array_id, members in by_array.items():
+            answer = answers.get(f"array-{array_id}")
+            if answer is None:
+                continue  # cut short: no answer (lifecycle asks for their status)
+            rc, output = answer
+            said = _scancel_errors(output)
+            for job in members:
+                if str(job.batch_job_id) in said:
+                    results[job.job_id] = self.classify_kill(1, said[str(job.batch_job_id)])
+                elif rc == 0 or said:
+                    results[job.job_id] = KillResult(KillOutcome.KILLED, "")
+                else:  # failed without naming any element: the same answer for all
+                    results[job.job_id] = self.classify_kill(rc, output)
+        return results
 
     # -- arrays -------------------------------------------------------------------------
 
@@ -503,6 +541,16 @@ def parse_scontrol_line(line: str) -> tuple[str, SchedulerInfo] | None:
     return batch_id, _info(state, exit_code=fields.get("ExitCode"), reason=fields.get("Reason"),
                            node=fields.get("NodeList"), submit=fields.get("SubmitTime"),
                            start=fields.get("StartTime"), end=fields.get("EndTime"))
+
+
+_SCANCEL_ERROR = re.compile(r"error on job id (\S+?):\s*(.*?)\s*(?=scancel: |$)")
+
+
+def _scancel_errors(output: str) -> dict[str, str]:
+    """What ``scancel`` of many ids said of each id it could not kill, by id, from
+    lines like ``scancel: error: Kill job error on job id 123_4: Invalid job id
+    specified`` (joined on one line)."""
+    return {m.group(1): m.group(2) for m in _SCANCEL_ERROR.finditer(output)}
 
 
 def _sbatch_path(path: str) -> str:
