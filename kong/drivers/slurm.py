@@ -18,19 +18,19 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kong.drivers.arrays import ARRAY_OPTIONS, expand_element_ids, parse_element_token
-from kong.drivers.base import KillOutcome, KillResult, TokenLookup, exit_reason
+from kong.drivers.base import TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
-    BatchDriver,
     SchedulerInfo,
     walltime_minutes,
 )
 from kong.drivers.sh import load
+from kong.drivers.slurm_arrays import _KILL_ELEMENT, SlurmArrays
+from kong.drivers.slurm_arrays import sbatch_path as _sbatch_path
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 
@@ -88,17 +88,6 @@ _QUERY = load("slurm_helpers.sh", "slurm_query.sh")
 # else HIST|<MinJobAge> (how long slurmctld keeps a finished job), then END.
 _FIND = load("wait_for_submits.sh", "slurm_helpers.sh", "slurm_find.sh")
 
-# kill one array element by its array's name and index (its id unknown to kong)
-# (its comments dropped: each.sh reads one command per line)
-_KILL_ELEMENT = "".join(line for line in load("slurm_kill_element.sh").splitlines()
-                        if not line.startswith("#"))
-# kill elements of one array in one scancel, naming those that had ended (as above)
-_KILL_ARRAY = "".join(line for line in load("slurm_kill_array.sh").splitlines()
-                      if not line.startswith("#"))
-
-#: Slurm's default MaxArraySize: indices 0..1000
-DEFAULT_MAX_ARRAY_SIZE = 1001
-
 _MEMORY = re.compile(r"^\d+[KMGT]?$")
 _ACCOUNTING_OFF = ("accounting storage is disabled", "not found", "no such file")
 
@@ -107,14 +96,11 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-class SlurmDriver(BatchDriver):
+class SlurmDriver(SlurmArrays):
     name = "slurm"
     submit_tool = "sbatch"
     KILL_FINISHED = ("already completing or completed",)
     KILL_GONE = ("invalid job id",)
-    ARRAYS = True
-    ARRAY_FIRST_INDEX = 0
-    ARRAY_INDEX_VARIABLE = "SLURM_ARRAY_TASK_ID"
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
         **ARRAY_OPTIONS,
@@ -183,97 +169,6 @@ class SlurmDriver(BatchDriver):
             return ["sh", "-c", _KILL_ELEMENT, "sh", element[0], str(element[1])]
         return ["scancel", "--me", f"--name={token}"]
 
-    def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
-        """As BatchDriver.kill, but the elements of one array in one ``scancel``: it
-        names each element it could not kill, so the answers stay per job."""
-        by_array: dict[str, list[Job]] = {}
-        plain: list[Job] = []
-        for job in jobs:
-            array_id, sep, index = str(job.batch_job_id or "").partition("_")
-            if sep and index.isdigit():
-                by_array.setdefault(array_id, []).append(job)
-            elif job.batch_job_id:
-                plain.append(job)
-        if not by_array:
-            return super().kill(jobs)
-        commands = {str(j.job_id): self.kill_argv(str(j.batch_job_id)) for j in plain}
-        commands.update({f"array-{a}": ["sh", "-c", _KILL_ARRAY, "sh",
-                                        *(str(j.batch_job_id) for j in members)]
-                         for a, members in by_array.items()})
-        answers = self._each_raw(commands)
-        results = {int(key): self.classify_kill(*answers[str(j.job_id)])
-                   for j in plain if (key := str(j.job_id)) in answers}
-        for array_id, members in by_array.items():
-            answer = answers.get(f"array-{array_id}")
-            if answer is None:
-                continue  # cut short: no answer (lifecycle asks for their status)
-            rc, output = answer
-            said = _scancel_errors(output)
-            for job in members:
-                if str(job.batch_job_id) in said:
-                    results[job.job_id] = self.classify_kill(1, said[str(job.batch_job_id)])
-                elif rc == 0 or said:
-                    results[job.job_id] = KillResult(KillOutcome.KILLED, "")
-                else:  # failed without naming any element: the same answer for all
-                    results[job.job_id] = self.classify_kill(rc, output)
-        return results
-
-    # -- arrays -------------------------------------------------------------------------
-
-    def array_header(self, job: Job, options: dict[str, Any], name: str, count: int,
-                     log_dir: str) -> list[str]:
-        paths = self.job_paths(job)
-        own = {f"#SBATCH --output={_sbatch_path(paths.stdout)}",
-               f"#SBATCH --error={_sbatch_path(paths.stderr)}"}
-        header = [line for line in self.header_lines(job, options, name) if line not in own]
-        # Slurm's own words about an element (a time-limit notice) go to the array's
-        # dir; the job's stdout and stderr are its own (the dispatcher opens them).
-        return [f"#SBATCH --array=0-{count - 1}",
-                f"#SBATCH --output={_sbatch_path(log_dir)}/%a.txt", *header]
-
-    def array_submit_argv(self, dispatcher: str) -> list[str]:
-        return ["sbatch", "--parsable", dispatcher]
-
-    def prepare_submit(self, jobs: Sequence[Job]) -> None:
-        if self._max_array_size is None and self.profile.options.get("arrays") is not False:
-            self._max_array_size = self._ask_max_array_size()
-
-    def array_limit(self) -> int:
-        return self._max_array_size or DEFAULT_MAX_ARRAY_SIZE
-
-    _max_array_size: int | None = None
-
-    @property
-    def _array_size_cache(self) -> Path:
-        return self.config.data_dir / "arrays" / f"{self.profile.name}.max-array-size"
-
-    def array_refused(self, message: str) -> None:
-        # e.g. "Invalid job array specification": the site may have lowered MaxArraySize
-        if "array" in message.lower():
-            self._max_array_size = None
-            self._array_size_cache.unlink(missing_ok=True)
-
-    def _ask_max_array_size(self) -> int:
-        """The cluster's MaxArraySize, asked once per profile (kept in the data dir
-        for the next kong) with ``scontrol show config``."""
-        cache = self._array_size_cache
-        try:
-            value = int(cache.read_text().strip())
-        except (OSError, ValueError):
-            value = 0
-        if value > 0:
-            return value
-        output = self.run_script("scontrol show config | awk '$1 == \"MaxArraySize\" "
-                                 "{ print $3 }'")
-        words = output.split()
-        value = int(words[0]) if words and words[0].isdigit() else DEFAULT_MAX_ARRAY_SIZE
-        if value > 0:
-            from kong.paths import make_private_dir
-
-            make_private_dir(cache.parent)
-            cache.write_text(f"{value}\n")
-        return max(value, 1)
-
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]
         if not ids:
@@ -325,26 +220,6 @@ class SlurmDriver(BatchDriver):
                 found[name] = batch_id
         return TokenLookup(self._elements(tokens, found), busy=busy,
                            history_seconds=history)
-
-    def _elements(self, tokens: Sequence[str], found: dict[str, str]) -> dict[str, str]:
-        """``found`` (name -> id) per token: a plain token is a name; an element's
-        token is found when its array is (one sbatch took all of the array or none),
-        as ``<array id>_<index>``."""
-        result: dict[str, str] = {}
-        for token in tokens:
-            element = parse_element_token(token)
-            if element is None:
-                if token in found:
-                    result[token] = found[token]
-            elif element[0] in found:
-                result[token] = self.element_batch_id(found[element[0]], element[1])
-        return result
-
-    def _names(self, tokens: Sequence[str]) -> list[str]:
-        """The job names to look for: plain tokens and the arrays of elements'."""
-        names = dict.fromkeys(t if (e := parse_element_token(t)) is None else e[0]
-                              for t in tokens)
-        return list(names)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -541,19 +416,3 @@ def parse_scontrol_line(line: str) -> tuple[str, SchedulerInfo] | None:
     return batch_id, _info(state, exit_code=fields.get("ExitCode"), reason=fields.get("Reason"),
                            node=fields.get("NodeList"), submit=fields.get("SubmitTime"),
                            start=fields.get("StartTime"), end=fields.get("EndTime"))
-
-
-_SCANCEL_ERROR = re.compile(r"error on job id (\S+?):\s*(.*?)\s*(?=scancel: |$)")
-
-
-def _scancel_errors(output: str) -> dict[str, str]:
-    """What ``scancel`` of many ids said of each id it could not kill, by id, from
-    lines like ``scancel: error: Kill job error on job id 123_4: Invalid job id
-    specified`` (joined on one line)."""
-    return {m.group(1): m.group(2) for m in _SCANCEL_ERROR.finditer(output)}
-
-
-def _sbatch_path(path: str) -> str:
-    # sbatch expands %j, %x, ... in --output; "%%" is a literal percent sign.
-    path = path.replace("%", "%%")
-    return f'"{path}"' if any(c.isspace() for c in path) else path
