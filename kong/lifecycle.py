@@ -284,17 +284,19 @@ def _submit(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback 
             ) -> list[str]:
     now = _now()
     requests = []
+    driver.prepare_submit(jobs)  # any question to the cluster before the write lock
     with db.write():  # the intent, before anything reaches the cluster
         left = _rows_left(jobs)
         jobs = [j for j in jobs if j.job_id in left]  # removed by another kong meanwhile
-        for job in jobs:
+        attempts = [(j, int((j.data or {}).get("attempt", 0)) + 1) for j in jobs]
+        # in one call: the driver may name jobs it submits together (arrays) together
+        tokens = driver.tokens(attempts)
+        for (job, attempt), token in zip(attempts, tokens, strict=True):
             data = dict(job.data or {})
             if data.get("submitting"):  # forced: the unsettled attempt goes to the history
                 history = list(data.get("history", []))
                 history.append({"token": data["submitting"], "status": "UNCLEAR"})
                 data["history"] = history
-            attempt = int(data.get("attempt", 0)) + 1
-            token = driver.token(job, attempt)
             data.pop("submit_unclear", None)
             data.update(attempt=attempt, submitting=token, submitting_since=now)
             job.data = data

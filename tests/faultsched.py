@@ -102,7 +102,9 @@ def fault_slurm(request: pytest.FixtureRequest, kong_home: Path, tmp_path: Path,
     config = {
         "default_profile": "fake",
         "profiles": {"fake": {"driver": "slurm", "remote_dir": str(tmp_path / "cluster"),
-                              "poll_interval": 0.1, **getattr(request, "param", {})}},
+                              # one sbatch per job unless a test asks for arrays
+                              "poll_interval": 0.1, "arrays": False,
+                              **getattr(request, "param", {})}},
     }
     (kong_home / "config.yml").write_text(yaml.safe_dump(config))
     sched = FaultScheduler(sched_dir, kong_home)

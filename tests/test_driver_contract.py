@@ -2,9 +2,11 @@
 
 Backends: ``local`` (this machine), ``local-ssh`` (the local driver on the sshd
 container), ``slurm`` (the Slurm test cluster), ``htcondor`` (the personal pool),
-``lsf`` (the LSF simulator). A test names a user-visible promise: exit codes and
-lazy logs, kill, resubmit as a clean new attempt, rm that cancels on the cluster,
-round trips that do not grow with the number of jobs, and (for the batch
+``lsf`` (the LSF simulator); ``slurm`` submits jobs of equal options as job arrays
+(of at most 10, so that a crash can fall between two), ``slurm-noarrays`` one
+``sbatch`` per job (the profile's ``arrays: false``). A test names a user-visible
+promise: exit codes and lazy logs, kill, resubmit as a clean new attempt, rm that
+cancels on the cluster, round trips that do not grow with the number of jobs, and (for the batch
 schedulers) a bulk submit killed with -9 half way, then rm or submit again.
 The fault-injecting Slurm (tests/test_faultsched.py) covers the faults a real
 scheduler cannot hit on cue.
@@ -34,8 +36,8 @@ from tests.kongcmd import KONG
 
 pytestmark = pytest.mark.timeout(600)
 
-BACKENDS = ["local", "local-ssh", "slurm", "htcondor", "lsf", "sge"]
-BATCH = ("slurm", "htcondor", "lsf", "sge")
+BACKENDS = ["local", "local-ssh", "slurm", "slurm-noarrays", "htcondor", "lsf", "sge"]
+BATCH = ("slurm", "slurm-noarrays", "htcondor", "lsf", "sge")
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Backend:
     names_on_cluster: Callable[[], list[str]] | None
     #: names of this kong's jobs still queued or running there
     live_on_cluster: Callable[[], list[str]] | None
+    #: batch ids of this kong's jobs the scheduler still shows (Slurm: elements 123_4)
+    ids_on_cluster: Callable[[], list[str]] | None = None
 
     @property
     def driver(self) -> Any:
@@ -60,6 +64,14 @@ def _lines(out: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip().startswith(prefix)]
 
 
+def _slurm_names(out: str) -> list[str]:
+    """Tokens from ``squeue -r -o '%j|%K'``: a plain job's name, an array element's
+    ``<array name>[<index>]``, as kong recorded them."""
+    rows = [line.strip().rpartition("|") for line in out.splitlines()]
+    return _lines("\n".join(name if index in ("N/A", "") else f"{name}[{index}]"
+                            for name, _, index in rows))
+
+
 def _exec(cluster: Any, cmd: str) -> str:
     code, out = cluster.exec(cmd)
     assert code == 0, out
@@ -70,11 +82,12 @@ def _exec(cluster: Any, cmd: str) -> str:
 def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend]:
     name = request.param
     profile: dict[str, Any] = {} if name in ("local", "local-ssh") else {"poll_interval": 0.3}
-    names = live = None
+    names = live = ids = None
     if name == "local":
         profile.update(driver="local", max_parallel=8)
     else:
         fixture = {"local-ssh": "sshd_server", "slurm": "slurm_cluster",
+                   "slurm-noarrays": "slurm_cluster",
                    "htcondor": "htcondor_cluster", "lsf": "lsf_cluster",
                    "sge": "sge_cluster"}[name]
         request.applymarker(pytest.mark.cluster)
@@ -85,11 +98,21 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
         elif name == "lsf":
             profile["driver"] = "lsf"
         if name == "slurm":
+            profile["array_size"] = 10
+        elif name == "slurm-noarrays":
+            profile["arrays"] = False
+        if name.startswith("slurm"):
             def names() -> list[str]:
-                return _lines(_exec(cluster, "squeue -h -a -t all -o %j"))
+                return _slurm_names(_exec(cluster, "squeue -h -a -r -t all -o '%j|%K'"))
 
             def live() -> list[str]:
-                return _lines(_exec(cluster, "squeue -h -a -o %j"))
+                return _slurm_names(_exec(cluster, "squeue -h -a -r -o '%j|%K'"))
+
+            def ids() -> list[str]:
+                prefix = f"kong-{db.install_id()}-"
+                out = _exec(cluster, "squeue -h -a -r -t all -o '%j|%i'")
+                return [i for n, _, i in (line.strip().partition("|")
+                                          for line in out.splitlines()) if n.startswith(prefix)]
         elif name == "htcondor":
             def names() -> list[str]:
                 return _lines(_exec(cluster, "condor_q -allusers -af KongToken; "
@@ -122,7 +145,7 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
     (kong_home / "config.yml").write_text(
         yaml.safe_dump({"default_profile": "c", "profiles": {"c": profile}}))
     state = State.get_instance()
-    yield Backend(name, state, names, live)
+    yield Backend(name, state, names, live, ids)
     # nothing of this test may keep running on a shared cluster
     leftover = state.get_jobs("/", recursive=True)
     if leftover:
@@ -240,6 +263,7 @@ def test_rm_cancels_on_the_cluster_and_deletes_everything(backend: Backend) -> N
 def test_round_trips_do_not_grow_with_the_number_of_jobs(backend: Backend) -> None:
     b = backend
     b.driver.base_dir  # noqa: B018 - resolve the remote home before counting
+    b.driver.prepare_submit([])  # and what the driver asks once of a cluster (array size)
     costs: dict[int, dict[str, int]] = {}
     for n in (2, 200):
         folder = f"/n{n}"
@@ -263,6 +287,13 @@ def test_round_trips_do_not_grow_with_the_number_of_jobs(backend: Backend) -> No
 # -- a bulk submit killed with -9 half way (batch schedulers) ------------------------
 
 
+def _per_job(names: list[str]) -> Counter[int]:
+    """Submissions per kong job, from the plain tokens among ``names`` (an array
+    element's token names its array, not its job: see ids_on_cluster)."""
+    plain = [n for n in names if not n.endswith("]")]
+    return Counter(int(n.split("-")[2]) for n in plain)
+
+
 def _crash_mid_submit(b: Backend, folder: str, n: int, command: str) -> list[Job]:
     """``kong submit`` of ``n`` jobs in its own process (its own connection, no agent),
     killed with -9 once some (not all) reached the cluster."""
@@ -283,14 +314,10 @@ def _crash_mid_submit(b: Backend, folder: str, n: int, command: str) -> list[Job
     return jobs
 
 
-def _per_job(names: list[str]) -> Counter[int]:
-    return Counter(int(n.split("-")[2]) for n in names)
-
-
 @pytest.mark.parametrize("backend", BATCH, indirect=True)
 def test_crash_mid_submit_then_rm_leaves_nothing_on_the_cluster(backend: Backend) -> None:
     b = backend
-    n = 200 if b.name == "slurm" else 40
+    n = 200 if b.name.startswith("slurm") else 40
     _crash_mid_submit(b, "/crash", n, "sleep 300")
     assert b.live_on_cluster is not None
     fresh = subprocess.run([*KONG, "rm", "-r", "-y", "/crash"], env=dict(os.environ),
@@ -306,7 +333,7 @@ def test_crash_mid_submit_then_rm_leaves_nothing_on_the_cluster(backend: Backend
 @pytest.mark.parametrize("backend", BATCH, indirect=True)
 def test_crash_then_submit_again_runs_every_job_exactly_once(backend: Backend) -> None:
     b = backend
-    n = 200 if b.name == "slurm" else 40
+    n = 200 if b.name.startswith("slurm") else 40
     runs = '"${KONG_JOB_OUTPUT_DIR%/*/*}/runs.txt"'
     jobs = _crash_mid_submit(b, "/again", n, f'echo "$KONG_JOB_ID" >> {runs}')
     b.state.submit_job("/again")
@@ -317,4 +344,7 @@ def test_crash_then_submit_again_runs_every_job_exactly_once(backend: Backend) -
     per_job = Counter(int(x) for x in ran)
     assert sorted(per_job) == sorted(j.job_id for j in jobs), "some job never ran"
     assert set(per_job.values()) == {1}, "some job ran twice"
-    assert set(_per_job(b.names_on_cluster()).values()) == {1}  # type: ignore[misc]
+    assert set(_per_job(b.names_on_cluster()).values()) <= {1}  # type: ignore[misc]
+    if b.ids_on_cluster is not None:
+        # whatever the scheduler still shows is some job's own: no orphaned copy
+        assert set(b.ids_on_cluster()) <= {j.batch_job_id for j in jobs}

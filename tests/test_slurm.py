@@ -34,7 +34,8 @@ POLL = 0.5
 
 
 def profile(cluster: Cluster) -> dict[str, Any]:
-    return {**cluster.profile(), "poll_interval": POLL}
+    # one sbatch per job: what these tests count; arrays have tests/test_arrays.py
+    return {**cluster.profile(), "poll_interval": POLL, "arrays": False}
 
 
 @pytest.fixture

@@ -223,6 +223,16 @@ class DriverBase(ABC):
         """The name a job's ``attempt`` carries into the scheduler."""
         return f"kong-{self.install_id}-{job.job_id}-{attempt}"
 
+    def prepare_submit(self, jobs: Sequence[Job]) -> None:  # noqa: B027 - optional hook
+        """Learn what ``tokens`` needs to know of the cluster (e.g. its array size
+        limit), before kong.lifecycle records the tokens; by default nothing."""
+
+    def tokens(self, attempts: Sequence[tuple[Job, int]]) -> list[str]:
+        """The tokens of one bulk submit, in order: one ``token`` each, unless the
+        driver submits some of them together (a job array names its elements by the
+        array's name and their index, see ``kong.drivers.arrays``)."""
+        return [self.token(job, attempt) for job, attempt in attempts]
+
     # -- creating -----------------------------------------------------------------------
 
     def new_job(

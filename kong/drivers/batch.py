@@ -27,6 +27,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.arrays import (
+    ArrayElement,
+    ArraySubmission,
+    array_name,
+    chunks,
+    element_token,
+    mappable,
+    parse_element_token,
+)
 from kong.drivers.base import (
     Absent,
     DriverBase,
@@ -108,6 +117,11 @@ class BatchDriver(SharedStatus, DriverBase):
     KILL_FINISHED: ClassVar[tuple[str, ...]] = ()
     #: lower-case words of the kill command meaning "no such job (any more)"
     KILL_GONE: ClassVar[tuple[str, ...]] = ()
+    #: whether the scheduler takes job arrays (see kong.drivers.arrays), the index of
+    #: an array's first element, and the variable that tells an element its index
+    ARRAYS: ClassVar[bool] = False
+    ARRAY_FIRST_INDEX: ClassVar[int] = 0
+    ARRAY_INDEX_VARIABLE: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -172,6 +186,108 @@ class BatchDriver(SharedStatus, DriverBase):
     def kill_token_argv(self, token: str) -> list[str]:
         """The command that kills whatever job carries ``token``."""
 
+    # -- arrays (drivers with ARRAYS) ----------------------------------------------------
+
+    def array_limit(self) -> int:
+        """The most elements one array may have on this cluster."""
+        return 1000
+
+    def array_header(self, job: Job, options: dict[str, Any], name: str, count: int,
+                     log_dir: str) -> list[str]:
+        """The directives of an array of ``count`` jobs like ``job``, named ``name``,
+        the scheduler's own output per element under ``log_dir``. Jobs whose headers
+        are equal (name, count and dir aside) share arrays."""
+        raise NotImplementedError
+
+    def array_submit_argv(self, dispatcher: str) -> list[str]:
+        """The command that submits an array's dispatcher script."""
+        raise NotImplementedError
+
+    def array_refused(self, message: str) -> None:
+        """The scheduler refused an array (``message``: its words): forget what was
+        learnt of its limits, so that the next submit asks again."""
+
+    def element_batch_id(self, array_id: str, index: int) -> str:
+        """The batch id of one element of the array the scheduler named ``array_id``."""
+        return f"{array_id}_{index}"
+
+    def tokens(self, attempts: Sequence[tuple[Job, int]]) -> list[str]:
+        """Plain tokens, except for jobs that go as arrays: those of this submit whose
+        array headers are equal, two or more at a time, chunked to ``array_limit``."""
+        tokens = super().tokens(attempts)
+        if not self.ARRAYS:
+            return tokens
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (job, _attempt) in enumerate(attempts):
+            options = self.job_options(job)
+            if options.get("arrays") is False or not mappable(self.job_paths(job)):
+                continue
+            key = tuple(self.array_header(job, options, "", 0, ""))
+            groups.setdefault(key, []).append(i)
+        limit = self.array_limit()
+        size = self.profile.options.get("array_size")
+        if isinstance(size, int) and size > 0:
+            limit = min(limit, size)
+        for members in groups.values():
+            for chunk in chunks(members, limit):
+                if len(chunk) < 2:
+                    continue  # an array of one is a plain job
+                name = array_name(tokens[chunk[0]])
+                for offset, i in enumerate(chunk):
+                    tokens[i] = element_token(name, self.ARRAY_FIRST_INDEX + offset)
+        return tokens
+
+    def _arrays(self, entries: Sequence[SubmitEntry]
+                ) -> tuple[list[SubmitEntry], list[ArraySubmission], dict[str, bytes]]:
+        """Split a submit into plain jobs and arrays (by the elements' tokens); the
+        arrays' dispatchers and maps, to upload with the jobs' scripts."""
+        plain: list[SubmitEntry] = []
+        members: dict[str, list[tuple[SubmitEntry, int]]] = {}
+        for entry in entries:
+            element = parse_element_token(entry.token) if self.ARRAYS else None
+            if element is None:
+                plain.append(entry)
+            else:
+                members.setdefault(element[0], []).append((entry, element[1]))
+        arrays: list[ArraySubmission] = []
+        files: dict[str, bytes] = {}
+        for name, elements in members.items():
+            first = elements[0][0]
+            array = ArraySubmission(
+                name, f"{self.base_dir}/.arrays/{name}",
+                tuple(ArrayElement(e.job.job_id, index, e.paths) for e, index in elements))
+            header = self.array_header(first.job, first.options, name, len(elements),
+                                       array.dir)
+            files[array.dispatcher] = array.dispatcher_text(
+                header, self.ARRAY_INDEX_VARIABLE).encode()
+            files[array.map_path] = array.map_text().encode()
+            arrays.append(array)
+        return plain, arrays, files
+
+    def _submit_with_arrays(self, plain: Sequence[SubmitEntry],
+                            arrays: Sequence[ArraySubmission]) -> dict[int, SubmitResult]:
+        """One remote loop for plain jobs and arrays; the answer per job id."""
+        lines = [f"{e.job.job_id}\t{shlex.join(self.submit_argv(e.job, e.paths.script, e.token))}\n"
+                 for e in plain]
+        lines += [f"{a.name}\t{shlex.join(self.array_submit_argv(a.dispatcher))}\n"
+                  for a in arrays]
+        output = self.run_script(_SUBMIT_LOOP, "".join(lines), self.submit_lock)
+        results = self.parse_submit_lines(output)
+        by_name = {a.name: a for a in arrays}
+        for line in output.splitlines():
+            parts = line.split("\t", 3)
+            if len(parts) != 4 or parts[0] != "KONG" or parts[1] not in by_name:
+                continue
+            array = by_name[parts[1]]
+            one = self.parse_submit_lines(f"KONG\t0\t{parts[2]}\t{parts[3]}")[0]
+            if isinstance(one, SubmitFailed):
+                self.array_refused(one.error)
+            for element in array.elements:
+                results[element.job_id] = (
+                    Submitted(self.element_batch_id(one.batch_id, element.index))
+                    if isinstance(one, Submitted) else one)
+        return results
+
     def scratch(self, options: dict[str, Any], job: Job) -> str:
         parent = options.get("scratch_dir") or "${TMPDIR:-/tmp}"
         return f'"{parent}/kong-{self.install_id}-{job.job_id}"'
@@ -217,11 +333,18 @@ class BatchDriver(SharedStatus, DriverBase):
             script = self.render(job, self.header_lines(job, options, request.token),
                                  scratch=self.scratch(options, job))
             files[paths.script] = script.encode()
-            files[f"{paths.log_dir}/.kong"] = b""  # the scheduler opens logs before the script runs
+            if not (self.ARRAYS and parse_element_token(request.token)):
+                # the scheduler opens a plain job's logs before its script runs (an
+                # array element's are opened by the dispatcher, which makes the dir)
+                files[f"{paths.log_dir}/.kong"] = b""
             entries.append(SubmitEntry(job, paths, options, request.token))
+        plain, arrays, array_files = self._arrays(entries)
+        files.update(array_files)
         self.transport.upload(files)
-        output = self.submit_remote(entries)
-        results = self.parse_submit_lines(output)
+        if arrays:
+            results = self._submit_with_arrays(plain, arrays)
+        else:
+            results = self.parse_submit_lines(self.submit_remote(entries))
         if progress:
             done = sum(isinstance(r, Submitted) for r in results.values())
             progress(done, len(requests))
@@ -321,16 +444,22 @@ class BatchDriver(SharedStatus, DriverBase):
 
     def _each(self, commands: dict[str, list[str]]) -> dict[str, KillResult]:
         """Run one kill command per key in one round trip; the answer per key."""
+        return {key: self.classify_kill(rc, output)
+                for key, (rc, output) in self._each_raw(commands).items()}
+
+    def _each_raw(self, commands: dict[str, list[str]]) -> dict[str, tuple[int, str]]:
+        """Run one command per key in one round trip; (exit code, output on one line)
+        per key that answered."""
         if not commands:
             return {}
         stdin = "".join(f"{key}\t{shlex.join(argv)}\n" for key, argv in commands.items())
         output = self.run_script(_EACH, stdin)
-        results: dict[str, KillResult] = {}
+        results: dict[str, tuple[int, str]] = {}
         for line in output.splitlines():
             parts = line.split("\t", 3)
             if len(parts) == 4 and parts[0] == "KONG" and parts[1] in commands:
                 rc = int(parts[2]) if parts[2].lstrip("-").isdigit() else -1
-                results[parts[1]] = self.classify_kill(rc, parts[3].strip())
+                results[parts[1]] = (rc, parts[3].strip())
         return results
 
     def classify_kill(self, rc: int, output: str) -> KillResult:

@@ -69,6 +69,9 @@ HTCONDOR_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "accounting_group": str,
     "should_transfer_files": str,
     "remove_held": bool,
+    # false: every job a cluster of its own (one condor_submit each), not one per
+    # submit description
+    "arrays": bool,
 }
 
 #: what kong asks condor_q and condor_history for
@@ -408,7 +411,10 @@ class HTCondorDriver(BatchDriver):
         groups: dict[tuple[str, ...], list[SubmitEntry]] = {}
         for entry in entries:
             _check_submit_word(entry.paths.job_dir, "job dir")
-            groups.setdefault(tuple(self.description(entry)), []).append(entry)
+            key = tuple(self.description(entry))
+            if self.job_options(entry.job).get("arrays") is False:
+                key += (f"# kong job {entry.job.job_id}",)  # a cluster of its own
+            groups.setdefault(key, []).append(entry)
         ordered = list(groups.items())
         text = ["KONG-EXEC", *(e.paths.script for e in entries)]
         for lines, members in ordered:

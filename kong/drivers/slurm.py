@@ -20,15 +20,17 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.arrays import ARRAY_OPTIONS, expand_element_ids, parse_element_token
 from kong.drivers.base import QueueLimits, StatusResult, TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
-    BatchDriver,
     SchedulerInfo,
     walltime_minutes,
 )
 from kong.drivers.sh import load
+from kong.drivers.slurm_arrays import _KILL_ELEMENT, SlurmArrays
+from kong.drivers.slurm_arrays import sbatch_path as _sbatch_path
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.remote.statusview import Verdict, ViewAnswer
@@ -99,13 +101,14 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 
-class SlurmDriver(BatchDriver):
+class SlurmDriver(SlurmArrays):
     name = "slurm"
     submit_tool = "sbatch"
     KILL_FINISHED = ("already completing or completed",)
     KILL_GONE = ("invalid job id",)
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
+        **ARRAY_OPTIONS,
         "account": str,
         "partition": str,
         "qos": str,
@@ -166,6 +169,9 @@ class SlurmDriver(BatchDriver):
         return ["scancel", batch_id]
 
     def kill_token_argv(self, token: str) -> list[str]:
+        element = parse_element_token(token)
+        if element is not None:  # the name is the whole array's: kill only the element
+            return ["sh", "-c", _KILL_ELEMENT, "sh", element[0], str(element[1])]
         return ["scancel", "--me", f"--name={token}"]
 
     #: _QUERY's answer ends with END; ERR|<why> is squeue's failure. slurmctld under
@@ -207,7 +213,9 @@ class SlurmDriver(BatchDriver):
             elif kind == "NOACCT":
                 self._warn_fallback(rest)
             if parsed is not None:
-                infos[parsed[0]] = parsed[1]
+                # pending elements folded into one line (123_[4-9]) are each of them
+                for batch_id in expand_element_ids(parsed[0]):
+                    infos[batch_id] = parsed[1]
         # Usage is final only once the job is: a finished job is never asked again.
         for batch_id, usage in fold_sacct_steps(usage_rows).items():
             info = infos.get(batch_id)
@@ -223,7 +231,7 @@ class SlurmDriver(BatchDriver):
         # Without an answer from sacct, a finished job is known only while slurmctld
         # keeps it (MinJobAge, 300 s unless the site says otherwise).
         history: float | None = 300.0
-        for line in self._run(_FIND, tokens, self.submit_lock):
+        for line in self._run(_FIND, self._names(tokens), self.submit_lock):
             if line == BUSY:
                 busy = self.busy_message()
                 continue
@@ -234,14 +242,15 @@ class SlurmDriver(BatchDriver):
                     float(value) if value.isdigit() else history)
                 continue
             name, _, batch_id = rest.partition("|")
-            batch_id = batch_id.strip()
+            batch_id = batch_id.strip().partition("_")[0]  # an array element: its array
             if kind not in ("Q", "A") or not batch_id.isdigit():
                 continue
             # The same token twice would be a double submission; the newest one is
             # the one that may still run, and it is the one kong follows.
             if name not in found or int(batch_id) > int(found[name]):
                 found[name] = batch_id
-        return TokenLookup(found, busy=busy, history_seconds=history)
+        return TokenLookup(self._elements(tokens, found), busy=busy,
+                           history_seconds=history)
 
     def _status(self, jobs: Sequence[Job], force: bool) -> dict[int, StatusResult]:
         results = super()._status(jobs, force)
@@ -477,6 +486,9 @@ def parse_scontrol_line(line: str) -> tuple[str, SchedulerInfo] | None:
     """One line of ``scontrol show job -o``."""
     fields = scontrol_fields(line)
     batch_id = fields.get("JobId")
+    array_id, task = fields.get("ArrayJobId"), fields.get("ArrayTaskId")
+    if array_id and task:  # an element: known by its array's id and its index
+        batch_id = f"{array_id}_{task}" if task.isdigit() else f"{array_id}_[{task}]"
     state = fields.get("JobState")
     if not batch_id or not state:
         return None
@@ -520,8 +532,3 @@ def parse_partitions(text: str) -> dict[str, QueueLimits]:
             limits[""] = queue
     return limits
 
-
-def _sbatch_path(path: str) -> str:
-    # sbatch expands %j, %x, ... in --output; "%%" is a literal percent sign.
-    path = path.replace("%", "%%")
-    return f'"{path}"' if any(c.isspace() for c in path) else path

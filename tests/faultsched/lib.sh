@@ -36,7 +36,9 @@ start() {
     [ -f "$j/started" ] && return 0
     : > "$j/started"
     # shellcheck disable=SC2016 # expanded by the inner sh
-    setsid sh -c 'sh "$1/script" > "$(cat "$1/out")" 2> "$(cat "$1/err")"; echo $? > "$1/rc"' \
+    # an array element learns its index as Slurm tells it
+    setsid sh -c '[ -f "$1/index" ] && SLURM_ARRAY_TASK_ID=$(cat "$1/index") && export SLURM_ARRAY_TASK_ID
+        sh "$1/script" > "$(cat "$1/out")" 2> "$(cat "$1/err")"; echo $? > "$1/rc"' \
         sh "$j" < /dev/null > /dev/null 2>&1 &
     echo $! > "$j/pid"
 }
@@ -61,10 +63,13 @@ shown() {
     esac
 }
 
-# render FORMAT ID: a squeue/sacct line of job ID in FORMAT (%i %j %T %r %N %V %S).
+# render FORMAT ID: a squeue/sacct line of job ID in FORMAT (%i %j %T %r %N %V %S, and
+# %F %K: an array element's array id and index, N/A for a plain job's index).
 render() {
     j="$D/jobs/$2"
+    kong_k=N/A; [ -f "$j/index" ] && kong_k=$(cat "$j/index")
     printf '%s\n' "$1" | sed -e "s|%i|$2|g" -e "s|%j|$(cat "$j/name")|g" \
+        -e "s|%F|${2%%_*}|g" -e "s|%K|$kong_k|g" \
         -e "s|%T|$(state "$2")|g" -e "s|%r|None|g" -e "s|%N|fakenode|g" \
         -e "s|%V|2026-01-01T00:00:00|g" -e "s|%S|2026-01-01T00:00:01|g"
 }

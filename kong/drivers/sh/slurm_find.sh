@@ -1,7 +1,7 @@
 # shellcheck shell=sh
 # shellcheck disable=SC2154 # $t: the temp dir of slurm_helpers.sh, which comes first
 cat > "$t/tokens"
-if ! squeue -h -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
+if ! squeue -h -r -t all -u "$(id -un)" -o '%j|%i' > "$t/q" 2> "$t/err"; then
     printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
     exit 0
 fi

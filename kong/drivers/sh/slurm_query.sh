@@ -1,7 +1,8 @@
 # shellcheck shell=sh
 # shellcheck disable=SC2154 # $t: the temp dir of slurm_helpers.sh, which comes first
 cat > "$t/ids"
-if ! squeue -h -u "$(id -un)" -o "$1" > "$t/q" 2> "$t/err"; then
+# -r: one line per array element, pending ones too (123_4, not 123_[4-9])
+if ! squeue -h -r -u "$(id -un)" -o "$1" > "$t/q" 2> "$t/err"; then
     printf 'ERR|squeue: %s\nEND\n' "$(tr '\n' ' ' < "$t/err")"
     exit 0
 fi
@@ -28,7 +29,12 @@ if [ -s "$t/rest" ]; then
     if [ -s "$t/rest2" ]; then
         scontrol show job -o 2>/dev/null | awk '
             FILENAME == ARGV[1] { w[$1] = 1; next }
-            { id = substr($1, 7) } (id in w) { print "C|" $0 }' "$t/rest2" -
+            { id = substr($1, 7) }
+            # an array element: known as <ArrayJobId>_<ArrayTaskId>
+            match($0, / ArrayJobId=[0-9]+ ArrayTaskId=[0-9]+ /) {
+                split(substr($0, RSTART + 1, RLENGTH - 2), f, /[= ]/); id = f[2] "_" f[4]
+            }
+            (id in w) { print "C|" $0 }' "$t/rest2" -
     fi
 fi
 echo END
