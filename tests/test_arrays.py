@@ -172,7 +172,8 @@ def test_resubmit_of_an_element_runs_it_again_alone(kong: State, slurm_cluster: 
     assert jobs[2].batch_job_id != first and "_" not in str(jobs[2].batch_job_id)
     kong.wait([jobs[2].job_id], notify=False, timeout=180, poll_interval=POLL)
     assert jobs[2].status == JobStatus.COMPLETED
-    assert jobs[2].data["history"] == [{"batch_job_id": first, "status": "COMPLETED"}]
+    assert [(h["batch_job_id"], h["status"]) for h in jobs[2].data["history"]] == [
+        (first, "COMPLETED")]
     with jobs[2].stdout() as fh:
         assert fh.read() == f"run-{jobs[2].job_id}\n"
     assert [j.status for j in jobs[:2]] == [JobStatus.COMPLETED] * 2

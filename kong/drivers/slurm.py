@@ -274,9 +274,15 @@ class SlurmDriver(SlurmArrays):
         cgroup), a job over its memory ends FAILED by signal 9 and only slurmstepd's
         line in its stderr says why: that job ended OUT_OF_MEMORY. One round trip,
         only when a job ended so."""
-        killed = {self.job_paths(j).stderr: j.job_id for j in jobs
-                  if isinstance(info := results.get(j.job_id), SchedulerInfo)
-                  and info.status.finished and info.end_reason == "SIGNAL(9)"}
+        killed: dict[str, int] = {}
+        for job in jobs:
+            info = results.get(job.job_id)
+            if (isinstance(info, SchedulerInfo) and info.status.finished
+                    and info.end_reason == "SIGNAL(9)"):
+                paths = self.job_paths(job)
+                # slurmstepd writes to the job's stderr, or for an array element to
+                # the element's own file, kept as scheduler.txt beside its logs
+                killed[paths.stderr] = killed[f"{paths.log_dir}/scheduler.txt"] = job.job_id
         if not killed:
             return
         output = self.run_script(_OOM_LOGS, "".join(f"{path}\n" for path in killed))
