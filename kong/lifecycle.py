@@ -133,9 +133,13 @@ def _fail(problems: Sequence[str], what: str, total: int) -> None:
 # -- create -----------------------------------------------------------------------------
 
 
-def create(driver: DriverBase, folder: Folder, *args: Any, **kwargs: Any) -> Job:
-    """A new job row (CREATED) in ``folder``; the driver checks the arguments."""
+def create(driver: DriverBase, folder: Folder, *args: Any,
+           inputs: list[dict[str, str]] | None = None, **kwargs: Any) -> Job:
+    """A new job row (CREATED) in ``folder``; the driver checks the arguments.
+    ``inputs`` (checked by ``kong.staging.check_inputs``) go into its data."""
     values = driver.new_job(*args, **kwargs)
+    if inputs:
+        values["data"] = {**values.get("data", {}), "inputs": inputs}
     with db.write() as s:
         job = Job(folder_id=folder.folder_id, status=JobStatus.CREATED, **values)
         s.add(job)

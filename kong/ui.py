@@ -340,3 +340,31 @@ def progress_bar(
     with bar:
         bar.add_task(description, total=total)
         yield bar
+
+
+@contextmanager
+def bytes_progress(
+    description: str, total: int | None, disable: bool = False
+) -> Iterator[Progress]:
+    """A progress bar in bytes (done/total, speed, time left) on stderr, for transfers."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=disable or not err_console.is_terminal,
+        transient=False,
+    )
+    with bar:
+        bar.add_task(description, total=total)
+        yield bar

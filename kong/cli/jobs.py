@@ -30,7 +30,8 @@ def _parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
 
 
 #: create_job's own arguments: `-a` cannot pass them a second time
-_CREATE_JOB_PARAMETERS = {"command", "profile", "folder", "cores", "memory", "cwd", "env"}
+_CREATE_JOB_PARAMETERS = {"command", "profile", "folder", "cores", "memory", "cwd", "env",
+                          "inputs"}
 
 
 def _option_value(value: str) -> Any:
@@ -42,6 +43,16 @@ def _option_value(value: str) -> Any:
     except yaml.YAMLError:
         return value
     return parsed if isinstance(parsed, (int, float, bool)) else value
+
+
+def _input_pair(text: str) -> tuple[str, str] | str:
+    """``PATH`` or ``PATH=NAME`` (a path that itself holds ``=`` and exists stays whole)."""
+    import os
+
+    path, sep, name = text.rpartition("=")
+    if not sep or not path or os.path.exists(text):
+        return text
+    return (path, name)
 
 
 @cli.command("create-job", context_settings={"ignore_unknown_options": True})
@@ -59,6 +70,9 @@ def _option_value(value: str) -> Any:
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE",
               help="Environment variable for the job (repeatable).")
 @click.option("--cwd", metavar="DIR", help="Working dir of the job on its host.")
+@click.option("-i", "--input", "inputs", multiple=True, metavar="PATH[=NAME]",
+              help="File or dir copied into the job's output dir at submit, under its "
+                   "own name or NAME (repeatable).")
 @click.option("-s", "--submit", is_flag=True, help="Submit the job right away.")
 @pass_context
 def create_job_command(
@@ -71,6 +85,7 @@ def create_job_command(
     args: Sequence[str],
     env: Sequence[str],
     cwd: str | None,
+    inputs: Sequence[str],
     submit: bool,
 ) -> None:
     """Create a job that runs COMMAND (put it after --, e.g. kong create-job -- ./run.sh 3).
@@ -93,6 +108,7 @@ def create_job_command(
         memory=memory,
         cwd=cwd,
         env=_parse_pairs(env, "--env") or None,
+        **({"inputs": [_input_pair(i) for i in inputs]} if inputs else {}),
         **options,
     )
     if submit:

@@ -40,6 +40,7 @@ from kong.drivers.base import (
     SubmitUnclear,
     TokenLookup,
 )
+from kong.drivers.inputs import input_files
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
 from kong.errors import DriverError
@@ -48,6 +49,7 @@ from kong.model.job import Job, JobStatus
 if TYPE_CHECKING:
     from kong.config import Config, Profile
     from kong.remote import Transport
+    from kong.remote.base import Upload
 
 #: options every batch driver accepts (profile-wide and per job)
 BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -203,7 +205,7 @@ class BatchDriver(DriverBase):
     ) -> dict[int, SubmitResult]:
         if not requests:
             return {}
-        files: dict[str, bytes] = {}
+        files: dict[str, Upload] = {}
         entries = []
         for request in requests:
             job = request.job
@@ -213,6 +215,7 @@ class BatchDriver(DriverBase):
                                  scratch=self.scratch(options, job))
             files[paths.script] = script.encode()
             files[f"{paths.log_dir}/.kong"] = b""  # the scheduler opens logs before the script runs
+            files.update(input_files(job, paths.output_dir))
             entries.append(SubmitEntry(job, paths, options, request.token))
         self.transport.upload(files)
         output = self.submit_remote(entries)

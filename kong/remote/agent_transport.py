@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from kong.errors import ConnectionLost, TransportError
 from kong.remote import agent
-from kong.remote.base import CommandResult, TransportStats
+from kong.remote.base import CommandResult, LocalFile, TransportStats, Upload
 from kong.remote.commands import CommandTransport, command_line
 from kong.remote.target import SSHTarget
 
@@ -121,14 +121,15 @@ class AgentTransport(CommandTransport):
                        received=len(out) + len(err))
         return CommandResult(tuple(argv), int(reply["exit_code"]), out, err)
 
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
+    def upload(self, files: Mapping[str, Upload], *, mode: int = 0o600) -> None:
         """As ``CommandTransport.upload``, in as many commands as the agent's frame limit
         needs (one for any usual bulk submit: scripts are small)."""
-        batch: dict[str, bytes] = {}
+        batch: dict[str, Upload] = {}
         size = 0
         for path, content in files.items():
             # A tar member costs its content rounded up to 512 bytes, plus headers.
-            cost = len(content) + 2048 + len(path)
+            cost = (content.size if isinstance(content, LocalFile) else len(content)) + 2048 \
+                + len(path)
             if batch and size + cost > agent.MAX_STDIN - (64 << 10):
                 super().upload(batch, mode=mode)
                 batch, size = {}, 0

@@ -70,6 +70,28 @@ class SSHTransport(CommandTransport):
         outcome = self._pool.call(self._host().run(line, stdin, timeout))
         return CommandResult(tuple(argv), outcome.exit_code, outcome.stdout, outcome.stderr)
 
+    streams = True
+
+    def run_stream(self, argv: Sequence[str], *, stdin: bytes | None = None) -> Iterator[bytes]:
+        """Yield the stdout of ``argv`` as it arrives, on one channel (bulk file data)."""
+        line = command_line(argv, self.umask)
+        host = self._host()
+        entry, proc = self._pool.call(host.open_process(line, stdin))
+        self.stats.add(round_trips=1, sent=len(line) + len(stdin or b""))
+        try:
+            while True:
+                chunk = self._pool.call(_read_chunk(proc, 1 << 20))
+                if not chunk:
+                    break
+                self.stats.add(received=len(chunk))
+                yield chunk
+            code, err = self._pool.call(_exit_of(proc))
+            if code is None:
+                raise host._cut_off(line)
+            CommandResult(tuple(argv), code, b"", err).check()
+        finally:
+            self._pool.call(_close_process(host, entry, proc))
+
     def stream(self, path: str, offset: int = 0, poll_interval: float = 0.5) -> Iterator[bytes]:
         """Follow ``path`` with ``tail -F`` on one channel; resume after a dropped connection.
 
@@ -117,12 +139,22 @@ class SSHTransport(CommandTransport):
         self._pool.call(host.close())
 
 
-async def _read_chunk(proc: asyncssh.SSHClientProcess[bytes]) -> bytes:
+async def _read_chunk(proc: asyncssh.SSHClientProcess[bytes], size: int = 65536) -> bytes:
     try:
-        data = await proc.stdout.read(65536)
+        data = await proc.stdout.read(size)
     except (asyncssh.Error, OSError):
         return b""
     return data if isinstance(data, bytes) else b""
+
+
+async def _exit_of(proc: asyncssh.SSHClientProcess[bytes]) -> tuple[int | None, bytes]:
+    """The exit code (None: the connection went before it came) and stderr of ``proc``."""
+    try:
+        result = await proc.wait(check=False)
+    except (asyncssh.Error, OSError):
+        return None, b""
+    err = result.stderr if isinstance(result.stderr, bytes) else b""
+    return result.returncode, err
 
 
 async def _close_process(

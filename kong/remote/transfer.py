@@ -1,0 +1,270 @@
+"""Bulk, incremental, resumable copies of remote files to this machine (``kong pull``).
+
+Two commands per host, whatever the number of jobs or files:
+
+manifest  one listing (size, mtime in ns) of every regular file under many dirs;
+          the caller compares it with its local copy and decides what to fetch.
+fetch     one stream of only the files (or the remainders of files) it asks for.
+
+Both run ``transfer_remote.py`` on the host as ``python3 -c``, so nothing is
+installed there. A file arrives under a hidden part name that carries the remote
+version it belongs to (``.NAME.SIZE-MTIME.kongpart``) and is renamed to its final
+name only once every byte is in and its mtime is set to the remote one; a fetch
+cut off mid-file leaves the part, and the next plan continues it from its length
+if the remote file is still that version. So a final name never holds a half
+file, and "unchanged" is a plain size + mtime comparison.
+
+On a transport that streams (SSH) the fetch is one command; on the others (the
+local host, the kong agent, whose replies are held in memory) it goes in pieces
+of at most ``PIECE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from kong.errors import TransportError
+from kong.paths import make_private_dir
+from kong.remote.base import Transport
+
+#: the most bytes one fetch command returns on a transport that does not stream
+PIECE_BYTES = 64 << 20
+
+PART_SUFFIX = ".kongpart"
+
+
+@cache
+def _remote_source() -> str:
+    return (Path(__file__).parent / "transfer_remote.py").read_text()
+
+
+def _argv(mode: str) -> list[str]:
+    return ["python3", "-c", _remote_source(), mode]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One regular file under a remote dir, as the manifest saw it."""
+
+    rel: str  # path below the dir, with /
+    size: int
+    mtime_ns: int
+
+
+def manifest(transport: Transport, roots: Sequence[str]) -> dict[str, list[RemoteFile] | None]:
+    """Every regular file under each remote dir (None: no such dir), one command."""
+    if not roots:
+        return {}
+    result = transport.run_checked(_argv("manifest"), stdin=json.dumps(list(roots)).encode())
+    try:
+        listing = json.loads(result.stdout)
+    except ValueError:
+        raise TransportError(f"unreadable file listing from {transport.label}") from None
+    if not isinstance(listing, list) or len(listing) != len(roots):
+        raise TransportError(f"file listing from {transport.label} does not match the request")
+    return {root: None if files is None else [RemoteFile(str(r), int(s), int(m))
+                                              for r, s, m in files]
+            for root, files in zip(roots, listing, strict=True)}
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    """One remote file to bring to ``local``, from byte ``offset`` (what a part has)."""
+
+    remote: str
+    local: Path
+    size: int
+    mtime_ns: int
+    offset: int = 0
+
+    @property
+    def part(self) -> Path:
+        return part_path(self.local, self.size, self.mtime_ns)
+
+    @property
+    def to_move(self) -> int:
+        return self.size - self.offset
+
+
+def part_path(local: Path, size: int, mtime_ns: int) -> Path:
+    return local.with_name(f".{local.name}.{size}-{mtime_ns}{PART_SUFFIX}")
+
+
+def plan_file(remote: str, local: Path, rf: RemoteFile) -> FetchItem | None:
+    """What fetching ``rf`` to ``local`` takes: None when the local copy is that version."""
+    try:
+        st = local.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    else:
+        if st.st_size == rf.size and st.st_mtime_ns == rf.mtime_ns:
+            return None
+    offset = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        have = part_path(local, rf.size, rf.mtime_ns).stat().st_size
+        if have <= rf.size:
+            offset = have
+    return FetchItem(remote, local, rf.size, rf.mtime_ns, offset)
+
+
+@dataclass
+class FetchReport:
+    """What a fetch did: bytes written, files completed, and files it could not take."""
+
+    bytes_moved: int = 0
+    done: list[FetchItem] = field(default_factory=list)
+    #: remote file changed while it was read (or since the plan, for a part): fetch again
+    changed: list[FetchItem] = field(default_factory=list)
+    #: remote file could not be read: (item, why)
+    failed: list[tuple[FetchItem, str]] = field(default_factory=list)
+
+
+class _Reader:
+    """Lines and exact byte counts out of an iterator of chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = bytearray()
+
+    def _more(self) -> None:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            raise TransportError("the file stream ended early")
+        self._buf += chunk
+
+    def line(self) -> bytes:
+        while (end := self._buf.find(b"\n")) < 0:
+            if len(self._buf) > 1 << 16:
+                raise TransportError("the file stream is out of frame")
+            self._more()
+        out = bytes(self._buf[:end])
+        del self._buf[: end + 1]
+        return out
+
+    def copy(self, n: int, write: Callable[[bytes], object]) -> None:
+        while n:
+            if not self._buf:
+                self._more()
+            take = min(n, len(self._buf))
+            write(bytes(self._buf[:take]))
+            del self._buf[:take]
+            n -= take
+
+
+def _drop_stale_parts(item: FetchItem) -> None:
+    """Parts of other versions of the file: they can never be continued."""
+    for other in item.local.parent.glob(f".{_glob_escape(item.local.name)}.*{PART_SUFFIX}"):
+        if other != item.part:
+            other.unlink(missing_ok=True)
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def fetch(
+    transport: Transport,
+    items: Sequence[FetchItem],
+    progress: Callable[[int], None] | None = None,
+) -> FetchReport:
+    """Bring ``items`` over in as few commands as the transport allows (see module doc).
+
+    ``progress`` gets the number of bytes written, as they are. A dropped
+    connection raises ``ConnectionLost``; what arrived stays in the parts."""
+    report = FetchReport()
+    for piece in _pieces(transport, items):
+        _fetch_piece(transport, piece, report, progress)
+    return report
+
+
+#: one request line: the item, from where, and how many bytes at most (-1: to the end)
+_Request = tuple[FetchItem, int, int]
+
+
+def _pieces(transport: Transport, items: Sequence[FetchItem]) -> Iterator[list[_Request]]:
+    if transport.streams:
+        yield [(item, item.offset, -1) for item in items]
+        return
+    piece: list[_Request] = []
+    budget = PIECE_BYTES
+    for item in items:
+        offset = item.offset
+        while True:
+            take = min(item.size - offset, budget)
+            piece.append((item, offset, take if offset + take < item.size else -1))
+            budget -= take
+            offset += take
+            if budget <= 0:
+                yield piece
+                piece, budget = [], PIECE_BYTES
+            if offset >= item.size:
+                break
+    if piece:
+        yield piece
+
+
+def _fetch_piece(
+    transport: Transport,
+    piece: list[_Request],
+    report: FetchReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    stdin = json.dumps([[item.remote, offset, limit] for item, offset, limit in piece]).encode()
+    reader = _Reader(transport.run_stream(_argv("send"), stdin=stdin))
+    dropped: set[str] = {item.remote for item in report.changed}
+    for index, (item, offset, limit) in enumerate(piece):
+        header = reader.line().split(b" ", 2)
+        if len(header) != 3 or int(header[0]) != index:
+            raise TransportError(f"the file stream from {transport.label} is out of frame")
+        length = int(header[2])
+        if length < 0:
+            report.failed.append((item, reader.line().decode("utf-8", "replace")))
+            continue
+        if item.remote in dropped:  # an earlier piece of it was torn: skip the rest
+            reader.copy(length, lambda _data: None)
+            reader.line()
+            continue
+        if offset == item.offset:  # the first bytes of this item in this fetch
+            _drop_stale_parts(item)
+            make_private_dir(item.local.parent)
+            if offset == 0:
+                item.part.unlink(missing_ok=True)
+        fd = os.open(item.part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            if out.tell() != offset:
+                raise TransportError(f"{item.part} changed under the pull")
+
+            def write(data: bytes, out: object = out) -> None:
+                out.write(data)  # type: ignore[attr-defined]
+                report.bytes_moved += len(data)
+                if progress is not None:
+                    progress(len(data))
+
+            reader.copy(length, write)
+        ok, size, mtime_ns = (int(x) for x in reader.line().split(b" "))
+        same_version = (size, mtime_ns) == (item.size, item.mtime_ns)
+        if not ok or (not same_version and (offset > 0 or limit >= 0)):
+            item.part.unlink(missing_ok=True)  # torn, or a mix of two versions
+            report.changed.append(item)
+            dropped.add(item.remote)
+            continue
+        if limit >= 0:
+            continue  # more pieces of this file follow
+        final = item if same_version else FetchItem(item.remote, item.local, size, mtime_ns)
+        if not same_version:
+            os.replace(item.part, final.part)
+        if final.part.stat().st_size != final.size:
+            final.part.unlink(missing_ok=True)
+            report.changed.append(item)
+            continue
+        os.utime(final.part, ns=(mtime_ns, mtime_ns))
+        os.replace(final.part, final.local)
+        report.done.append(final)
+    if reader.line() != b"END":
+        raise TransportError(f"the file stream from {transport.label} did not end cleanly")
