@@ -339,3 +339,68 @@ def test_slurm_inputs_and_pull(kong_home: Path, slurm_cluster: Cluster, inputs: 
                                                                  job.output_dir).items()
                                     if k.startswith("out/")}
     assert time.monotonic() - started < 30
+
+
+def _results_on_host(cluster: Cluster, jobs: list[Any], size: int) -> None:
+    dirs = " ".join(j.output_dir for j in jobs)
+    code, out = cluster.exec(f"for d in {dirs}; do mkdir -p $d && head -c {size} /dev/urandom "
+                             f"> $d/r.bin && echo ok > $d/ok.txt; done", user=cluster.user)
+    assert code == 0, out
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_pull_through_the_agent_in_pieces(
+    kong_home: Path, sshd_server: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kong.remote import agent, transfer
+
+    monkeypatch.setenv("KONG_AGENT", "1")
+    block: dict[str, Any] = {**sshd_server.profile(), "driver": "local"}
+    state = make_state(Config(data={"default_profile": "box", "agent": True,
+                                    "agent_idle_timeout": 60, "profiles": {"box": block}}))
+    try:
+        assert type(state.default_driver.transport).__name__ == "AgentTransport"
+        # the agent holds a reply in memory: big files come in pieces (made small here)
+        monkeypatch.setattr(transfer, "PIECE_BYTES", 300_000)
+        jobs = [state.create_job(command="true") for _ in range(3)]
+        _results_on_host(sshd_server, jobs, 1_000_000)
+        result = state.pull("/", tmp_path / "d", recursive=True)
+        assert result.files_moved == 6 and result.bytes_moved == 3 * 1_000_003
+        for job in jobs:
+            assert local_tree(tmp_path / "d" / str(job.job_id)) == remote_tree(
+                sshd_server, job.output_dir)
+        assert no_parts(tmp_path / "d")
+        assert state.pull("/", tmp_path / "d", recursive=True).bytes_moved == 0
+    finally:
+        agent.stop_agent()
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_pull_through_proxy_jump(
+    kong_home: Path, sshd_server: Cluster, sshd_jump_server: Cluster, tmp_path: Path
+) -> None:
+    import shlex
+
+    pub = Path(str(sshd_server.identity_file) + ".pub").read_text().strip()
+    code, out = sshd_jump_server.exec(
+        f"grep -qxF {shlex.quote(pub)} /etc/ssh/authorized_keys/{sshd_jump_server.user} || "
+        f"echo {shlex.quote(pub)} >> /etc/ssh/authorized_keys/{sshd_jump_server.user}")
+    assert code == 0, out
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd_server.known_hosts.read_text()
+                     + sshd_jump_server.known_hosts.read_text())
+    block: dict[str, Any] = {
+        **sshd_server.profile(), "driver": "local", "known_hosts": str(known),
+        "jump_host": f"{sshd_jump_server.user}@{sshd_jump_server.host}:{sshd_jump_server.port}"}
+    state = make_state(Config(data={"default_profile": "box", "profiles": {"box": block}}))
+    before = sshd_jump_server.accepted_logins()
+    jobs = [state.create_job(command="true") for _ in range(2)]
+    _results_on_host(sshd_server, jobs, 200_000)
+    result = state.pull("/", tmp_path / "d", recursive=True)
+    assert result.files_moved == 4
+    assert sshd_jump_server.accepted_logins() > before  # it went through the jump host
+    for job in jobs:
+        assert local_tree(tmp_path / "d" / str(job.job_id)) == remote_tree(sshd_server,
+                                                                           job.output_dir)
