@@ -236,7 +236,11 @@ def execute(
         if progress is not None:
             progress(now, total)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(plans)))) as pool:
+    if len(plans) == 1:
+        (driver, pulls), = plans
+        run(driver, pulls, result, lock, moved, remove_remote)
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(plans))) as pool:
         futures = [pool.submit(run, d, ps, result, lock, moved, remove_remote)
                    for d, ps in plans]
         for future in futures:

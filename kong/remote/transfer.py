@@ -126,34 +126,38 @@ class FetchReport:
 
 
 class _Reader:
-    """Lines and exact byte counts out of an iterator of chunks."""
+    """Lines and exact byte counts out of an iterator of chunks (read in place: a
+    piece of a non-streaming transport is one chunk of up to ``PIECE_BYTES``)."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buf = bytearray()
+        self._buf = b""
+        self._pos = 0
 
     def _more(self) -> None:
         chunk = next(self._chunks, None)
         if chunk is None:
             raise TransportError("the file stream ended early")
-        self._buf += chunk
+        rest = self._buf[self._pos:]
+        self._buf = rest + chunk if rest else chunk
+        self._pos = 0
 
     def line(self) -> bytes:
-        while (end := self._buf.find(b"\n")) < 0:
-            if len(self._buf) > 1 << 16:
+        while (end := self._buf.find(b"\n", self._pos)) < 0:
+            if len(self._buf) - self._pos > 1 << 16:
                 raise TransportError("the file stream is out of frame")
             self._more()
-        out = bytes(self._buf[:end])
-        del self._buf[: end + 1]
+        out = self._buf[self._pos:end]
+        self._pos = end + 1
         return out
 
-    def copy(self, n: int, write: Callable[[bytes], object]) -> None:
+    def copy(self, n: int, write: Callable[[memoryview], object]) -> None:
         while n:
-            if not self._buf:
+            if self._pos >= len(self._buf):
                 self._more()
-            take = min(n, len(self._buf))
-            write(bytes(self._buf[:take]))
-            del self._buf[:take]
+            take = min(n, len(self._buf) - self._pos)
+            write(memoryview(self._buf)[self._pos:self._pos + take])
+            self._pos += take
             n -= take
 
 
@@ -231,8 +235,10 @@ def _fetch_piece(
             reader.line()
             continue
         if offset == item.offset:  # the first bytes of this item in this fetch
-            _drop_stale_parts(item)
-            make_private_dir(item.local.parent)
+            if item.local.parent.is_dir():
+                _drop_stale_parts(item)
+            else:
+                make_private_dir(item.local.parent)
             if offset == 0:
                 item.part.unlink(missing_ok=True)
         fd = os.open(item.part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -240,7 +246,7 @@ def _fetch_piece(
             if out.tell() != offset:
                 raise TransportError(f"{item.part} changed under the pull")
 
-            def write(data: bytes, out: object = out) -> None:
+            def write(data: memoryview, out: object = out) -> None:
                 out.write(data)  # type: ignore[attr-defined]
                 report.bytes_moved += len(data)
                 if progress is not None:
