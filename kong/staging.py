@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kong.errors import ArgumentTypeError, ArgumentValueError
+from kong.errors import ArgumentTypeError, ArgumentValueError, ConfigError
 from kong.remote import transfer
 from kong.remote.transfer import FetchItem
 
@@ -152,10 +152,15 @@ def plan(
     dest_of: dict[int, Path],
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    checksum: bool = False,
 ) -> list[JobPull]:
     """One manifest command for all ``jobs`` of a profile, compared with the local copies."""
+    if not driver.reachable:
+        ids = ", ".join(str(j.job_id) for j in jobs[:5]) + (" ..." if len(jobs) > 5 else "")
+        raise ConfigError(f"cannot pull job(s) {ids}: their profile {driver.profile.name!r} "
+                          f"is no longer in the config")
     remote_dirs = {job.job_id: driver.job_paths(job).output_dir for job in jobs}
-    listing = transfer.manifest(driver.transport, list(remote_dirs.values()))
+    listing = transfer.manifest(driver.transport, list(remote_dirs.values()), checksum)
     pulls = []
     for job in jobs:
         remote_dir = remote_dirs[job.job_id]

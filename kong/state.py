@@ -398,6 +398,7 @@ class State(Selection):
         dry_run: bool = False,
         remove_remote: bool = False,
         progress: ProgressCallback | None = None,
+        checksum: bool = False,
     ) -> PullResult:
         """Bring the output dirs of the selected jobs to ``DEST/<folder path>/<job id>/``
         (default: ``pulled/`` under the data dir): per profile one listing command and
@@ -406,7 +407,8 @@ class State(Selection):
         ``include``/``exclude``: globs on the file's path below the output dir (a glob
         without ``/`` matches the base name). ``dry_run``: plan only. ``remove_remote``:
         then delete the host's output dir of each finished job that came over whole.
-        ``progress(bytes_done, bytes_total)`` is called as data arrives.
+        ``progress(bytes_done, bytes_total)`` is called as data arrives. ``checksum``:
+        a file of the same size is unchanged only if its SHA-256 is (not its mtime).
         """
         from kong import staging
 
@@ -425,7 +427,7 @@ class State(Selection):
                 folders[job.folder_id] = job.folder.path
             dest_of[job.job_id] = staging.job_dest(target, folders[job.folder_id], job.job_id)
         plans = self._each_profile(
-            jobs, lambda d, g: (d, staging.plan(d, g, dest_of, include, exclude)))
+            jobs, lambda d, g: (d, staging.plan(d, g, dest_of, include, exclude, checksum)))
         result = staging.PullResult(target, [p for _, ps in plans.values() for p in ps],
                                     dry_run)
         if not dry_run:

@@ -137,6 +137,21 @@ def test_a_changed_file_comes_again_and_remove_remote_frees_the_host(
     assert (tmp_path / "d" / str(job.job_id) / "r.txt").exists()  # the laptop copy stays
 
 
+def test_checksum_finds_a_change_that_kept_size_and_mtime(state: State, tmp_path: Path) -> None:
+    job = state.create_job(command='echo aaaa > "$KONG_JOB_OUTPUT_DIR/r.txt"')
+    run_and_wait(state, str(job.job_id))
+    state.pull(job, tmp_path / "d")
+    remote = Path(job.output_dir) / "r.txt"
+    st = remote.stat()
+    remote.write_text("bbbb\n")  # same size, and the old mtime put back
+    os.utime(remote, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert state.pull(job, tmp_path / "d", dry_run=True).bytes_planned == 0
+    result = state.pull(job, tmp_path / "d", checksum=True)
+    assert result.files_moved == 1
+    assert (tmp_path / "d" / str(job.job_id) / "r.txt").read_text() == "bbbb\n"
+    assert state.pull(job, tmp_path / "d", checksum=True).files_moved == 0
+
+
 def test_input_refusals_are_one_line_and_create_nothing(state: State, tmp_path: Path) -> None:
     (tmp_path / "ok.txt").write_text("ok")
     for bad, words in [

@@ -23,6 +23,9 @@ from kong.cli.group import JOBSPEC, Context, cli, pass_context
 @click.option("--remove-remote", is_flag=True,
               help="Then delete the cluster's copy of each finished job's output dir that "
                    "came over whole.")
+@click.option("-c", "--checksum", is_flag=True,
+              help="A file of the same size is unchanged only if its SHA-256 is "
+                   "(the cluster reads every byte); default: size and mtime.")
 @pass_context
 def pull_command(
     obj: Context,
@@ -33,6 +36,7 @@ def pull_command(
     exclude: Sequence[str],
     dry_run: bool,
     remove_remote: bool,
+    checksum: bool,
 ) -> None:
     """Copy the output dirs of the jobs in SPEC to DEST/<folder path>/<job id>/.
 
@@ -46,7 +50,7 @@ def pull_command(
     state = obj.state
     if dry_run:
         plan = state.pull(spec, dest, recursive=recursive, include=include, exclude=exclude,
-                          dry_run=True, remove_remote=remove_remote)
+                          dry_run=True, remove_remote=remove_remote, checksum=checksum)
         rows = [[str(j.job_id), str(len(j.items)), ui.human_size(j.bytes), str(j.unchanged),
                  "no output dir yet" if j.missing else ""] for j in plan.jobs]
         ui.render_table(["job", "files", "size", "unchanged", ""], rows)
@@ -55,7 +59,8 @@ def pull_command(
         return
     with ui.bytes_progress("Pulling", None) as bar:  # the total comes with the plan
         result = state.pull(spec, dest, recursive=recursive, include=include, exclude=exclude,
-                            remove_remote=remove_remote, progress=bulk_progress(bar))
+                            remove_remote=remove_remote, progress=bulk_progress(bar),
+                            checksum=checksum)
     unchanged = sum(j.unchanged for j in result.jobs)
     click.echo(f"pulled {result.files_moved} file(s), {ui.human_size(result.bytes_moved)} "
                f"into {result.dest} ({unchanged} unchanged)")

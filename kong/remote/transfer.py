@@ -22,6 +22,7 @@ of at most ``PIECE_BYTES``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -44,8 +45,8 @@ def _remote_source() -> str:
     return (Path(__file__).parent / "transfer_remote.py").read_text()
 
 
-def _argv(mode: str) -> list[str]:
-    return ["python3", "-c", _remote_source(), mode]
+def _argv(*mode: str) -> list[str]:
+    return ["python3", "-c", _remote_source(), *mode]
 
 
 @dataclass(frozen=True)
@@ -55,21 +56,27 @@ class RemoteFile:
     rel: str  # path below the dir, with /
     size: int
     mtime_ns: int
+    sha256: str | None = None  # only when the manifest was asked for hashes
 
 
-def manifest(transport: Transport, roots: Sequence[str]) -> dict[str, list[RemoteFile] | None]:
-    """Every regular file under each remote dir (None: no such dir), one command."""
+def manifest(
+    transport: Transport, roots: Sequence[str], checksum: bool = False
+) -> dict[str, list[RemoteFile] | None]:
+    """Every regular file under each remote dir (None: no such dir), one command;
+    with ``checksum`` each with its SHA-256 (the host reads every byte)."""
     if not roots:
         return {}
-    result = transport.run_checked(_argv("manifest"), stdin=json.dumps(list(roots)).encode())
+    argv = _argv("manifest", "sha256") if checksum else _argv("manifest")
+    result = transport.run_checked(argv, stdin=json.dumps(list(roots)).encode())
     try:
         listing = json.loads(result.stdout)
     except ValueError:
         raise TransportError(f"unreadable file listing from {transport.label}") from None
     if not isinstance(listing, list) or len(listing) != len(roots):
         raise TransportError(f"file listing from {transport.label} does not match the request")
-    return {root: None if files is None else [RemoteFile(str(r), int(s), int(m))
-                                              for r, s, m in files]
+    return {root: None if files is None else [
+                RemoteFile(str(f[0]), int(f[1]), int(f[2]), f[3] if len(f) > 3 else None)
+                for f in files]
             for root, files in zip(roots, listing, strict=True)}
 
 
@@ -97,20 +104,33 @@ def part_path(local: Path, size: int, mtime_ns: int) -> Path:
 
 
 def plan_file(remote: str, local: Path, rf: RemoteFile) -> FetchItem | None:
-    """What fetching ``rf`` to ``local`` takes: None when the local copy is that version."""
+    """What fetching ``rf`` to ``local`` takes: None when the local copy is that version
+    (same size and mtime; with a hash in ``rf``, same size and SHA-256 instead)."""
     try:
         st = local.stat()
     except (FileNotFoundError, NotADirectoryError):
         pass
     else:
-        if st.st_size == rf.size and st.st_mtime_ns == rf.mtime_ns:
-            return None
+        if st.st_size == rf.size:
+            if rf.sha256 is not None:
+                if _sha256(local) == rf.sha256:
+                    return None
+            elif st.st_mtime_ns == rf.mtime_ns:
+                return None
     offset = 0
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         have = part_path(local, rf.size, rf.mtime_ns).stat().st_size
         if have <= rf.size:
             offset = have
     return FetchItem(remote, local, rf.size, rf.mtime_ns, offset)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass

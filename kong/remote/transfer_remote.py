@@ -7,6 +7,7 @@ reads its request as JSON on stdin:
     manifest   stdin ["/abs/root", ...]
                stdout one JSON list, per root either null (no such dir) or
                [[relative path, size, mtime in ns], ...] of every regular file below it
+               (``manifest sha256``: each entry with the file's SHA-256 after them)
     send       stdin [["/abs/file", offset, limit], ...] (limit -1: to the end)
                stdout per file a header line ``INDEX OFFSET LENGTH\\n`` (LENGTH -1: the
                file cannot be read, then an error line follows), LENGTH bytes, then a
@@ -21,6 +22,7 @@ zeros and flagged, never cut short: the stream stays in frame).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -29,7 +31,18 @@ import sys
 CHUNK = 1 << 20
 
 
-def manifest(roots: list[str]) -> list[list[list[object]] | None]:
+def sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(CHUNK), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def manifest(roots: list[str], with_hash: bool) -> list[list[list[object]] | None]:
     out: list[list[list[object]] | None] = []
     for root in roots:
         if not os.path.isdir(root):
@@ -48,7 +61,10 @@ def manifest(roots: list[str]) -> list[list[list[object]] | None]:
                 if not stat.S_ISREG(st.st_mode):
                     continue  # links, sockets, fifos: not results
                 rel = name if rel_parent == "." else rel_parent + "/" + name
-                files.append([rel, st.st_size, st.st_mtime_ns])
+                entry: list[object] = [rel, st.st_size, st.st_mtime_ns]
+                if with_hash:
+                    entry.append(sha256(path))
+                files.append(entry)
         out.append(files)
     return out
 
@@ -93,7 +109,8 @@ def send(requests: list[list[object]]) -> None:
 def main() -> None:
     request = json.load(sys.stdin)
     if sys.argv[1] == "manifest":
-        json.dump(manifest(request), sys.stdout, separators=(",", ":"))
+        with_hash = sys.argv[2:] == ["sha256"]
+        json.dump(manifest(request, with_hash), sys.stdout, separators=(",", ":"))
     elif sys.argv[1] == "send":
         send(request)
     else:
