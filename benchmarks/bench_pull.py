@@ -18,7 +18,8 @@ At 0 ms kong and rsync connect straight to the container; at other latencies bot
 through ``benchmarks/latency_proxy.py`` in a process of its own (a delay each way).
 The machine is noisy: the ratios are the result, not the seconds.
 
-    python benchmarks/bench_pull.py [--latency 0,25] [--jobs 1000] [--big-mb 500] [--json F]
+    python benchmarks/bench_pull.py [--latency 0,25] [--sets a,b] [--jobs 1000] [--big-mb 500]
+                                    [--json FILE]
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def main() -> int:
     parser.add_argument("--big-mb", type=int, default=500)
     parser.add_argument("--sample", type=int, default=30,
                         help="jobs the per-job rsync loop is measured on")
+    parser.add_argument("--sets", default="a,b", help="data sets to run: a, b or a,b")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     latencies = [float(x) for x in args.latency.split(",")]
@@ -175,6 +177,7 @@ def main() -> int:
             "a": (f"{home}/bench-a", args.jobs, args.files, args.file_kb * 1024),
             "b": (f"{home}/bench-b", args.big_files, 1, args.big_mb << 20),
         }
+        sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
         for name, (root, jobs, files, size) in sets.items():
             t0 = time.perf_counter()
             code, out = cluster.exec(["python3", "-c", _MAKE_DATA, f"{root}/x", str(jobs),

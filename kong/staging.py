@@ -173,6 +173,7 @@ def plan(
             continue
         # Inputs came from the laptop: they are not results.
         inputs = input_names(job)
+        local_dir = str(pull.local_dir)
         for rf in files:
             if any(rf.rel == n or rf.rel.startswith(n + "/") for n in inputs):
                 continue
@@ -180,8 +181,7 @@ def plan(
                 continue
             if exclude and _matches(rf.rel, exclude):
                 continue
-            item = transfer.plan_file(f"{remote_dir}/{rf.rel}",
-                                      pull.local_dir.joinpath(*rf.rel.split("/")), rf)
+            item = transfer.plan_file(f"{remote_dir}/{rf.rel}", f"{local_dir}/{rf.rel}", rf)
             if item is None:
                 pull.unchanged += 1
             else:

@@ -25,10 +25,12 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from kong.errors import TransportError
 from kong.paths import make_private_dir
@@ -38,6 +40,8 @@ from kong.remote.base import Transport
 PIECE_BYTES = 64 << 20
 
 PART_SUFFIX = ".kongpart"
+#: what a part's name holds between the file's name and the suffix: SIZE-MTIME_NS
+_VERSION = re.compile(r"[0-9]+-[0-9]+")
 
 
 @cache
@@ -49,9 +53,9 @@ def _argv(*mode: str) -> list[str]:
     return ["python3", "-c", _remote_source(), *mode]
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """One regular file under a remote dir, as the manifest saw it."""
+class RemoteFile(NamedTuple):
+    """One regular file under a remote dir, as the manifest saw it (a tuple: a
+    listing holds one per file of every job)."""
 
     rel: str  # path below the dir, with /
     size: int
@@ -103,20 +107,21 @@ def part_path(local: Path, size: int, mtime_ns: int) -> Path:
     return local.with_name(f".{local.name}.{size}-{mtime_ns}{PART_SUFFIX}")
 
 
-def plan_file(remote: str, local: Path, rf: RemoteFile) -> FetchItem | None:
-    """What fetching ``rf`` to ``local`` takes: None when the local copy is that version
-    (same size and mtime; with a hash in ``rf``, same size and SHA-256 instead)."""
+def plan_file(remote: str, local_path: str, rf: RemoteFile) -> FetchItem | None:
+    """What fetching ``rf`` to ``local_path`` takes: None when the local copy is that
+    version (same size and mtime; with a hash in ``rf``, same size and SHA-256)."""
     try:
-        st = local.stat()
+        st = os.stat(local_path)
     except (FileNotFoundError, NotADirectoryError):
         pass
     else:
         if st.st_size == rf.size:
             if rf.sha256 is not None:
-                if _sha256(local) == rf.sha256:
+                if _sha256(local_path) == rf.sha256:
                     return None
             elif st.st_mtime_ns == rf.mtime_ns:
                 return None
+    local = Path(local_path)
     offset = 0
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         have = part_path(local, rf.size, rf.mtime_ns).stat().st_size
@@ -125,7 +130,7 @@ def plan_file(remote: str, local: Path, rf: RemoteFile) -> FetchItem | None:
     return FetchItem(remote, local, rf.size, rf.mtime_ns, offset)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -181,15 +186,23 @@ class _Reader:
             n -= take
 
 
-def _drop_stale_parts(item: FetchItem) -> None:
-    """Parts of other versions of the file: they can never be continued."""
-    for other in item.local.parent.glob(f".{_glob_escape(item.local.name)}.*{PART_SUFFIX}"):
-        if other != item.part:
-            other.unlink(missing_ok=True)
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+def _drop_stale_parts(item: FetchItem, part: Path, parts_in: dict[Path, set[str]]) -> None:
+    """Make the file's dir, or remove the parts of other versions of the file in it:
+    they can never be continued. Each dir is listed once per fetch."""
+    parent = item.local.parent
+    names = parts_in.get(parent)
+    if names is None:
+        try:
+            names = {n for n in os.listdir(parent) if n.endswith(PART_SUFFIX)}
+        except FileNotFoundError:
+            make_private_dir(parent)
+            names = set()
+        parts_in[parent] = names
+    prefix = f".{item.local.name}."
+    for name in [n for n in names if n.startswith(prefix) and n != part.name
+                 and _VERSION.fullmatch(n[len(prefix):-len(PART_SUFFIX)])]:
+        (parent / name).unlink(missing_ok=True)
+        names.discard(name)
 
 
 def fetch(
@@ -242,6 +255,7 @@ def _fetch_piece(
     stdin = json.dumps([[item.remote, offset, limit] for item, offset, limit in piece]).encode()
     reader = _Reader(transport.run_stream(_argv("send"), stdin=stdin))
     dropped: set[str] = {item.remote for item in report.changed}
+    parts_in: dict[Path, set[str]] = {}  # local dir -> the part files it had
     for index, (item, offset, limit) in enumerate(piece):
         header = reader.line().split(b" ", 2)
         if len(header) != 3 or int(header[0]) != index:
@@ -254,43 +268,44 @@ def _fetch_piece(
             reader.copy(length, lambda _data: None)
             reader.line()
             continue
+        part = item.part
         if offset == item.offset:  # the first bytes of this item in this fetch
-            if item.local.parent.is_dir():
-                _drop_stale_parts(item)
-            else:
-                make_private_dir(item.local.parent)
-            if offset == 0:
-                item.part.unlink(missing_ok=True)
-        fd = os.open(item.part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "ab") as out:
-            if out.tell() != offset:
-                raise TransportError(f"{item.part} changed under the pull")
+            _drop_stale_parts(item, part, parts_in)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
+        fd = os.open(part, flags, 0o600)
+        try:
+            if os.lseek(fd, 0, os.SEEK_END) != offset:
+                raise TransportError(f"{part} changed under the pull")
 
-            def write(data: memoryview, out: object = out) -> None:
-                out.write(data)  # type: ignore[attr-defined]
+            def write(data: memoryview, fd: int = fd) -> None:
+                done = 0
+                while done < len(data):
+                    done += os.write(fd, data[done:])
                 report.bytes_moved += len(data)
                 if progress is not None:
                     progress(len(data))
 
             reader.copy(length, write)
-        ok, size, mtime_ns = (int(x) for x in reader.line().split(b" "))
+            ok, size, mtime_ns = (int(x) for x in reader.line().split(b" "))
+            complete = os.lseek(fd, 0, os.SEEK_CUR) == size
+            if ok and complete and limit < 0:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
         same_version = (size, mtime_ns) == (item.size, item.mtime_ns)
         if not ok or (not same_version and (offset > 0 or limit >= 0)):
-            item.part.unlink(missing_ok=True)  # torn, or a mix of two versions
+            part.unlink(missing_ok=True)  # torn, or a mix of two versions
             report.changed.append(item)
             dropped.add(item.remote)
             continue
         if limit >= 0:
             continue  # more pieces of this file follow
-        final = item if same_version else FetchItem(item.remote, item.local, size, mtime_ns)
-        if not same_version:
-            os.replace(item.part, final.part)
-        if final.part.stat().st_size != final.size:
-            final.part.unlink(missing_ok=True)
+        if not complete:
+            part.unlink(missing_ok=True)
             report.changed.append(item)
             continue
-        os.utime(final.part, ns=(mtime_ns, mtime_ns))
-        os.replace(final.part, final.local)
-        report.done.append(final)
+        os.replace(part, item.local)
+        report.done.append(item if same_version else
+                           FetchItem(item.remote, item.local, size, mtime_ns))
     if reader.line() != b"END":
         raise TransportError(f"the file stream from {transport.label} did not end cleanly")
