@@ -152,6 +152,28 @@ def test_checksum_finds_a_change_that_kept_size_and_mtime(state: State, tmp_path
     assert state.pull(job, tmp_path / "d", checksum=True).files_moved == 0
 
 
+def test_a_part_of_another_version_is_dropped_not_continued(state: State, tmp_path: Path) -> None:
+    job = state.create_job(command='cd "$KONG_JOB_OUTPUT_DIR" && echo new-content > r.txt '
+                                   '&& echo b > r.txt.bak')
+    run_and_wait(state, str(job.job_id))
+    here = tmp_path / "d" / str(job.job_id)
+    here.mkdir(parents=True)
+    stale = here / ".r.txt.5-123.kongpart"  # an older r.txt, cut off: useless now
+    stale.write_bytes(b"old-c")
+    other = here / ".r.txt.bak.9-99.kongpart"  # a part of another file: not r.txt's
+    other.write_bytes(b"x")
+    assert state.pull(job, tmp_path / "d", include=["r.txt"]).bytes_moved == 12
+    assert (here / "r.txt").read_text() == "new-content\n"
+    assert not stale.exists() and other.exists()
+    # a part of the current version is continued from its length
+    remote = Path(job.output_dir) / "r.txt.bak"
+    st = remote.stat()
+    (here / f".r.txt.bak.{st.st_size}-{st.st_mtime_ns}.kongpart").write_bytes(b"b")
+    result = state.pull(job, tmp_path / "d")
+    assert result.bytes_moved == 1 and (here / "r.txt.bak").read_text() == "b\n"
+    assert not other.exists() and no_parts(here)
+
+
 def test_input_refusals_are_one_line_and_create_nothing(state: State, tmp_path: Path) -> None:
     (tmp_path / "ok.txt").write_text("ok")
     for bad, words in [
