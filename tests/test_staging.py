@@ -409,6 +409,21 @@ def test_pull_through_the_agent_in_pieces(
                 sshd_server, job.output_dir)
         assert no_parts(tmp_path / "d")
         assert state.pull("/", tmp_path / "d", recursive=True).bytes_moved == 0
+
+        # an input over the agent's stdin limit goes in pieces, once for all jobs
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(agent.MAX_STDIN + 1_000_000))
+        state.mkdir("/in")
+        users = [state.create_job(command='cd "$KONG_JOB_OUTPUT_DIR" && sha256sum big.bin '
+                                          '> sum', folder="/in", inputs=[big]) for _ in range(3)]
+        stats = state.default_driver.transport.stats
+        before = stats.snapshot()["bytes_sent"]
+        run_and_wait(state, "/in")
+        assert stats.snapshot()["bytes_sent"] - before < 2 * big.stat().st_size
+        state.pull("/in", tmp_path / "in")
+        for job in users:
+            assert (tmp_path / "in" / "in" / str(job.job_id) / "sum").read_text().split()[0] \
+                == sha(big)
     finally:
         agent.stop_agent()
 

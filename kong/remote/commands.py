@@ -62,11 +62,18 @@ class CommandTransport(Transport):
     umask: str = DEFAULT_UMASK
 
     def upload(self, files: Mapping[str, Upload], *, mode: int = 0o600) -> None:
+        self.upload_tar(files, mode=mode, sent={})
+
+    def upload_tar(
+        self, files: Mapping[str, Upload], *, mode: int, sent: dict[str, str]
+    ) -> None:
+        """``upload`` as one tar stream; ``sent`` maps laptop files to the remote path
+        (without its leading /) that already has their bytes, from this call or an
+        earlier one of the same upload: those become hard links."""
         if not files:
             return
         buf = io.BytesIO()
         now = time.time()
-        sent: dict[str, str] = {}  # laptop file -> the member that carries its bytes
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for path, content in files.items():
                 remote = self.expand(path)

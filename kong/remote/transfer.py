@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 from kong.errors import TransportError
 from kong.paths import make_private_dir
-from kong.remote.base import Transport
+from kong.remote.base import LocalFile, Transport
 
 #: the most bytes one fetch command returns on a transport that does not stream
 PIECE_BYTES = 64 << 20
@@ -309,3 +309,27 @@ def _fetch_piece(
                            FetchItem(item.remote, item.local, size, mtime_ns))
     if reader.line() != b"END":
         raise TransportError(f"the file stream from {transport.label} did not end cleanly")
+
+
+# Pieces of one big upload: the first makes the file (and its dirs), the rest append.
+_FIRST_PIECE = 'mkdir -p -- "${1%/*}" && cat > "$1"'
+_NEXT_PIECE = 'cat >> "$1"'
+# The whole file is in: its mode and mtime, then its name.
+_LAST_PIECE = 'chmod "$2" "$1" && touch -d "@$3" "$1" && mv -f -- "$1" "$4"'
+
+
+def upload_in_pieces(transport: Transport, remote: str, content: LocalFile, piece: int) -> None:
+    """Upload one laptop file bigger than a command's stdin may be (the kong agent's
+    limit), one command per ``piece`` bytes, under a temporary name until it is whole."""
+    tmp = f"{remote}.kongup"
+    with open(content.source, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        script = _FIRST_PIECE
+        while True:
+            chunk = fh.read(piece)
+            transport.run_checked(["sh", "-c", script, "sh", tmp], stdin=chunk)
+            script = _NEXT_PIECE
+            if len(chunk) < piece:
+                break
+    transport.run_checked(["sh", "-c", _LAST_PIECE, "sh", tmp, f"{content.mode:o}",
+                           str(int(st.st_mtime)), remote])
