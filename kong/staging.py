@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kong.errors import ArgumentTypeError, ArgumentValueError, ConfigError
+from kong.errors import ArgumentTypeError, ArgumentValueError, ConfigError, ConnectionLost
 from kong.remote import transfer
 from kong.remote.transfer import FetchItem
 
@@ -201,7 +201,13 @@ def run(
     """Fetch what ``pulls`` planned, in one stream; then, if asked, remove the output
     dirs of finished jobs whose every file arrived whole."""
     items = [item for pull in pulls for item in pull.items]
-    report = transfer.fetch(driver.transport, items, progress) if items else transfer.FetchReport()
+    try:
+        report = transfer.fetch(driver.transport, items, progress) if items else \
+            transfer.FetchReport()
+    except ConnectionLost:
+        # What arrived is kept in the parts: say how to go on, not which command broke.
+        raise ConnectionLost(f"the connection to {driver.transport.label} dropped during "
+                             f"the pull; pull again to continue where it stopped") from None
     job_of = {item.remote: pull.job_id for pull in pulls for item in pull.items}
     incomplete = set()
     with lock:

@@ -330,7 +330,7 @@ def test_ssh_pull_cut_mid_file_resumes_identical(
         if len(seen) == 3:  # a few chunks in: drop every connection, as a network would
             sshd_server.kill_ssh_connections()
 
-    with pytest.raises(ConnectionLost):
+    with pytest.raises(ConnectionLost, match="pull again to continue where it stopped"):
         remote.pull(job, dest, progress=cut)
     parts = [p for p in final.parent.iterdir() if p.name.endswith(".kongpart")]
     assert not final.exists() and len(parts) == 1  # never half a file under its name
