@@ -291,9 +291,11 @@ def test_ssh_200_jobs_pulled_identical_then_repull_is_one_round_trip(
     after = stats.snapshot()
     assert after["round_trips"] - before["round_trips"] == 2  # one listing, one stream
     assert result.files_moved == 600 and result.bytes_moved == dry.bytes_planned
-    for job in jobs[::7]:
-        assert local_tree(dest / "many" / str(job.job_id)) == remote_tree(sshd_server,
-                                                                          job.output_dir)
+    # every file of every job, hashed on both sides (one find on the host)
+    on_host = remote_tree(sshd_server, remote.default_driver.base_dir)
+    want = {f"{job_id}/{rest}": digest for path, digest in on_host.items()
+            for job_id, _, rest in [path.partition("/output/")] if rest}
+    assert local_tree(dest / "many") == want and len(want) == 600
     assert no_parts(dest)
 
     before = stats.snapshot()
