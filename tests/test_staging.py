@@ -190,6 +190,16 @@ def test_input_refusals_are_one_line_and_create_nothing(state: State, tmp_path: 
         state.pull("/", remove_remote=True, include=["*.txt"])
 
 
+def test_pull_of_a_profile_gone_from_the_config_is_one_clear_error(kong_home: Path) -> None:
+    first = make_state(Config(data={"default_profile": "old",
+                                    "profiles": {"old": {"driver": "local"}}}))
+    job = first.create_job(command="true")
+    later = make_state(Config(data={"default_profile": "new",
+                                    "profiles": {"new": {"driver": "local"}}}))
+    with pytest.raises(KongError, match="profile 'old' is no longer in the config"):
+        later.pull(job.job_id)
+
+
 def test_cli_create_job_input_and_pull_dry_run(
     kong_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
