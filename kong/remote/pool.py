@@ -475,12 +475,15 @@ class HostPool:
         self, command: str, stdin: bytes | None, window: int | None = None
     ) -> tuple[_Conn, asyncssh.SSHClientProcess[bytes]]:
         """Open a channel running ``command``; retry only while it cannot have run.
-        ``window``: the channel's receive window in bytes (bulk downloads want more
-        than asyncssh's 2 MiB, which caps a stream at 2 MiB per round trip).
+        ``window``: the channel's receive window in bytes, for bulk downloads: more
+        than asyncssh's 2 MiB (which caps a stream at 2 MiB per round trip), and
+        packets of 256 KiB rather than 32 KiB (asyncssh's cost is per packet; a
+        300 MB stream measured twice as fast).
 
         The caller must ``_release`` the returned entry.
         """
-        extra: dict[str, Any] = {} if window is None else {"window": window}
+        extra: dict[str, Any] = {} if window is None else {"window": window,
+                                                            "max_pktsize": 256 << 10}
         delay = 0.01
         last: BaseException | None = None
         dead = 0
