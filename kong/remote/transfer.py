@@ -186,23 +186,31 @@ class _Reader:
             n -= take
 
 
-def _drop_stale_parts(item: FetchItem, part: Path, parts_in: dict[Path, set[str]]) -> None:
+def _drop_stale_parts(
+    parent: str, name: str, part_name: str, parts_in: dict[str, set[str]]
+) -> None:
     """Make the file's dir, or remove the parts of other versions of the file in it:
     they can never be continued. Each dir is listed once per fetch."""
-    parent = item.local.parent
     names = parts_in.get(parent)
     if names is None:
         try:
             names = {n for n in os.listdir(parent) if n.endswith(PART_SUFFIX)}
         except FileNotFoundError:
-            make_private_dir(parent)
+            make_private_dir(Path(parent))
             names = set()
         parts_in[parent] = names
-    prefix = f".{item.local.name}."
-    for name in [n for n in names if n.startswith(prefix) and n != part.name
-                 and _VERSION.fullmatch(n[len(prefix):-len(PART_SUFFIX)])]:
-        (parent / name).unlink(missing_ok=True)
-        names.discard(name)
+    if not names:
+        return
+    prefix = f".{name}."
+    for stale in [n for n in names if n.startswith(prefix) and n != part_name
+                  and _VERSION.fullmatch(n[len(prefix):-len(PART_SUFFIX)])]:
+        _unlink(f"{parent}/{stale}")
+        names.discard(stale)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def fetch(
@@ -255,7 +263,7 @@ def _fetch_piece(
     stdin = json.dumps([[item.remote, offset, limit] for item, offset, limit in piece]).encode()
     reader = _Reader(transport.run_stream(_argv("send"), stdin=stdin))
     dropped: set[str] = {item.remote for item in report.changed}
-    parts_in: dict[Path, set[str]] = {}  # local dir -> the part files it had
+    parts_in: dict[str, set[str]] = {}  # local dir -> the part files it had
     for index, (item, offset, limit) in enumerate(piece):
         header = reader.line().split(b" ", 2)
         if len(header) != 3 or int(header[0]) != index:
@@ -268,9 +276,13 @@ def _fetch_piece(
             reader.copy(length, lambda _data: None)
             reader.line()
             continue
-        part = item.part
+        # Plain strings from here on: pathlib costs more than the system calls per file.
+        local = str(item.local)
+        parent, name = os.path.split(local)
+        part_name = f".{name}.{item.size}-{item.mtime_ns}{PART_SUFFIX}"
+        part = f"{parent}/{part_name}"
         if offset == item.offset:  # the first bytes of this item in this fetch
-            _drop_stale_parts(item, part, parts_in)
+            _drop_stale_parts(parent, name, part_name, parts_in)
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if offset else os.O_TRUNC)
         fd = os.open(part, flags, 0o600)
         try:
@@ -294,17 +306,17 @@ def _fetch_piece(
             os.close(fd)
         same_version = (size, mtime_ns) == (item.size, item.mtime_ns)
         if not ok or (not same_version and (offset > 0 or limit >= 0)):
-            part.unlink(missing_ok=True)  # torn, or a mix of two versions
+            _unlink(part)  # torn, or a mix of two versions
             report.changed.append(item)
             dropped.add(item.remote)
             continue
         if limit >= 0:
             continue  # more pieces of this file follow
         if not complete:
-            part.unlink(missing_ok=True)
+            _unlink(part)
             report.changed.append(item)
             continue
-        os.replace(part, item.local)
+        os.replace(part, local)
         report.done.append(item if same_version else
                            FetchItem(item.remote, item.local, size, mtime_ns))
     if reader.line() != b"END":
