@@ -49,24 +49,31 @@ def manifest(roots: list[str], with_hash: bool) -> list[list[list[object]] | Non
             out.append(None)
             continue
         files: list[list[object]] = []
-        for parent, dirs, names in os.walk(root):
-            dirs.sort()
-            rel_parent = os.path.relpath(parent, root)
-            for name in sorted(names):
-                path = os.path.join(parent, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue  # went away while we looked
-                if not stat.S_ISREG(st.st_mode):
-                    continue  # links, sockets, fifos: not results
-                rel = name if rel_parent == "." else rel_parent + "/" + name
-                entry: list[object] = [rel, st.st_size, st.st_mtime_ns]
-                if with_hash:
-                    entry.append(sha256(path))
-                files.append(entry)
+        _walk(root, "", files, with_hash)
         out.append(files)
     return out
+
+
+def _walk(path: str, rel: str, files: list[list[object]], with_hash: bool) -> None:
+    """Regular files below ``path`` in name order; links, sockets, fifos are no results."""
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return  # went away (or unreadable) while we looked
+    for entry in entries:
+        name = rel + entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                _walk(entry.path, name + "/", files, with_hash)
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            item: list[object] = [name, st.st_size, st.st_mtime_ns]
+            if with_hash:
+                item.append(sha256(entry.path))
+            files.append(item)
 
 
 def send(requests: list[list[object]]) -> None:
