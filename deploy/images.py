@@ -88,7 +88,8 @@ SPECS: dict[str, ImageSpec] = {
     "sshd": ImageSpec(
         name="sshd",
         suite="bookworm",
-        packages=("openssh-server", "procps", "python3", "iproute2"),
+        # rsync: benchmarks/bench_pull.py measures kong pull against it on this host
+        packages=("openssh-server", "procps", "python3", "iproute2", "rsync"),
         dirs=("common", "sshd"),
     ),
     # Son of Grid Engine 8.1.9 as Debian packages it: one host is master, exec and

@@ -135,8 +135,10 @@ def _fail(problems: Sequence[str], what: str, total: int) -> None:
 # -- create -----------------------------------------------------------------------------
 
 
-def create(driver: DriverBase, folder: Folder, *args: Any, **kwargs: Any) -> Job:
-    """A new job row (CREATED) in ``folder``; the driver checks the arguments."""
+def create(driver: DriverBase, folder: Folder, *args: Any,
+           inputs: list[dict[str, str]] | None = None, **kwargs: Any) -> Job:
+    """A new job row (CREATED) in ``folder``; the driver checks the arguments.
+    ``inputs`` (checked by ``kong.staging.check_inputs``) go into its data."""
     policy = kwargs.pop("retry", None)
     values = driver.new_job(*args, **kwargs)
     if policy is not None:  # the job's own retry policy, over its profile's
@@ -145,6 +147,8 @@ def create(driver: DriverBase, folder: Folder, *args: Any, **kwargs: Any) -> Job
         except retry.PolicyError as exc:
             where = f"retry.{exc.key}" if exc.key else "retry"
             raise retry.PolicyError(f"{where}: {exc}", exc.key) from None
+    if inputs:
+        values["data"] = {**values.get("data", {}), "inputs": inputs}
     with db.write() as s:
         job = Job(folder_id=folder.folder_id, status=JobStatus.CREATED, **values)
         s.add(job)

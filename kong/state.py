@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, select
@@ -25,6 +26,7 @@ from kong import db, lifecycle, retry
 from kong.config import Config
 from kong.drivers import driver_for_profile
 from kong.errors import (
+    ArgumentValueError,
     CannotCreateError,
     CannotRemoveIsFolder,
     CannotRemoveRoot,
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from kong.drivers.base import DriverBase, ProgressCallback
     from kong.model.job import JobRow
     from kong.remote.statusview import ViewAnswer
+    from kong.staging import PullResult
 
 Confirmation = Callable[[str], bool]
 
@@ -315,14 +318,21 @@ class State(Selection):
 
         Keyword arguments go to the driver (``command``, ``cores``, ``memory``,
         ``cwd``, ``env`` and the driver's options); ``profile=`` picks another
-        profile and ``folder=`` another folder (path or Folder).
+        profile and ``folder=`` another folder (path or Folder). ``inputs=`` lists
+        laptop files and dirs (paths or ``(path, name)`` pairs) that the submit puts
+        into the job's output dir (see ``kong.staging``).
         """
         db.require_writable()  # before anything is done that could not be recorded
         profile = kwargs.pop("profile", None)
         if profile is not None:
             check_text(profile, "profile", ConfigError)
         folder = self._folder(kwargs.pop("folder", None) or self.cwd)
+        inputs = kwargs.pop("inputs", None)
         arguments = job_arguments(args, kwargs)
+        if inputs is not None:
+            from kong.staging import check_inputs
+
+            arguments["inputs"] = check_inputs(inputs)
         driver = self.driver(self.config.profile(profile or self.profile).name)
         path = folder.path
         try:
@@ -574,6 +584,52 @@ class State(Selection):
                 s.expunge(obj)
         if self.cwd.folder_id in gone:
             self.cwd = Folder.get_root()
+
+    def pull(
+        self,
+        spec: JobSpec | Sequence[JobSpec],
+        dest: str | Path | None = None,
+        recursive: bool = False,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        dry_run: bool = False,
+        remove_remote: bool = False,
+        progress: ProgressCallback | None = None,
+        checksum: bool = False,
+    ) -> PullResult:
+        """Bring the output dirs of the selected jobs to ``DEST/<folder path>/<job id>/``
+        (default: ``pulled/`` under the data dir): per profile one listing command and
+        one stream of what is new or changed since the last pull (see ``kong.staging``).
+
+        ``include``/``exclude``: globs on the file's path below the output dir (a glob
+        without ``/`` matches the base name). ``dry_run``: plan only. ``remove_remote``:
+        then delete the host's output dir of each finished job that came over whole.
+        ``progress(bytes_done, bytes_total)`` is called as data arrives. ``checksum``:
+        a file of the same size is unchanged only if its SHA-256 is (not its mtime).
+        """
+        from kong import staging
+
+        include, exclude = list(include or ()), list(exclude or ())
+        for glob in (*include, *exclude):
+            check_text(glob, "a glob", ArgumentValueError)
+        if remove_remote and (include or exclude):
+            raise ArgumentValueError("remove_remote deletes whole output dirs: it cannot be "
+                                     "combined with include or exclude")
+        target = Path(dest).expanduser().absolute() if dest else staging.default_dest(self.config)
+        jobs = self.select_jobs(spec, recursive)
+        folders: dict[int, str] = {}
+        dest_of = {}
+        for job in jobs:
+            if job.folder_id not in folders:
+                folders[job.folder_id] = job.folder.path
+            dest_of[job.job_id] = staging.job_dest(target, folders[job.folder_id], job.job_id)
+        plans = self._each_profile(
+            jobs, lambda d, g: (d, staging.plan(d, g, dest_of, include, exclude, checksum)))
+        result = staging.PullResult(target, [p for _, ps in plans.values() for p in ps],
+                                    dry_run)
+        if not dry_run:
+            staging.execute(list(plans.values()), result, progress, remove_remote)
+        return result
 
     def load_data(self, jobs: Sequence[Job]) -> None:
         """Read the ``data`` (scheduler details, history) of many jobs in a few queries,

@@ -443,3 +443,31 @@ def staleness_lines(views: dict[str, ViewAnswer]) -> list[str]:
         age = (f"{view.age:.0f} s" if view.age < 120 else f"{view.age / 60:.0f} min")
         lines.append(f"statuses of {profile} are {age} old{why}; `kong ls -u` asks now")
     return lines
+
+
+@contextmanager
+def bytes_progress(
+    description: str, total: int | None, disable: bool = False
+) -> Iterator[Progress]:
+    """A progress bar in bytes (done/total, speed, time left) on stderr, for transfers."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=disable or not err_console.is_terminal,
+        transient=False,
+    )
+    with bar:
+        bar.add_task(description, total=total)
+        yield bar

@@ -202,6 +202,33 @@ def test_exit_codes_and_lazy_stdout(backend: Backend) -> None:
     assert b.round_trips() == before
 
 
+def test_inputs_arrive_and_outputs_come_home(backend: Backend, tmp_path: Path) -> None:
+    """Staging on every driver: inputs in the submit's upload, a pull of the outputs
+    in one listing and one stream, a re-pull in the listing alone."""
+    b = backend
+    (tmp_path / "shared.txt").write_text("shared\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.txt").write_text("x\n")
+    jobs = [b.state.create_job(
+        command=f'cd "$KONG_JOB_OUTPUT_DIR" && mkdir -p res && '
+                f'cat shared.txt in/x.txt > res/out-{i}.txt',
+        inputs=[tmp_path / "shared.txt", (tmp_path / "d", "in")]) for i in range(2)]
+    b.state.submit_job([j.job_id for j in jobs])
+    finish(b, jobs)
+    assert [j.status for j in jobs] == [JobStatus.COMPLETED] * 2
+    b.driver.base_dir  # noqa: B018 - resolve the remote home before counting
+    before = b.round_trips()
+    result = b.state.pull([j.job_id for j in jobs], tmp_path / "pulled")
+    assert b.round_trips() - before == 2
+    assert result.files_moved == 2
+    for i, job in enumerate(jobs):
+        out = tmp_path / "pulled" / str(job.job_id) / "res" / f"out-{i}.txt"
+        assert out.read_text() == "shared\nx\n"
+    before = b.round_trips()
+    assert b.state.pull([j.job_id for j in jobs], tmp_path / "pulled").bytes_moved == 0
+    assert b.round_trips() - before == 1
+
+
 def test_kill_ends_the_jobs_on_the_cluster(backend: Backend) -> None:
     b = backend
     jobs = [b.state.create_job(command="sleep 300") for _ in range(2)]

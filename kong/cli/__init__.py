@@ -9,7 +9,15 @@ long-lived State, so every command has exactly one implementation.
 from __future__ import annotations
 
 from kong.agent_cli import COMMANDS as _AGENT_COMMANDS  # agent, connect, disconnect
-from kong.cli import folders, jobs, logs, profiles, report, sweep  # noqa: F401 - register the commands
+from kong.cli import (  # noqa: F401 - register the commands
+    folders,
+    jobs,
+    logs,
+    profiles,
+    report,
+    staging,
+    sweep,
+)
 from kong.cli.group import ALIASES, Context, cli, fail, main, run
 
 for _command in _AGENT_COMMANDS:

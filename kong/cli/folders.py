@@ -37,7 +37,8 @@ _REASON_WORDS = ("TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "NODE_FAIL", "PREEMPTE
                    f"{', '.join(s.lower() for s in STATUS_NAMES)}; timeout, out_of_memory, "
                    "cancelled, node_fail, preempted, exit, exit(N), signal, signal(N) "
                    "(repeatable).")
-@click.option("-S", "--sizes", is_flag=True, help="Show the size of each job's output dir.")
+@click.option("-S", "--sizes", is_flag=True,
+              help="Show the size of each job's output dir (also: -x size).")
 @click.option("-x", "--extra", "extra", multiple=True, metavar="KEY",
               help="Extra column from the job's data (e.g. exit_code, node); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -95,6 +96,8 @@ def _ls_one(
     from kong.model.job import JobList
 
     state = obj.state
+    if "size" in extra:  # output sizes come from the cluster (one du), not the job's data
+        sizes, extra = True, [x for x in extra if x != "size"]
     if refresh:
         with ui.spinner("Refreshing job status"):
             folders, jobs = state.ls(path, refresh=True, recursive=recursive)

@@ -30,7 +30,8 @@ def _parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
 
 
 #: create_job's own arguments: `-a` cannot pass them a second time
-_CREATE_JOB_PARAMETERS = {"command", "profile", "folder", "cores", "memory", "cwd", "env"}
+_CREATE_JOB_PARAMETERS = {"command", "profile", "folder", "cores", "memory", "cwd", "env",
+                          "inputs"}
 
 
 def _option_value(value: str) -> Any:
@@ -55,6 +56,16 @@ def _policy(text: str) -> Any:
                                  ) from None
 
 
+def _input_pair(text: str) -> tuple[str, str] | str:
+    """``PATH`` or ``PATH=NAME`` (a path that itself holds ``=`` and exists stays whole)."""
+    import os
+
+    path, sep, name = text.rpartition("=")
+    if not sep or not path or os.path.exists(text):
+        return text
+    return (path, name)
+
+
 @cli.command("create-job", context_settings={"ignore_unknown_options": True})
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--from-file", "from_file", metavar="FILE",
@@ -74,6 +85,9 @@ def _policy(text: str) -> Any:
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE",
               help="Environment variable for the job (repeatable).")
 @click.option("--cwd", metavar="DIR", help="Working dir of the job on its host.")
+@click.option("-i", "--input", "inputs", multiple=True, metavar="PATH[=NAME]",
+              help="File or dir copied into the job's output dir at submit, under its "
+                   "own name or NAME (repeatable).")
 @click.option("-s", "--submit", is_flag=True, help="Submit the job right away.")
 @click.option("--retry", "retry_policy", metavar="POLICY",
               help="Retry policy of the job, e.g. '{on: [TIMEOUT], max: 2, walltime: x2}'.")
@@ -88,6 +102,7 @@ def create_job_command(
     args: Sequence[str],
     env: Sequence[str],
     cwd: str | None,
+    inputs: Sequence[str],
     submit: bool,
     from_file: str | None,
     quiet: bool,
@@ -109,6 +124,9 @@ def create_job_command(
     if from_file is not None:
         if command:
             raise click.UsageError("give COMMAND or --from-file, not both")
+        if inputs:
+            raise click.UsageError("--input is for one job; give the inputs of many "
+                                   "jobs from Python (create_job(inputs=...))")
         create_from_file(obj, from_file, profile, folder,
                          {"cores": cores, "memory": memory, "cwd": cwd,
                           "env": env_pairs(env), **options}, submit, quiet)
@@ -124,6 +142,7 @@ def create_job_command(
         memory=memory,
         cwd=cwd,
         env=_parse_pairs(env, "--env") or None,
+        **({"inputs": [_input_pair(i) for i in inputs]} if inputs else {}),
         **options,
     )
     if submit:

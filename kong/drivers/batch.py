@@ -51,6 +51,7 @@ from kong.drivers.base import (
     SubmitUnclear,
     TokenLookup,
 )
+from kong.drivers.inputs import input_files
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
 from kong.drivers.shared_status import SharedStatus, just_submitted
@@ -60,6 +61,7 @@ from kong.model.job import Job, JobStatus
 if TYPE_CHECKING:
     from kong.config import Config, Profile
     from kong.remote import Transport
+    from kong.remote.base import Upload
 
 #: options every batch driver accepts (profile-wide and per job)
 BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -324,7 +326,7 @@ class BatchDriver(SharedStatus, DriverBase):
     ) -> dict[int, SubmitResult]:
         if not requests:
             return {}
-        files: dict[str, bytes] = {}
+        files: dict[str, Upload] = {}
         entries = []
         for request in requests:
             job = request.job
@@ -337,6 +339,7 @@ class BatchDriver(SharedStatus, DriverBase):
                 # the scheduler opens a plain job's logs before its script runs (an
                 # array element's are opened by the dispatcher, which makes the dir)
                 files[f"{paths.log_dir}/.kong"] = b""
+            files.update(input_files(job, paths.output_dir))
             entries.append(SubmitEntry(job, paths, options, request.token))
         plain, arrays, array_files = self._arrays(entries)
         files.update(array_files)

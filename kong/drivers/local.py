@@ -37,10 +37,12 @@ from kong.drivers.base import (
     TokenLookup,
 )
 from kong.drivers.batch import walltime_minutes
+from kong.drivers.inputs import input_files
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
+from kong.remote.base import Upload
 from kong.remote.local import LocalTransport
 
 _RUNNER_SOURCE = (Path(__file__).parent / "local_runner.py").read_bytes()
@@ -136,7 +138,10 @@ class LocalDriver(DriverBase):
         if not requests:
             return {}
         jobs = [r.job for r in requests]
-        files = {self.job_paths(j).script: self.render(j).encode() for j in jobs}
+        files: dict[str, Upload] = {self.job_paths(j).script: self.render(j).encode()
+                                    for j in jobs}
+        for each in jobs:
+            files.update(input_files(each, self.job_paths(each).output_dir))
         for each in jobs:
             if (limits := self._limits(each)) is not None:
                 files[f"{self.job_paths(each).job_dir}/limits"] = limits

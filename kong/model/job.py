@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, overload
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
@@ -162,6 +163,15 @@ class Job(Base):
     @property
     def output_dir(self) -> str:
         return self._driver().job_paths(self).output_dir
+
+    @property
+    def pulled_dir(self) -> Path:
+        """Where ``kong pull`` without DEST puts this job's output dir on this machine:
+        ``pulled/<folder path>/<job id>`` under the data dir (``output_dir`` is where
+        the job runs)."""
+        from kong.staging import default_dest, job_dest
+
+        return job_dest(default_dest(self._driver().config), self.folder.path, self.job_id)
 
     @contextmanager
     def stdout(self) -> Iterator[IO[str]]:

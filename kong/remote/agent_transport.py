@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from kong.errors import ConnectionLost, TransportError
 from kong.remote import agent
-from kong.remote.base import CommandResult, TransportStats
+from kong.remote.base import CommandResult, LocalFile, TransportStats, Upload
 from kong.remote.commands import CommandTransport, command_line
 from kong.remote.statusview import Verdict, ViewAnswer
 from kong.remote.target import SSHTarget
+from kong.remote.transfer import upload_in_pieces
 
 if TYPE_CHECKING:
     from kong.remote.ssh import SSHTransport
@@ -180,21 +182,39 @@ class AgentTransport(CommandTransport):
         agent.raise_error(frame)
         return frame
 
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
+    def upload(self, files: Mapping[str, Upload], *, mode: int = 0o600) -> None:
         """As ``CommandTransport.upload``, in as many commands as the agent's frame limit
-        needs (one for any usual bulk submit: scripts are small)."""
-        batch: dict[str, bytes] = {}
+        needs (one for any usual bulk submit: scripts are small). A job input too big
+        for one command goes in pieces of its own; a file several paths share still
+        goes once (the later paths link to it)."""
+        limit = agent.MAX_STDIN - (64 << 10)
+        sent: dict[str, str] = {}
+        batch: dict[str, Upload] = {}
+        in_batch: set[str] = set()  # laptop files the pending batch carries
         size = 0
         for path, content in files.items():
-            # A tar member costs its content rounded up to 512 bytes, plus headers.
-            cost = len(content) + 2048 + len(path)
-            if batch and size + cost > agent.MAX_STDIN - (64 << 10):
-                super().upload(batch, mode=mode)
-                batch, size = {}, 0
+            cost = 2048 + len(path)  # a tar member's headers
+            key = None
+            if isinstance(content, LocalFile):
+                key = os.path.realpath(content.source)
+                if key not in sent and content.size > limit:
+                    remote = self.expand(path)
+                    upload_in_pieces(self, remote, content, limit)
+                    sent[key] = remote.lstrip("/")
+                    continue
+                if key not in sent and key not in in_batch:
+                    cost += content.size
+            else:
+                cost += len(content)
+            if batch and size + cost > limit:
+                self.upload_tar(batch, mode=mode, sent=sent)
+                batch, size, in_batch = {}, 0, set()
             batch[path] = content
             size += cost
+            if key is not None:
+                in_batch.add(key)
         if batch:
-            super().upload(batch, mode=mode)
+            self.upload_tar(batch, mode=mode, sent=sent)
 
     def stream(self, path: str, offset: int = 0, poll_interval: float = 0.5) -> Iterator[bytes]:
         """Follow ``path`` with ``tail -F`` in the agent; reopened from the last byte

@@ -9,6 +9,7 @@ passes ``["sh", "-c", script, "sh", *args]`` with the user's words in ``args``.
 
 from __future__ import annotations
 
+import os
 import shlex
 import threading
 from abc import ABC, abstractmethod
@@ -45,6 +46,25 @@ class CommandResult:
         return self
 
 
+@dataclass(frozen=True)
+class LocalFile:
+    """An upload's content read from a file on this machine (a job input), rather than
+    bytes in memory. The same ``source`` under several remote paths of one upload is
+    sent once (the others become hard links of it on the host), so it is ``mode``
+    read-only by default: a job that changed it in place would change it for all."""
+
+    source: str
+    mode: int = 0o400
+
+    @property
+    def size(self) -> int:
+        return os.stat(self.source).st_size
+
+
+#: what an upload writes at a remote path
+Upload = bytes | LocalFile
+
+
 @dataclass
 class TransportStats:
     """Counters a test or benchmark can read to prove how much a call cost."""
@@ -78,6 +98,10 @@ class Transport(ABC):
 
     #: a short name for messages, e.g. ``local`` or ``alice@login.example.org:22``
     label: str
+
+    #: whether ``run_stream`` hands output over while the command runs (else it
+    #: holds all of it in memory first, so callers keep each command's output small)
+    streams: bool = False
 
     @abstractmethod
     def run(
@@ -113,9 +137,9 @@ class Transport(ABC):
         return None
 
     @abstractmethod
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
+    def upload(self, files: Mapping[str, Upload], *, mode: int = 0o600) -> None:
         """Write many files (absolute remote path -> content) in one round trip,
-        creating parent directories."""
+        creating parent directories. Bytes get ``mode``, a ``LocalFile`` its own."""
 
     @abstractmethod
     def read_range(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -140,6 +164,13 @@ class Transport(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the transport may be used again afterwards."""
+
+    def run_stream(self, argv: Sequence[str], *, stdin: bytes | None = None) -> Iterator[bytes]:
+        """Yield the stdout of ``argv`` in chunks; ``TransportError`` if it exits non-zero
+        (after its output), ``ConnectionLost`` if cut off. This one runs the command to
+        its end and yields its output at once; a transport that can do better overrides
+        it and sets ``streams``."""
+        yield self.run_checked(argv, stdin=stdin).stdout
 
     def run_checked(
         self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None

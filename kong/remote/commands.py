@@ -11,6 +11,7 @@ these helpers. No asyncssh here: an agent client never imports it.
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 import shlex
 import tarfile
@@ -18,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from kong.errors import TransportError
-from kong.remote.base import Transport
+from kong.remote.base import LocalFile, Transport, Upload
 
 #: Linux MAX_ARG_STRLEN (32 pages) including the terminating NUL: sshd passes the
 #: command line to ``$SHELL -c`` as one argument, and execve refuses longer ones.
@@ -60,7 +61,15 @@ class CommandTransport(Transport):
 
     umask: str = DEFAULT_UMASK
 
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
+    def upload(self, files: Mapping[str, Upload], *, mode: int = 0o600) -> None:
+        self.upload_tar(files, mode=mode, sent={})
+
+    def upload_tar(
+        self, files: Mapping[str, Upload], *, mode: int, sent: dict[str, str]
+    ) -> None:
+        """``upload`` as one tar stream; ``sent`` maps laptop files to the remote path
+        (without its leading /) that already has their bytes, from this call or an
+        earlier one of the same upload: those become hard links."""
         if not files:
             return
         buf = io.BytesIO()
@@ -69,6 +78,9 @@ class CommandTransport(Transport):
             for path, content in files.items():
                 remote = self.expand(path)
                 info = tarfile.TarInfo(remote.lstrip("/"))
+                if isinstance(content, LocalFile):
+                    _add_local_file(tar, info, content, sent)
+                    continue
                 info.size = len(content)
                 info.mode = mode
                 info.mtime = int(now)
@@ -109,3 +121,27 @@ class CommandTransport(Transport):
                 raise TransportError(f"refusing to remove {p!r} on {self.label}")
         stdin = b"".join(p.encode("utf-8", errors="surrogateescape") + b"\0" for p in remote)
         self.run_checked(["xargs", "-0", "rm", "-rf", "--"], stdin=stdin)
+
+
+def _add_local_file(
+    tar: tarfile.TarFile, info: tarfile.TarInfo, content: LocalFile, sent: dict[str, str]
+) -> None:
+    """A laptop file as a tar member: its bytes the first time in this upload, a hard
+    link to that member after (one copy on the wire for a file many jobs share)."""
+    key = os.path.realpath(content.source)
+    info.mode = content.mode
+    first = sent.get(key)
+    if first is not None:
+        info.type = tarfile.LNKTYPE
+        info.linkname = first
+        tar.addfile(info)
+        return
+    try:
+        with open(content.source, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            info.size = st.st_size
+            info.mtime = int(st.st_mtime)
+            tar.addfile(info, fh)
+    except OSError as exc:
+        raise TransportError(f"cannot read input {content.source}: {exc.strerror}") from None
+    sent[key] = info.name

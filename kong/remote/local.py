@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from kong.errors import TransportError
 from kong.paths import make_private_dir
-from kong.remote.base import CommandResult, Transport, TransportStats
+from kong.remote.base import CommandResult, LocalFile, Transport, TransportStats, Upload
 
 
 class LocalTransport(Transport):
@@ -47,9 +48,13 @@ class LocalTransport(Transport):
         self.stats.add(received=len(proc.stdout) + len(proc.stderr))
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
-    def upload(self, files: Mapping[str, bytes], *, mode: int = 0o600) -> None:
-        self.stats.add(round_trips=1, sent=sum(len(c) for c in files.values()))
+    def upload(self, files: Mapping[str, Upload], *, mode: int = 0o600) -> None:
+        self.stats.add(round_trips=1, sent=sum(
+            c.size if isinstance(c, LocalFile) else len(c) for c in files.values()))
         for path, content in files.items():
+            if isinstance(content, LocalFile):
+                _copy_local_file(Path(path), content)
+                continue
             target = Path(path)
             make_private_dir(target.parent)
             # A name of its own per writer: two kong processes may upload one file at once.
@@ -103,3 +108,20 @@ class LocalTransport(Transport):
 
     def home(self) -> str:
         return os.path.expanduser("~")
+
+
+def _copy_local_file(target: Path, content: LocalFile) -> None:
+    """Copy a job input into place under a temporary name, then rename it."""
+    make_private_dir(target.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(content.source, tmp_name)
+        shutil.copystat(content.source, tmp_name)
+        os.chmod(tmp_name, content.mode)
+        os.replace(tmp_name, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise TransportError(f"cannot copy input {content.source} to {target}: "
+                             f"{exc.strerror}") from None

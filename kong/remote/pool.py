@@ -472,12 +472,18 @@ class HostPool:
     # -- channels --------------------------------------------------------------
 
     async def open_process(
-        self, command: str, stdin: bytes | None
+        self, command: str, stdin: bytes | None, window: int | None = None
     ) -> tuple[_Conn, asyncssh.SSHClientProcess[bytes]]:
         """Open a channel running ``command``; retry only while it cannot have run.
+        ``window``: the channel's receive window in bytes, for bulk downloads: more
+        than asyncssh's 2 MiB (which caps a stream at 2 MiB per round trip), and
+        packets of 256 KiB rather than 32 KiB (asyncssh's cost is per packet; a
+        300 MB stream measured twice as fast).
 
         The caller must ``_release`` the returned entry.
         """
+        extra: dict[str, Any] = {} if window is None else {"window": window,
+                                                            "max_pktsize": 256 << 10}
         delay = 0.01
         last: BaseException | None = None
         dead = 0
@@ -495,7 +501,7 @@ class HostPool:
             assert entry.conn is not None
             try:
                 proc: asyncssh.SSHClientProcess[bytes] = await entry.conn.create_process(
-                    command, input=stdin, encoding=None
+                    command, input=stdin, encoding=None, **extra
                 )
                 return entry, proc
             except asyncssh.ChannelOpenError as exc:
