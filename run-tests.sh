@@ -27,4 +27,4 @@ fi
 export TESTCONTAINERS_RYUK_DISABLED=true
 .venv/bin/ruff check .
 .venv/bin/mypy
-.venv/bin/pytest -q "$@"
+.venv/bin/pytest -q --durations=30 "$@"
