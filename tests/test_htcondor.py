@@ -309,7 +309,7 @@ def test_slurm_and_htcondor_side_by_side(
     lock = threading.Lock()
     drivers = {name: state.driver(name) for name in ("condor", "slurm")}
     for name, driver in drivers.items():
-        real = driver.status
+        real = driver.status_forced  # ls -u: a query that starts now
 
         def timed(jobs: Any, name: str = name, real: Any = real) -> Any:
             start = time.monotonic()
@@ -318,12 +318,12 @@ def test_slurm_and_htcondor_side_by_side(
                 spans[name] = (start, time.monotonic())
             return result
 
-        driver.status = timed  # type: ignore[method-assign]
+        driver.status_forced = timed  # type: ignore[method-assign]
     try:
         _, listed = state.ls("/mixed", refresh=True, recursive=True)
     finally:
         for driver in drivers.values():
-            del driver.status
+            del driver.status_forced
     assert len(listed) == 6
     assert set(spans) == {"condor", "slurm"}
     (a0, a1), (b0, b1) = spans["condor"], spans["slurm"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +128,15 @@ def test_timeout_is_resubmitted_once_with_twice_the_walltime_and_completes(
 ) -> None:
     """Under the profile's policy ``walltime: x2`` a job over its 1-minute walltime ends
     TIMEOUT, runs again with 2 minutes, and completes. (Slurm keeps limits in minutes
-    and checks them every 30 s: the first attempt ends 60-90 s in, so the job sleeps
-    100 s; about 3.5 minutes in all.)"""
+    and checks them every 30 s: the first attempt ends 60-90 s in, so it sleeps 100 s;
+    the second, which finds the first one's marker, ends at once: sacct shows that it
+    ran under the 2-minute limit.)"""
     needs_container(slurm_cluster)
     kong = slurm_state(slurm_cluster, retry={"on": ["TIMEOUT"], "max": 1, "walltime": "x2"})
-    job = kong.create_job(command="sleep 100; echo done", walltime=1)
+    marker = f"/tmp/kong-retry-timeout-{uuid.uuid4().hex}"
+    job = kong.create_job(
+        command=f"if [ -e {marker} ]; then echo done; else touch {marker}; sleep 100; fi",
+        walltime=1)
     kong.submit_job(job)
     kong.wait(job, notify=False, timeout=420, poll_interval=POLL)
 
