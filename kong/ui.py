@@ -412,13 +412,23 @@ def progress_bar(
     description: str, total: int | None, disable: bool = False
 ) -> Iterator[Progress]:
     """A progress bar with N/M on stderr (nothing when stderr is not a terminal)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn
+
+    with _progress(description, total, disable,
+                   BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        yield bar
+
+
+@contextmanager
+def _progress(
+    description: str, total: int | None, disable: bool, *columns: Any
+) -> Iterator[Progress]:
+    """One task's progress bar with ``columns`` on stderr (none off a terminal)."""
+    from rich.progress import Progress
 
     bar = Progress(
         "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
+        *columns,
         console=err_console,
         disable=disable or not err_console.is_terminal,
         transient=False,
@@ -453,21 +463,10 @@ def bytes_progress(
     from rich.progress import (
         BarColumn,
         DownloadColumn,
-        Progress,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
 
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=disable or not err_console.is_terminal,
-        transient=False,
-    )
-    with bar:
-        bar.add_task(description, total=total)
+    with _progress(description, total, disable, BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn()) as bar:
         yield bar
