@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.kongcmd import KONG
 
 SCRIPTS = Path(__file__).parent / "faultsched"
 
@@ -88,6 +92,17 @@ class FaultScheduler:
                    FAULTSCHED_DIR=str(self.dir), KONG_HOME=str(self.home), KONG_AGENT="0")
         env.pop("KONG_CONFIG_DIR", None)
         return env
+
+
+def crash_mid_submit(sched: FaultScheduler, folder: str = "/f") -> None:
+    """Start ``kong submit`` in its own process and kill -9 it while sbatch hangs."""
+    proc = subprocess.Popen([*KONG, "submit", "-r", folder], env=sched.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await_condition(lambda: sched.hanging, what="sbatch to hang")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ token reconcile). Cluster-side facts are read as root inside the container.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,8 @@ from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
 from tests.clusters import Cluster, needs_container
-from tests.faultsched import FaultScheduler, await_condition
+from tests.faultsched import FaultScheduler, await_condition, crash_mid_submit
 from tests.fixtures_state import make_state
-from tests.kongcmd import KONG
 
 POLL = 0.5
 #: the tests that need a test cluster in a container (Slurm, HTCondor)
@@ -254,16 +251,6 @@ def test_tokens_found_per_element_and_killed_per_element(kong: State,
 FAULT_ARRAYS = {"arrays": True, "array_size": 3}
 
 
-def _crash_mid_submit(sched: FaultScheduler, folder: str) -> None:
-    proc = subprocess.Popen([*KONG, "submit", "-r", folder], env=sched.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await_condition(lambda: sched.hanging, what="sbatch to hang")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.mark.parametrize("fault_slurm", [FAULT_ARRAYS], indirect=True)
 def test_crash_mid_array_submit_then_submit_again_runs_every_job_once(
     fault_slurm: FaultScheduler, tmp_path: Path
@@ -277,7 +264,7 @@ def test_crash_mid_array_submit_then_submit_again_runs_every_job_once(
     jobs = [state.create_job(command=f'echo "$KONG_JOB_ID" >> {runs}; echo "me $KONG_JOB_ID"',
                              folder="/f") for _ in range(8)]
     fault_slurm.control(hang_at=2)
-    _crash_mid_submit(fault_slurm, "/f")
+    crash_mid_submit(fault_slurm, "/f")
     fault_slurm.release()
     state.submit_job("/f", recursive=True)
     state.wait("/f", recursive=True, notify=False, timeout=60, poll_interval=0.1)

@@ -6,7 +6,6 @@ real Slurm test cluster."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from kong.drivers import lsf
 from kong.errors import DriverError, NoSuchFolder
 from kong.model.job import Job, JobStatus
 from kong.state import State
-from tests.faultsched import SCRIPTS, FaultScheduler, await_condition
+from tests.faultsched import SCRIPTS, FaultScheduler, await_condition, crash_mid_submit
 from tests.kongcmd import KONG
 
 
@@ -32,17 +31,6 @@ def appending_jobs(state: State, runs: Path, n: int, folder: str = "/f") -> list
     state.mkdir(folder, exist_ok=True)
     return [state.create_job(command=f'echo "$KONG_JOB_ID" >> {runs}', folder=folder)
             for _ in range(n)]
-
-
-def crash_mid_submit(sched: FaultScheduler, folder: str = "/f") -> None:
-    """Start ``kong submit`` in its own process and kill -9 it while sbatch hangs."""
-    proc = subprocess.Popen([*KONG, "submit", "-r", folder], env=sched.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await_condition(lambda: sched.hanging, what="sbatch to hang")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
 
 
 def ran(runs: Path) -> list[int]:
