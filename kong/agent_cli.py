@@ -132,6 +132,9 @@ def agent_status_command(as_json: bool) -> None:
     if rows:
         ui.render_table(["host", "connections", "channels", "opened", "commands", "sent",
                          "received"], rows)
+        for h in st["hosts"]:
+            if h.get("ciphers"):  # what a pull's speed hangs on
+                click.echo(f"{h['host']}: cipher {', '.join(h['ciphers'])}")
     else:
         click.echo("no hosts yet")
     # The shared status views (one per cluster and query): what every client's

@@ -373,6 +373,7 @@ def test_commands_through_the_agent(sshd_server: Cluster, make_home: Any) -> Non
              10, "the stream's channel to close")
     out = home.kong("agent", "status")
     assert t.label in out.stdout and "connections" in out.stdout
+    assert "aes128-gcm" in out.stdout  # the negotiated cipher, per host
 
 
 @pytest.mark.cluster

@@ -484,6 +484,26 @@ def test_pool_status_and_shutdown(sshd_server: Cluster) -> None:
     pool.shutdown()
 
 
+def test_aes_gcm_is_negotiated_first_unless_the_ssh_config_names_ciphers(
+    sshd_server: Cluster, tmp_path: Path
+) -> None:
+    # AES-GCM costs this process about half chacha20's CPU per byte (a pull's limit);
+    # a user's own Ciphers line must still decide.
+    fast = SSHPool()
+    transport_for(sshd_server, fast).run_checked(["true"])
+    assert fast.status()[0]["ciphers"] == ["aes128-gcm@openssh.com"]
+    fast.shutdown()
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n    Ciphers chacha20-poly1305@openssh.com,aes256-ctr\n")
+    own = SSHPool()
+    ssh_transport(sshd_server.host, port=sshd_server.port, user=sshd_server.user,
+                  identity_file=str(sshd_server.identity_file),
+                  known_hosts=str(sshd_server.known_hosts), config=[str(config)],
+                  pool=own).run_checked(["true"])
+    assert own.status()[0]["ciphers"] == ["chacha20-poly1305@openssh.com"]
+    own.shutdown()
+
+
 def test_many_callers_to_a_silent_host_fail_together(pool: SSHPool) -> None:
     # A port that accepts TCP but never speaks SSH, and a 1 s connect timeout:
     # 50 callers must not each wait out a connect timeout of their own.

@@ -405,6 +405,7 @@ class AgentServer:
                 "target": target_to_json(target),
                 "connections": pool.connection_count(),
                 "channels_in_use": sum(c.in_use for c in pool._conns if not c.closed),
+                "ciphers": pool.ciphers(),
                 "connections_opened": stats["connections_opened"],
                 "commands": stats["round_trips"],
                 "bytes_sent": stats["bytes_sent"],
