@@ -9,8 +9,6 @@ Assertions about the cluster side are made as root inside the container
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,9 +20,17 @@ import pytest
 from kong import db
 from kong.config import Config
 from kong.drivers.lsf import LSFDriver
-from kong.errors import ConnectionLost, TransportError
 from kong.model.job import Job, JobStatus
 from kong.state import State
+from tests.batchtests import (
+    connection_cut_mid_submit,
+    create,
+    read_log,
+    resubmit_failed_only_then_rm,
+    root,
+    statuses,
+    wait_until,
+)
 from tests.clusters import Cluster, needs_container
 from tests.fixtures_state import make_state
 
@@ -58,12 +64,6 @@ def round_trips(state: State, action: Callable[[], object]) -> int:
     return stats.round_trips - before
 
 
-def root(cluster: Cluster, cmd: str) -> str:
-    code, out = cluster.exec(cmd)
-    assert code == 0, out
-    return out
-
-
 _DUMP = f"""
 import glob, json
 for path in sorted(glob.glob("{SPOOL}/*.json")):
@@ -91,27 +91,6 @@ def submissions_per_job(cluster: Cluster) -> Counter[int]:
         for j in lsf_jobs(cluster)
         if j["name"].startswith(prefix)
     )
-
-
-def create(state: State, n: int, command: Callable[[int], str], folder: str = ".") -> list[Job]:
-    return [state.create_job(command=command(i), folder=folder) for i in range(n)]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not after {timeout} s: {what}")
-        time.sleep(0.2)
-
-
-def statuses(jobs: Sequence[Job]) -> Counter[JobStatus]:
-    return Counter(j.status for j in jobs)
-
-
-def _read(job: Job, which: str) -> str:
-    with (job.stdout() if which == "stdout" else job.stderr()) as fh:
-        return fh.read()
 
 
 # -- 100 jobs, exit codes, the LSB_* environment, lazy stdout ---------------------------
@@ -149,12 +128,12 @@ def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> Non
     cache = kong.config.data_dir / "logcache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
     job = jobs[7]
-    trips = round_trips(kong, lambda: _read(job, "stdout"))
+    trips = round_trips(kong, lambda: read_log(job, "stdout"))
     assert trips <= 2
     token = f"kong-{db.install_id()}-{job.job_id}-1"
     host = (job.data or {})["node"]
-    assert _read(job, "stdout") == f"out-7 {job.batch_job_id} {token} normal 1 {host}\n"
-    assert _read(job, "stderr") == "err-7\n"
+    assert read_log(job, "stdout") == f"out-7 {job.batch_job_id} {token} normal 1 {host}\n"
+    assert read_log(job, "stderr") == "err-7\n"
     # LSF's job report goes to its own -o file, beside kong's logs
     report = root(lsf_cluster, f"cat {driver_of(kong).lsf_log(job)}")
     assert f"Subject: Job {job.batch_job_id}: <{token}>" in report
@@ -167,7 +146,7 @@ def test_stdout_while_the_job_runs(kong: State, lsf_cluster: Cluster) -> None:
     job = kong.create_job(command="echo started; sleep 300")
     kong.submit_job(job)
     wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
-    wait_until(lambda: _read(job, "stdout") == "started\n", 30, "its first line, live")
+    wait_until(lambda: read_log(job, "stdout") == "started\n", 30, "its first line, live")
     kong.kill_job(job)
     assert job.status == JobStatus.FAILED
 
@@ -187,7 +166,7 @@ def test_options_reach_lsf(kong_home: Path, lsf_cluster: Cluster) -> None:
     state.submit_job(job)
     state.wait(job, notify=False, timeout=60)
     assert job.status == JobStatus.COMPLETED
-    assert _read(job, "stdout") == "short 2\n"
+    assert read_log(job, "stdout") == "short 2\n"
     (record,) = [j for j in lsf_jobs(lsf_cluster) if str(j["id"]) == job.batch_job_id]
     assert record["queue"] == "short"  # the job's own option wins over the profile's
     assert record["project"] == "proj-a"
@@ -291,43 +270,8 @@ def _any_running(state: State, jobs: Sequence[Job]) -> bool:
 
 def test_resubmit_failed_only_then_rm(kong: State, lsf_cluster: Cluster) -> None:
     needs_container(lsf_cluster)
-    kong.mkdir("/again")
-    marker = f"/tmp/kong-test-{db.install_id()}"
-    # odd jobs fail on their first run only
-    jobs = create(kong, 6, lambda i: (
-        "exit 0" if i % 2 == 0 else
-        f'if [ -e {marker}-{i} ]; then echo second; exit 0; fi; touch {marker}-{i}; exit 5'
-    ), folder="/again")
-    kong.submit_job("/again")
-    kong.wait("/again", notify=False, timeout=120)
-    assert [j.status for j in jobs] == [JobStatus.COMPLETED, JobStatus.FAILED] * 3
-    first_ids = [j.batch_job_id for j in jobs]
-
-    resubmitted = kong.resubmit_job("/again", failed_only=True)
-    assert sorted(j.job_id for j in resubmitted) == [j.job_id for j in jobs[1::2]]
-    kong.wait("/again", notify=False, timeout=120)
-    assert statuses(jobs) == {JobStatus.COMPLETED: 6}
-    for i, job in enumerate(jobs):
-        data = job.data or {}
-        if i % 2 == 0:
-            assert job.batch_job_id == first_ids[i]
-            assert not data.get("history")
-        else:
-            assert job.batch_job_id != first_ids[i]
-            assert [h["batch_job_id"] for h in data["history"]] == [first_ids[i]]
-            assert data["history"][0]["status"] == "FAILED"
-            assert data["attempt"] == 2
-            assert _read(job, "stdout") == "second\n"
-    per_job = submissions_per_job(lsf_cluster)
-    assert [per_job[j.job_id] for j in jobs] == [1, 2] * 3
-
-    job_dirs = [driver_of(kong).job_paths(j).job_dir for j in jobs]
-    assert root(lsf_cluster, f"ls -d {' '.join(job_dirs)} | wc -l").strip() == "6"
-    assert kong.rm("/again", recursive=True)
-    assert root(lsf_cluster, f"ls -d {' '.join(job_dirs)} 2>/dev/null | wc -l || true"
-                ).strip() == "0"
-    assert kong.get_folders("/agai[n]") == []  # gone (a glob matches nothing now)
-
+    resubmit_failed_only_then_rm(kong, lsf_cluster, lambda: submissions_per_job(lsf_cluster),
+                                 lambda job: driver_of(kong).job_paths(job).job_dir)
 
 # -- absence is not completion ---------------------------------------------------------
 
@@ -408,37 +352,8 @@ def test_connection_cut_during_submit_no_double_submission(
     kong: State, lsf_cluster: Cluster
 ) -> None:
     needs_container(lsf_cluster)
-    kong.mkdir("/cut")
-    jobs = create(kong, 100, lambda i: "true", folder="/cut")
-    killed: list[int] = []
     prefix = f"kong-{db.install_id()}-"
-
-    def cut_when_submitting() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if sum(j["name"].startswith(prefix) for j in lsf_jobs(lsf_cluster)) >= 10:
-                killed.append(lsf_cluster.kill_ssh_connections())
-                return
-            time.sleep(0.05)
-
-    cutter = threading.Thread(target=cut_when_submitting)
-    cutter.start()
-    try:
-        with pytest.raises((ConnectionLost, TransportError)):
-            kong.submit_job("/cut")
-    finally:
-        cutter.join()
-    assert killed and killed[0] > 0
-    adopted = [j for j in jobs if j.status == JobStatus.SUBMITTED]
-    print(f"connection cut after {len(adopted)} of 100 submissions were adopted")
-    assert 0 < len(adopted) < 100, "the cut did not fall in the middle of the submit loop"
-
-    # Recovery: submitting again reconciles first and submits only the rest.
-    kong.submit_job("/cut")
-    assert statuses(jobs) == {JobStatus.SUBMITTED: 100}
-    kong.wait("/cut", notify=False, timeout=180)
-    assert statuses(jobs) == {JobStatus.COMPLETED: 100}
-    assert len({j.batch_job_id for j in jobs}) == 100
-    per_job = submissions_per_job(lsf_cluster)
-    assert sorted(per_job) == sorted(j.job_id for j in jobs)
-    assert set(per_job.values()) == {1}, "some job was submitted twice"
+    connection_cut_mid_submit(
+        kong, lsf_cluster, 100,
+        lambda: sum(j["name"].startswith(prefix) for j in lsf_jobs(lsf_cluster)),
+        lambda: submissions_per_job(lsf_cluster))

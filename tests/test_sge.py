@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,9 +20,20 @@ from kong import db
 from kong.config import Config
 from kong.drivers import sge
 from kong.drivers.sge import ACCOUNTING_PENDING, SGEDriver
-from kong.errors import ConnectionLost, DriverError, NoSuchFolder, TransportError
+from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
+from tests.batchtests import (
+    connection_cut_mid_submit,
+    counts_of_names,
+    create,
+    read_log,
+    resubmit_failed_only_then_rm,
+    root,
+    settled_counts,
+    statuses,
+    wait_until,
+)
 from tests.clusters import Cluster, ClusterFactory, needs_container
 from tests.fixtures_state import make_state
 
@@ -55,12 +63,6 @@ def round_trips(state: State, action: Callable[[], object]) -> int:
     return stats.round_trips - before
 
 
-def root(cluster: Cluster, cmd: str) -> str:
-    code, out = cluster.exec(cmd)
-    assert code == 0, out
-    return out
-
-
 def qacct_names(cluster: Cluster) -> list[str]:
     """Job names of this kong in the accounting file, as root; none yet is no error."""
     _, out = cluster.exec(f"qacct -j 'kong-{db.install_id()}-*' 2>/dev/null "
@@ -70,49 +72,20 @@ def qacct_names(cluster: Cluster) -> list[str]:
 
 def submissions_per_job(cluster: Cluster) -> Counter[int]:
     """How many runs of each kong job of this database Grid Engine accounted for."""
-    pattern = re.compile(rf"^kong-{re.escape(db.install_id())}-(\d+)-\d+$")
-    return Counter(int(m.group(1)) for n in qacct_names(cluster) if (m := pattern.match(n)))
+    return counts_of_names(qacct_names(cluster))
 
 
 def accounted(cluster: Cluster, runs: int, settle: float = 0.0) -> Counter[int]:
     """``submissions_per_job`` once qacct has at least ``runs`` records, and again
     after ``settle`` more seconds (a late second record would show then)."""
-    deadline = time.monotonic() + 90
-    while sum((per_job := submissions_per_job(cluster)).values()) < runs:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"qacct has {sum(per_job.values())} of {runs} runs")
-        time.sleep(0.5)
-    if settle:
-        time.sleep(settle)
-        per_job = submissions_per_job(cluster)
-    return per_job
+    return settled_counts(lambda: submissions_per_job(cluster), runs, settle, timeout=90,
+                          what="qacct")
 
 
 def queued(cluster: Cluster) -> list[str]:
     """Names of this kong's jobs still in qstat (pending, running, deleting)."""
     out = root(cluster, "qstat -u '*' -xml | sed -n 's:.*<JB_name>\\(.*\\)</JB_name>.*:\\1:p'")
     return [n for n in out.split() if n.startswith(f"kong-{db.install_id()}-")]
-
-
-def create(state: State, n: int, command: Callable[[int], str], **kw: Any) -> list[Job]:
-    return [state.create_job(command=command(i), **kw) for i in range(n)]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not after {timeout} s: {what}")
-        time.sleep(0.2)
-
-
-def statuses(jobs: Sequence[Job]) -> Counter[JobStatus]:
-    return Counter(j.status for j in jobs)
-
-
-def read(job: Job, which: str) -> str:
-    with (job.stdout() if which == "stdout" else job.stderr()) as fh:
-        return fh.read()
 
 
 # -- bulk submit, exit codes, logs --------------------------------------------------------
@@ -137,8 +110,8 @@ def test_bulk_submit_exit_codes_and_logs(kong: State, sge_cluster: Cluster) -> N
             assert job.status == JobStatus.FAILED and data["scheduler_state"] == "EXITED"
         assert data["node"] and data["submit_time"] and data["start_time"] and data["end_time"]
     assert statuses(jobs) == {JobStatus.COMPLETED: 10, JobStatus.FAILED: 30}
-    assert read(jobs[7], "stdout") == "out-7\n"
-    assert read(jobs[7], "stderr") == "err-7\n"
+    assert read_log(jobs[7], "stdout") == "out-7\n"
+    assert read_log(jobs[7], "stderr") == "err-7\n"
     per_job = accounted(sge_cluster, 40, settle=1)
     assert len(per_job) == 40 and set(per_job.values()) == {1}
 
@@ -238,7 +211,7 @@ def test_pe_slots_walltime_memory_project_reach_grid_engine(
     kong.submit_job(job)
     kong.wait(job, notify=False, timeout=120)
     assert job.status == JobStatus.COMPLETED, job.data
-    assert read(job, "stdout") == "slots=2 nproc=2\n"
+    assert read_log(job, "stdout") == "slots=2 nproc=2\n"
     record = root(sge_cluster, f"qacct -j {job.batch_job_id}")
     assert re.search(r"^granted_pe\s+smp\s*$", record, re.MULTILINE)
     assert re.search(r"^slots\s+2\s*$", record, re.MULTILINE)
@@ -279,40 +252,8 @@ def test_qsub_refusal_is_one_clear_error_and_the_rest_runs(kong: State) -> None:
 
 def test_resubmit_failed_only_then_rm(kong: State, sge_cluster: Cluster) -> None:
     needs_container(sge_cluster)
-    kong.mkdir("/again")
-    marker = f"/tmp/kong-test-{db.install_id()}"
-    # odd jobs fail on their first run only
-    jobs = create(kong, 6, lambda i: (
-        "exit 0" if i % 2 == 0 else
-        f'if [ -e {marker}-{i} ]; then echo second; exit 0; fi; touch {marker}-{i}; exit 5'
-    ), folder="/again")
-    kong.submit_job("/again")
-    kong.wait("/again", notify=False, timeout=120)
-    assert [j.status for j in jobs] == [JobStatus.COMPLETED, JobStatus.FAILED] * 3
-    first_ids = [j.batch_job_id for j in jobs]
-
-    resubmitted = kong.resubmit_job("/again", failed_only=True)
-    assert sorted(j.job_id for j in resubmitted) == [j.job_id for j in jobs[1::2]]
-    kong.wait("/again", notify=False, timeout=120)
-    assert statuses(jobs) == {JobStatus.COMPLETED: 6}
-    for i, job in enumerate(jobs):
-        data = job.data or {}
-        if i % 2 == 0:
-            assert job.batch_job_id == first_ids[i]
-        else:
-            assert job.batch_job_id != first_ids[i]
-            assert data["attempt"] == 2
-            assert read(job, "stdout") == "second\n"
-    assert accounted(sge_cluster, 9) == {j.job_id: 1 + i % 2 for i, j in enumerate(jobs)}
-
-    job_dirs = [driver_of(kong).job_paths(j).job_dir for j in jobs]
-    assert root(sge_cluster, f"ls -d {' '.join(job_dirs)} | wc -l").strip() == "6"
-    assert kong.rm("/again", recursive=True)
-    assert root(sge_cluster, f"ls -d {' '.join(job_dirs)} 2>/dev/null | wc -l || true"
-                ).strip() == "0"
-    with pytest.raises(NoSuchFolder):  # gone
-        kong.get_folders("/again")
-
+    resubmit_failed_only_then_rm(kong, sge_cluster, lambda: submissions_per_job(sge_cluster),
+                                 lambda job: driver_of(kong).job_paths(job).job_dir)
 
 # -- a connection cut in the middle of a bulk submit -------------------------------------
 
@@ -321,45 +262,11 @@ def test_connection_cut_during_submit_no_double_submission(
     kong: State, sge_cluster: Cluster
 ) -> None:
     needs_container(sge_cluster)
-    kong.mkdir("/cut")
-    jobs = create(kong, 120, lambda i: "true", folder="/cut")
-    killed: list[int] = []
-
-    def submissions_so_far() -> int:
-        # qstat's pending and running, plus the jobs already in qacct
-        return len(queued(sge_cluster)) + len(qacct_names(sge_cluster))
-
-    def cut_when_submitting() -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if submissions_so_far() >= 10:
-                killed.append(sge_cluster.kill_ssh_connections())
-                return
-            time.sleep(0.05)
-
-    cutter = threading.Thread(target=cut_when_submitting)
-    cutter.start()
-    try:
-        with pytest.raises((ConnectionLost, TransportError)):
-            kong.submit_job("/cut")
-    finally:
-        cutter.join()
-    assert killed, "the connections were not cut"
-    adopted = [j for j in jobs if j.status == JobStatus.SUBMITTED]
-    print(f"connection cut after {len(adopted)} of 120 submissions were adopted")
-    assert 0 < len(adopted) < 120, "the cut did not fall in the middle of the submit loop"
-
-    # Recovery: submitting again reconciles first (by name, in qstat and qacct) and
-    # submits only the rest.
-    kong.submit_job("/cut")
-    assert statuses(jobs) == {JobStatus.SUBMITTED: 120}
-    kong.wait("/cut", notify=False, timeout=300)
-    assert statuses(jobs) == {JobStatus.COMPLETED: 120}
-    assert len({j.batch_job_id for j in jobs}) == 120
-    per_job = accounted(sge_cluster, 120, settle=3)
-    assert sorted(per_job) == sorted(j.job_id for j in jobs)
-    assert set(per_job.values()) == {1}, "some job was submitted twice"
-
+    # Recovery finds the submitted jobs by name, in qstat and qacct.
+    connection_cut_mid_submit(
+        kong, sge_cluster, 120,
+        lambda: len(queued(sge_cluster)) + len(qacct_names(sge_cluster)),
+        lambda: submissions_per_job(sge_cluster), timeout=300)
 
 # -- without readable accounting -------------------------------------------------------
 

@@ -8,8 +8,6 @@ Assertions about the cluster side are made as root inside the container
 from __future__ import annotations
 
 import logging
-import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,9 +20,20 @@ from kong import db
 from kong.config import Config
 from kong.drivers import slurm
 from kong.drivers.slurm import SlurmDriver
-from kong.errors import ConnectionLost, DriverError, TransportError
+from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
+from tests.batchtests import (
+    connection_cut_mid_submit,
+    counts_of_names,
+    create,
+    read_log,
+    resubmit_failed_only_then_rm,
+    root,
+    settled_counts,
+    statuses,
+    wait_until,
+)
 from tests.clusters import Cluster, needs_container
 from tests.fixtures_state import make_state
 
@@ -69,12 +78,6 @@ def round_trips(state: State, action: Callable[[], object], name: str = "slurm")
     return stats.round_trips - before
 
 
-def root(cluster: Cluster, cmd: str) -> str:
-    code, out = cluster.exec(cmd)
-    assert code == 0, out
-    return out
-
-
 def sacct_names(cluster: Cluster) -> list[str]:
     """Every job name in the accounting database, as root (all users)."""
     out = root(cluster, "sacct -a -X -n -P -S now-1days -o JobName")
@@ -83,44 +86,20 @@ def sacct_names(cluster: Cluster) -> list[str]:
 
 def submissions_per_job(cluster: Cluster) -> Counter[int]:
     """How many times the scheduler got each kong job of this database (any attempt)."""
-    pattern = re.compile(rf"^kong-{re.escape(db.install_id())}-(\d+)-\d+$")
-    return Counter(int(m.group(1)) for n in sacct_names(cluster) if (m := pattern.match(n)))
+    return counts_of_names(sacct_names(cluster))
 
 
 def accounted(cluster: Cluster, submissions: int, settle: float = 0.0) -> Counter[int]:
     """``submissions_per_job`` once sacct has at least ``submissions`` of them (slurmdbd
     learns of jobs a few seconds late), and again after ``settle`` more seconds."""
-    deadline = time.monotonic() + 60
-    while sum((per_job := submissions_per_job(cluster)).values()) < submissions:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"sacct has {sum(per_job.values())} of {submissions} jobs")
-        time.sleep(0.5)
-    if settle:
-        time.sleep(settle)
-        per_job = submissions_per_job(cluster)
-    return per_job
+    return settled_counts(lambda: submissions_per_job(cluster), submissions, settle,
+                          what="sacct")
 
 
 def queued(cluster: Cluster) -> int:
     """kong jobs of this database still in slurmctld's queue (pending/running)."""
     out = root(cluster, f"squeue -h -a -o %j | grep -c '^kong-{db.install_id()}-' || true")
     return int(out.strip().splitlines()[-1])
-
-
-def create(state: State, n: int, command: Callable[[int], str], **kw: Any) -> list[Job]:
-    return [state.create_job(command=command(i), **kw) for i in range(n)]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not after {timeout} s: {what}")
-        time.sleep(0.2)
-
-
-def statuses(jobs: Sequence[Job]) -> Counter[JobStatus]:
-    return Counter(j.status for j in jobs)
 
 
 # -- the big one: 200 jobs, exit codes, lazy stdout ------------------------------------
@@ -153,17 +132,12 @@ def test_200_jobs_bulk_with_exit_codes(kong: State, slurm_cluster: Cluster) -> N
     # Logs stay on the cluster until asked for; then only that one is fetched.
     cache = kong.config.data_dir / "logcache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
-    trips = round_trips(kong, lambda: _read(jobs[7], "stdout"))
-    assert _read(jobs[7], "stdout") == "out-7\n"
-    assert _read(jobs[7], "stderr") == "err-7\n"
+    trips = round_trips(kong, lambda: read_log(jobs[7], "stdout"))
+    assert read_log(jobs[7], "stdout") == "out-7\n"
+    assert read_log(jobs[7], "stderr") == "err-7\n"
     assert trips <= 2
     fetched = [p for p in cache.rglob("*") if p.is_file()]
     assert fetched and all(f"/{jobs[7].job_id}/" in str(p) for p in fetched)
-
-
-def _read(job: Job, which: str) -> str:
-    with (job.stdout() if which == "stdout" else job.stderr()) as fh:
-        return fh.read()
 
 
 # -- round trips do not grow with the number of jobs; kill -----------------------------
@@ -230,43 +204,8 @@ def test_sbatch_refusal_is_one_clear_error_and_the_rest_runs(kong: State) -> Non
 
 def test_resubmit_failed_only_then_rm(kong: State, slurm_cluster: Cluster) -> None:
     needs_container(slurm_cluster)
-    kong.mkdir("/again")
-    marker = f"/tmp/kong-test-{db.install_id()}"
-    # odd jobs fail on their first run only
-    jobs = create(kong, 6, lambda i: (
-        "exit 0" if i % 2 == 0 else
-        f'if [ -e {marker}-{i} ]; then echo second; exit 0; fi; touch {marker}-{i}; exit 5'
-    ), folder="/again")
-    kong.submit_job("/again")
-    kong.wait("/again", notify=False, timeout=120)
-    assert [j.status for j in jobs] == [JobStatus.COMPLETED, JobStatus.FAILED] * 3
-    first_ids = [j.batch_job_id for j in jobs]
-
-    resubmitted = kong.resubmit_job("/again", failed_only=True)
-    assert sorted(j.job_id for j in resubmitted) == [j.job_id for j in jobs[1::2]]
-    kong.wait("/again", notify=False, timeout=120)
-    assert statuses(jobs) == {JobStatus.COMPLETED: 6}
-    for i, job in enumerate(jobs):
-        data = job.data or {}
-        if i % 2 == 0:
-            assert job.batch_job_id == first_ids[i]
-            assert not data.get("history")
-        else:
-            assert job.batch_job_id != first_ids[i]
-            assert [h["batch_job_id"] for h in data["history"]] == [first_ids[i]]
-            assert data["history"][0]["status"] == "FAILED"
-            assert data["attempt"] == 2
-            assert _read(job, "stdout") == "second\n"
-    per_job = accounted(slurm_cluster, 9)
-    assert per_job == {j.job_id: 1 + i % 2 for i, j in enumerate(jobs)}
-
-    job_dirs = [driver_of(kong).job_paths(j).job_dir for j in jobs]
-    assert root(slurm_cluster, f"ls -d {' '.join(job_dirs)} | wc -l").strip() == "6"
-    assert kong.rm("/again", recursive=True)
-    assert root(slurm_cluster, f"ls -d {' '.join(job_dirs)} 2>/dev/null | wc -l || true"
-                ).strip() == "0"
-    assert kong.get_folders("/agai[n]") == []  # gone (a glob matches nothing now)
-
+    resubmit_failed_only_then_rm(kong, slurm_cluster, lambda: submissions_per_job(slurm_cluster),
+                                 lambda job: driver_of(kong).job_paths(job).job_dir)
 
 # -- a connection cut in the middle of a bulk submit -------------------------------------
 
@@ -275,47 +214,14 @@ def test_connection_cut_during_submit_no_double_submission(
     kong: State, slurm_cluster: Cluster
 ) -> None:
     needs_container(slurm_cluster)
-    kong.mkdir("/cut")
-    jobs = create(kong, 200, lambda i: "true", folder="/cut")
-    killed: list[int] = []
 
-    def cut_when_submitting() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if len(submissions_so_far()) >= 20:
-                killed.append(slurm_cluster.kill_ssh_connections())
-                return
-            time.sleep(0.05)
-
-    def submissions_so_far() -> list[str]:
+    def submitted_so_far() -> int:
         out = root(slurm_cluster, f"squeue -h -a -t all -o %j | grep '^kong-{db.install_id()}-'"
                                   " || true")
-        return out.split()
+        return len(out.split())
 
-    cutter = threading.Thread(target=cut_when_submitting)
-    cutter.start()
-    try:
-        with pytest.raises((ConnectionLost, TransportError)):
-            kong.submit_job("/cut")
-    finally:
-        cutter.join()
-    # (its count can be 0 though connections were cut: a monitor process may exit on
-    # its own between the killing of its child and its own kill)
-    assert killed, "the connections were not cut"
-    adopted = [j for j in jobs if j.status == JobStatus.SUBMITTED]
-    print(f"connection cut after {len(adopted)} of 200 submissions were adopted")
-    assert 0 < len(adopted) < 200, "the cut did not fall in the middle of the submit loop"
-
-    # Recovery: submitting again reconciles first and submits only the rest.
-    kong.submit_job("/cut")
-    assert statuses(jobs) == {JobStatus.SUBMITTED: 200}
-    kong.wait("/cut", notify=False, timeout=180)
-    assert statuses(jobs) == {JobStatus.COMPLETED: 200}
-    assert len({j.batch_job_id for j in jobs}) == 200
-    per_job = accounted(slurm_cluster, 200, settle=3)
-    assert sorted(per_job) == sorted(j.job_id for j in jobs)
-    assert set(per_job.values()) == {1}, "some job was submitted twice"
-
+    connection_cut_mid_submit(kong, slurm_cluster, 200, submitted_so_far,
+                              lambda: submissions_per_job(slurm_cluster), cut_after=20)
 
 # -- two clusters ------------------------------------------------------------------------
 
@@ -357,7 +263,7 @@ def test_two_clusters_one_tree_refreshed_concurrently(
         i = int(job.command.rsplit(" ", 1)[1])
         assert (job.data or {})["exit_code"] == i
         assert job.status == (JobStatus.COMPLETED if i == 0 else JobStatus.FAILED)
-        assert _read(job, "stdout") == f"{job.profile}\n"
+        assert read_log(job, "stdout") == f"{job.profile}\n"
     for cluster in (slurm_cluster, slurm_cluster_b):
         if cluster.container_id is not None:
             assert sum(accounted(cluster, 6, settle=1).values()) == 6
