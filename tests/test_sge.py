@@ -220,14 +220,14 @@ def test_pe_slots_walltime_memory_project_reach_grid_engine(
 
 
 def test_walltime_exceeded_is_failed_by_grid_engine(kong: State) -> None:
-    job = kong.create_job(command="sleep 600", walltime="1")
+    job = kong.create_job(command="sleep 600", walltime="0:10")  # h_rt is kept to the second
     kong.submit_job(job)
-    kong.wait(job, notify=False, timeout=150)
+    kong.wait(job, notify=False, timeout=120)
     data = job.data or {}
     assert job.status == JobStatus.FAILED and data["scheduler_state"] == "FAILED"
     assert "h_rt" in data["reason"] and data["exit_code"] == 137
     assert data["end_reason"] == "TIMEOUT"
-    assert data["usage"]["source"] == "qacct" and data["usage"]["elapsed"] >= 60
+    assert data["usage"]["source"] == "qacct" and data["usage"]["elapsed"] >= 10
 
 
 def test_cores_without_pe_is_one_clear_error_and_no_job(kong: State) -> None:

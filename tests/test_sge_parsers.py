@@ -270,7 +270,8 @@ def test_directives_refuse_cores_without_pe() -> None:
 
 
 @pytest.mark.parametrize(("walltime", "expected"),
-                         [(90, "1:30:00"), ("30:00", "0:30:00"), ("1-00:00:00", "24:00:00")])
+                         [(90, "1:30:00"), ("30:00", "0:30:00"), ("1-00:00:00", "24:00:00"),
+                          ("0:10", "0:00:10"), ("1:02:03", "1:02:03")])
 def test_h_rt(walltime: str | int, expected: str) -> None:
     assert h_rt(walltime) == expected
 

@@ -533,3 +533,22 @@ def walltime_minutes(value: str | int) -> int:
     if total < 1:
         raise bad
     return total
+
+
+def walltime_seconds(value: str | int) -> float:
+    """A walltime in seconds, as ``walltime_minutes`` reads it but keeping the seconds
+    someone wrote (``"0:30"`` is 30 s): for the limits kept to the second (the local
+    runner, HTCondor's periodic hold, Grid Engine's h_rt). Slurm and LSF take minutes."""
+    minutes = walltime_minutes(value)  # checks it
+    if isinstance(value, int):
+        return float(minutes * 60)
+    text = value.strip()
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if len(parts) == 1:
+        seconds = parts[0] * 60
+    elif len(parts) == 2:
+        seconds = parts[0] * 60 + parts[1]
+    else:
+        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    return float((int(days) if days else 0) * 86400 + seconds)

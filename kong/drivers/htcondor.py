@@ -49,7 +49,7 @@ from kong.drivers.batch import (
     BatchDriver,
     SchedulerInfo,
     SubmitEntry,
-    walltime_minutes,
+    walltime_seconds,
 )
 from kong.drivers.htcondor_usage import condor_end_reason, condor_times, condor_usage
 from kong.drivers.sh import load
@@ -398,7 +398,7 @@ class HTCondorDriver(BatchDriver):
                 lines.append(f"{key} = {options[key]}")
         if options.get("walltime") is not None:
             # Not allowed_execute_duration: HTCondor 23.9 let jobs run far past it.
-            seconds = walltime_minutes(options["walltime"]) * 60
+            seconds = int(walltime_seconds(options["walltime"]))
             lines.append("periodic_hold = JobStatus == 2 && "
                          f"time() - JobCurrentStartExecutingDate > {seconds}")
             lines.append(f'periodic_hold_reason = "walltime of {seconds} s exceeded"')

@@ -36,7 +36,7 @@ from kong.drivers.base import (
     Submitted,
     TokenLookup,
 )
-from kong.drivers.batch import walltime_minutes
+from kong.drivers.batch import walltime_seconds
 from kong.drivers.inputs import input_files
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
@@ -310,26 +310,3 @@ def _ended(info: dict[str, Any]) -> dict[str, Any]:
                    if isinstance(usage.get(k), (int, float))}
         extra["usage"] = {**figures, "source": "runner"}
     return extra
-
-
-def walltime_seconds(value: str | int) -> float:
-    """A walltime in seconds: minutes or [D-]HH:MM:SS, checked by the batch drivers' parser.
-
-    The batch drivers round to whole minutes for their schedulers; the local runner
-    keeps the seconds someone wrote (``"0:30"`` is 30 s).
-    """
-    minutes = walltime_minutes(value)
-    if minutes < 0:
-        raise DriverError(f"walltime {value!r}: must not be negative")
-    if isinstance(value, int):
-        return float(minutes * 60)
-    text = value.strip()
-    days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    if len(parts) == 1:
-        seconds = parts[0] * 60
-    elif len(parts) == 2:
-        seconds = parts[0] * 60 + parts[1]
-    else:
-        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
-    return float((int(days) if days else 0) * 86400 + seconds)

@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from kong.drivers.base import QueueLimits, SchedulerInfo, TokenLookup
-from kong.drivers.batch import BATCH_OPTIONS, BUSY, BatchDriver, walltime_minutes
+from kong.drivers.batch import BATCH_OPTIONS, BUSY, BatchDriver, walltime_seconds
 from kong.drivers.sge_limits import parse_queues
 from kong.drivers.sh import load
 from kong.errors import DriverError
@@ -266,9 +266,10 @@ def memory_mb(value: str | int) -> int:
 
 
 def h_rt(walltime: str | int) -> str:
-    """kong's walltime (minutes or [D-]HH:MM:SS) as Grid Engine's ``HH:MM:SS``."""
-    minutes = walltime_minutes(walltime)
-    return f"{minutes // 60}:{minutes % 60:02d}:00"
+    """kong's walltime (minutes or [D-]HH:MM:SS) as Grid Engine's ``HH:MM:SS``, to the
+    second (Grid Engine's execd keeps h_rt to within a few seconds)."""
+    seconds = int(walltime_seconds(walltime))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _path(path: str) -> str:
