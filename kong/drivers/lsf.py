@@ -3,8 +3,14 @@
 Profile options (each also a per-job override in ``create_job(...)``): queue (-q),
 project (-P), walltime (-W; kong's common [[D-]HH:]MM:SS or minutes), memory (MB: -M
 and rusage[mem]), cores (the default of ``create_job``'s ``cores``: -n), resources
-(-R, a resource requirement string), extra (more #BSUB lines), scratch_dir,
-poll_interval.
+(-R, a resource requirement string), extra (more #BSUB lines), arrays and array_size
+(job arrays, ``kong.drivers.arrays``), scratch_dir, poll_interval.
+
+Job arrays. The jobs of one submit with equal directives go as ``bsub -J
+"name[1-N]"`` (at most the cluster's MAX_JOB_ARRAY_SIZE, from ``bparams -a``); an
+element's batch id is LSF's own ``123[4]``. bjobs lists an array's elements under its
+id (JOBID 123, JOBINDEX 4, JOB_NAME ``name[4]``), so the status query asks for the
+arrays' ids; ``bkill "123[4]" "123[7]"`` kills those elements only, in one command.
 
 Mostly data on top of :class:`~kong.drivers.batch.BatchDriver`: the directives, the
 submit command, the state table, and parsers for what ``bsub``, ``bjobs`` and ``bhist``
@@ -25,14 +31,15 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kong.drivers.arrays import ARRAY_OPTIONS, parse_element_token
 from kong.drivers.base import QueueLimits, TokenLookup, exit_reason
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
-    BatchDriver,
     SchedulerInfo,
     walltime_minutes,
 )
+from kong.drivers.batch_arrays import ArrayBatchDriver
 from kong.drivers.lsf_limits import parse_bqueues
 from kong.drivers.sh import load
 from kong.errors import DriverError
@@ -46,7 +53,7 @@ if TYPE_CHECKING:
 #: bjobs -o fields, in the order of the -noheader fallback (job_name last: it may
 #: contain anything, even the delimiter)
 FIELDS = (
-    "jobid stat exit_code exit_reason submit_time start_time finish_time exec_host "
+    "jobid jobindex stat exit_code exit_reason submit_time start_time finish_time exec_host "
     "cpu_used max_mem run_time job_name"
 )
 DELIMITER = "^"
@@ -70,6 +77,12 @@ STATES: dict[str, JobStatus] = {
 
 _SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>")
 
+#: an array element's batch id, as LSF writes it: 123[4]
+_ELEMENT_ID = re.compile(r"^(\d+)\[(\d+)\]$")
+#: what bkill says of one job or element: "Job <123[4]> is being terminated",
+#: "Job <123[4]>: Job has already finished", ...
+_BKILL_ANSWER = re.compile(r"Job <(\d+(?:\[\d+\])?)>:?\s*(.*?)\s*(?=Job <\d|$)")
+
 # bjobs for many ids, in one command; ids come on stdin. Those bjobs does not know
 # any more (aged out of mbatchd's memory) are looked up in the event log with bhist.
 # JSON needs LSF 10.1.0.2; older bjobs get the delimited -noheader form. The answer
@@ -88,13 +101,20 @@ NOT_READY_RETRIES = (1.0, 2.0, 4.0)
 CLEAN_PERIOD = 3600.0
 
 
-class LSFDriver(BatchDriver):
+class LSFDriver(ArrayBatchDriver):
     name = "lsf"
     submit_tool = "bsub"
     KILL_FINISHED = ("already finished",)
     KILL_GONE = ("no matching job",)
+    #: indices start at 1 (LSF's are positive); LSB_JOBINDEX tells an element its own
+    ARRAY_FIRST_INDEX = 1
+    ARRAY_INDEX_VARIABLE = "LSB_JOBINDEX"
+    #: lsb.params' MAX_JOB_ARRAY_SIZE unless the site sets it
+    DEFAULT_MAX_ARRAY_SIZE = 1000
+    ELEMENT_ID = _ELEMENT_ID
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
+        **ARRAY_OPTIONS,
         "walltime": (str, int),
         "queue": str,  # bsub -q
         "project": str,  # bsub -P
@@ -130,12 +150,37 @@ class LSFDriver(BatchDriver):
 
     def header_lines(self, job: Job, options: dict[str, Any], token: str) -> list[str]:
         paths = self.job_paths(job)
-        lines = [
+        return [
             f"#BSUB -J {token}",
             # LSF's own file, for the job report it appends (mailed instead with -N)
             f"#BSUB -o {_word(self.lsf_log(job))}",
-            f"#BSUB -n {job.cores}",
+            *self._directives(job, options),
+            # The job writes its logs itself, after every #BSUB line: LSF copies a job's
+            # output into the -o file only when it ends (unless the site sets
+            # LSB_STDOUT_DIRECT), and kong's logs are read while jobs run.
+            f"exec >>{shlex.quote(paths.stdout)} 2>>{shlex.quote(paths.stderr)}",
         ]
+
+    def array_header(self, job: Job, options: dict[str, Any], name: str, count: int,
+                     log_dir: str) -> list[str]:
+        # LSF's job report of an element goes to the array's dir (the dispatcher
+        # links it beside the job's logs); the job's stdout and stderr are its own.
+        return [f'#BSUB -J "{name}[{self.ARRAY_FIRST_INDEX}-{count}]"',
+                f"#BSUB -o {_word(f'{log_dir}/%I.txt')}",
+                *self._directives(job, options)]
+
+    def array_submit_argv(self, dispatcher: str) -> list[str]:
+        return self.submit_argv_of(dispatcher)
+
+    def element_batch_id(self, array_id: str, index: int) -> str:
+        return f"{array_id}[{index}]"
+
+    def max_array_size_script(self) -> str:
+        return "bparams -a | awk '$1 == \"MAX_JOB_ARRAY_SIZE\" { print $3 }'"
+
+    def _directives(self, job: Job, options: dict[str, Any]) -> list[str]:
+        """The #BSUB lines of a job's resources and options (not its name or files)."""
+        lines = [f"#BSUB -n {job.cores}"]
         if job.cores > 1:
             # -n alone may spread the slots over hosts; kong's cores are one process's
             lines.append('#BSUB -R "span[hosts=1]"')
@@ -156,10 +201,6 @@ class LSFDriver(BatchDriver):
             lines.append(f"#BSUB -R {_word(options['resources'])}")
         for line in options.get("extra") or []:
             lines.append(line if line.lstrip().startswith("#") else f"#BSUB {line}")
-        # The job writes its logs itself, after every #BSUB line: LSF copies a job's
-        # output into the -o file only when it ends (unless the site sets
-        # LSB_STDOUT_DIRECT), and kong's logs are read while jobs run.
-        lines.append(f"exec >>{shlex.quote(paths.stdout)} 2>>{shlex.quote(paths.stderr)}")
         return lines
 
     def lsf_log(self, job: Job) -> str:
@@ -167,6 +208,10 @@ class LSFDriver(BatchDriver):
         return f"{self.job_paths(job).log_dir}/lsf.txt"
 
     def submit_argv(self, job: Job, script: str, token: str) -> list[str]:
+        return self.submit_argv_of(script)
+
+    @staticmethod
+    def submit_argv_of(script: str) -> list[str]:
         # bsub reads #BSUB lines only from a script given on its stdin
         return ["sh", "-c", 'exec bsub < "$1"', "sh", script]
 
@@ -177,8 +222,18 @@ class LSFDriver(BatchDriver):
         return ["bkill", batch_id]
 
     def kill_token_argv(self, token: str) -> list[str]:
-        # job id 0 with -J: every job of that name (a bare -J kills only the newest)
+        # job id 0 with -J: every job of that name (a bare -J kills only the newest);
+        # an element's token, name[4], names that element of array "name" alone
         return ["bkill", "-J", token, "0"]
+
+    def array_kill_argv(self, batch_ids: Sequence[str]) -> list[str]:
+        return ["bkill", *batch_ids]
+
+    def array_kill_answers(self, output: str) -> dict[str, tuple[int, str]]:
+        """bkill's line about each element (its lines joined on one)."""
+        return {m.group(1): (0 if "being terminated" in m.group(2) else 1,
+                             f"Job <{m.group(1)}>: {m.group(2)}")
+                for m in _BKILL_ANSWER.finditer(output)}
 
     # -- asking LSF -----------------------------------------------------------------
 
@@ -225,7 +280,8 @@ class LSFDriver(BatchDriver):
         by_id = {j.batch_job_id: j for j in jobs}
         for batch_id, info in list(infos.items()):
             name = info.extra.pop("lsf_job_name", None)
-            if name and batch_id in expected and name != expected[batch_id]:
+            if name and batch_id in expected and not self._own_name(
+                    name, batch_id, expected[batch_id]):
                 # LSF hands ids out again after MAX_JOBID: this one is another job
                 del infos[batch_id]
             elif "usage" in info.extra and batch_id in by_id:
@@ -235,10 +291,21 @@ class LSFDriver(BatchDriver):
                     info.extra["usage"].setdefault("req_mem_mb", float(job.memory))
         return infos
 
+    def _own_name(self, name: str, batch_id: str, token: str) -> bool:
+        """Whether LSF's name of ``batch_id`` is the job's: its token, or for an
+        element (``123[4]``) the name of element 4 of an array of this kong's."""
+        element = self.split_element_id(batch_id)
+        if element is None:
+            return name == token
+        named = parse_element_token(name)
+        return (named is not None and named[1] == element[1]
+                and named[0].startswith(f"kong-{self.install_id}-"))
+
     def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
             return TokenLookup({})
-        wanted = set(tokens)
+        # an element's token is found by its array's name: one bsub took all or none
+        wanted = set(self._names(tokens))
         output = self._run(_NAMES, "", self.submit_lock, DELIMITER)
         busy = self.busy_message() if BUSY in output.splitlines() else None
         found: dict[str, str] = {}
@@ -251,14 +318,18 @@ class LSFDriver(BatchDriver):
                     for line in text.splitlines()
                     if len(parts := line.split(DELIMITER, 1)) == 2
                 ]
-            for batch_id, name in rows:
+            for batch_id, job_name in rows:
+                # an element is listed as its array's id with the name "name[4]"
+                element = parse_element_token(job_name)
+                name = job_name if element is None else element[0]
                 # the newest submission wins, as ids grow
                 if name in wanted and batch_id.isdigit() and (
                     name not in found or int(batch_id) > int(found[name])
                 ):
                     found[name] = batch_id
         # bjobs -a lists a finished job for CLEAN_PERIOD (an hour by default) only
-        return TokenLookup(found, busy=busy, history_seconds=CLEAN_PERIOD)
+        return TokenLookup(self._elements(tokens, found), busy=busy,
+                           history_seconds=CLEAN_PERIOD)
 
     def _run(self, script: str, stdin: str, *args: str) -> str:
         """Run one of the scripts above; its answer counts only when it ran to the end.
@@ -443,12 +514,20 @@ def _json_records(text: str) -> Iterator[dict[str, str]]:
                     yield {str(k): "" if v is None else str(v) for k, v in record.items()}
 
 
+def _record_id(record: dict[str, str]) -> str:
+    """A bjobs record's batch id: JOBID, with ``[JOBINDEX]`` for an array's element
+    (JOBINDEX 0, or none: a plain job)."""
+    batch_id = record.get("JOBID", "").strip()
+    index = record.get("JOBINDEX", "").strip()
+    return f"{batch_id}[{index}]" if batch_id and index.isdigit() and int(index) else batch_id
+
+
 def parse_bjobs_json(text: str) -> dict[str, SchedulerInfo]:
     """``bjobs -o "jobid stat exit_code exit_reason ..." -json`` -> info by job id.
     Records with an ERROR (e.g. "Job <123> is not found") are left out."""
     infos: dict[str, SchedulerInfo] = {}
     for record in _json_records(text):
-        batch_id = record.get("JOBID", "").strip()
+        batch_id = _record_id(record)
         if not batch_id or record.get("ERROR") or "STAT" not in record:
             continue
         info = state_info(record["STAT"], record.get("EXIT_CODE", ""),
@@ -469,12 +548,12 @@ def parse_bjobs_plain(text: str, delimiter: str = DELIMITER) -> dict[str, Schedu
         record = {k: ("" if v.strip() == "-" else v) for k, v in zip(names, parts, strict=True)}
         info = state_info(record["STAT"], record["EXIT_CODE"], record["EXIT_REASON"])
         info.extra = _extra(record, info.status)
-        infos[record["JOBID"].strip()] = info
+        infos[_record_id(record)] = info
     return infos
 
 
-_BHIST_JOB = re.compile(r"^Job <(\d+)>", re.MULTILINE)
-_BHIST_NAME = re.compile(r"^Job <\d+>, Job Name <(.*?)>, User <")
+_BHIST_JOB = re.compile(r"^Job <(\d+(?:\[\d+\])?)>", re.MULTILINE)  # an element: 123[4]
+_BHIST_NAME = re.compile(r"^Job <[^>]+>, Job Name <(.*?)>, User <")
 _EVENT = re.compile(r"^\w{3} +\w{3} +\d+ +[\d:]+(?: +\d{4})?: +(.*)$")
 
 
