@@ -35,7 +35,9 @@ SPOOL = "/var/spool/lsf-sim/jobs"
 
 
 def profile(cluster: Cluster, **options: Any) -> dict[str, Any]:
-    return {**cluster.profile(), "driver": "lsf", "poll_interval": POLL, **options}
+    # one bsub per job: the plain job's life (arrays: tests/test_arrays.py)
+    return {**cluster.profile(), "driver": "lsf", "poll_interval": POLL, "arrays": False,
+            **options}
 
 
 @pytest.fixture
