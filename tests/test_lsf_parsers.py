@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from kong.config import Config
-from kong.drivers.lsf import (
+from kong.drivers.lsf import LSFDriver
+from kong.drivers.lsf_parsers import (
     STATES,
-    LSFDriver,
     lsf_time,
     parse_bhist,
     parse_bjobs_json,
