@@ -18,10 +18,11 @@ case $out in
     '{'*) printf 'KONG-JSON\n%s\n' "$out"
           # the ids answered for: with white space out a record reads
           # "JOBID":"1","JOBINDEX":"4","STAT":... (the order of $fmt), that is 1[4],
-          # or 1 for index 0 (no array's); unknown ids carry an ERROR
+          # or 1 for index 0 or none (no array's); unknown ids carry an ERROR
           found=$(printf '%s' "$out" | tr -d ' \t\r\n' |
-                  grep -o '"JOBID":"[0-9]*","JOBINDEX":"[0-9]*","STAT"' |
-                  sed 's/"JOBID":"\([0-9]*\)","JOBINDEX":"\([0-9]*\)".*/\1[\2]/; s/\[0\]$//') ;;
+                  grep -oE '"JOBID":"[0-9]+",("JOBINDEX":"[0-9]+",)?"STAT"' |
+                  sed -E 's/"JOBID":"([0-9]+)",("JOBINDEX":"([0-9]+)",)?.*/\1[\3]/
+                          s/\[0?\]$//') ;;
     *) out=$(bjobs -a -noheader -o "$fmt delimiter='$delim'" $jobs 2>&1)
        # what is not a record nor "Job <n> is not found" means LSF did not answer
        bad=$(printf '%s\n' "$out" | grep -v -e "^[0-9][0-9]*$delim" -e 'is not found' \
