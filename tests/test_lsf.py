@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -444,3 +445,40 @@ def test_connection_cut_during_submit_no_double_submission(
     per_job = submissions_per_job(lsf_cluster)
     assert sorted(per_job) == sorted(j.job_id for j in jobs)
     assert set(per_job.values()) == {1}, "some job was submitted twice"
+
+
+# -- the simulator's job arrays, as IBM documents them ----------------------------------
+
+
+def test_simulator_job_arrays_as_lsf_documents_them(lsf_cluster: Cluster) -> None:
+    """What kong's array support stands on, asked of the simulator directly: one job id
+    for ``-J "name[1-3]%1"``, each element with its own index (LSB_JOBINDEX, %I in -o,
+    bjobs' jobindex, the name ``name[4]``), selected and killed alone as "ID[4]"."""
+    needs_container(lsf_cluster)
+    work = f"/tmp/simarray-{uuid.uuid4().hex[:8]}"
+
+    def as_user(cmd: str) -> str:
+        code, out = lsf_cluster.exec(f"mkdir -p {work} && cd {work} && {cmd}",
+                                     user=lsf_cluster.user)
+        assert code == 0, out
+        return out
+
+    out = as_user("""bsub -J 'sim[1-3]%1' -o 'out.%J.%I' sh -c 'echo "$LSB_JOBID """
+                  """$LSB_JOBINDEX"; sleep 1'""")
+    job_id = out.split("<")[1].split(">")[0]
+    # the slot limit: one element at a time, the others PEND; all under one id
+    assert as_user(f"bjobs -noheader -o 'stat' {job_id}").split().count("RUN") <= 1
+    wait_until(lambda: "DONE" in as_user(f"bjobs -a -noheader -o 'stat' {job_id}"), 30,
+               "the first element to end")
+    rows = as_user(f"bjobs -a -noheader -o \"jobid jobindex job_name delimiter='|'\" {job_id}")
+    assert rows.split() == [f"{job_id}|{i}|sim[{i}]" for i in (1, 2, 3)]
+    assert as_user(f"bjobs -a -noheader -o 'job_name' '{job_id}[2]'").split() == ["sim[2]"]
+    assert as_user(f"bkill '{job_id}[3]'").strip() == f"Job <{job_id}[3]> is being terminated"
+    wait_until(lambda: as_user(f"bjobs -a -noheader -o 'stat' {job_id}").split()
+               == ["DONE", "DONE", "EXIT"], 30, "the other element to run, the killed not")
+    # each element's output first in its own -o file (%J: the id, %I: its index)
+    firsts = [as_user(f"head -n 1 out.{job_id}.{i}").strip() for i in (1, 2)]
+    assert firsts == [f"{job_id} 1", f"{job_id} 2"]
+    assert "MAX_JOB_ARRAY_SIZE = 1000" in as_user("bparams -a")
+    assert "index too large" in lsf_cluster.exec(
+        f"cd {work} && bsub -J 'big[1-1001]' true", user=lsf_cluster.user)[1]
