@@ -407,12 +407,20 @@ def test_a_reused_job_id_is_not_taken_for_ours(kong: State, lsf_cluster: Cluster
 # -- a connection cut in the middle of a bulk submit -------------------------------------
 
 
+@pytest.mark.parametrize("options", [{}, {"arrays": True, "array_size": 10}],
+                         ids=["plain", "arrays"])
 def test_connection_cut_during_submit_no_double_submission(
-    kong: State, lsf_cluster: Cluster
+    kong_home: Path, lsf_cluster: Cluster, options: dict[str, Any]
 ) -> None:
+    """The connection cut once 10 jobs reached LSF: what reached it is adopted (for an
+    array: by its name, every element at once), submitting again submits only the
+    rest, and no job runs twice. With arrays of 10, the cut falls between arrays."""
     needs_container(lsf_cluster)
+    kong = make_state(Config(data={"default_profile": "lsf", "profiles": {
+        "lsf": profile(lsf_cluster, **options)}}))
     kong.mkdir("/cut")
-    jobs = create(kong, 100, lambda i: "true", folder="/cut")
+    runs = '"${KONG_JOB_OUTPUT_DIR%/*/*}/runs.txt"'
+    jobs = create(kong, 100, lambda i: f'echo "$KONG_JOB_ID" >> {runs}', folder="/cut")
     killed: list[int] = []
     prefix = f"kong-{db.install_id()}-"
 
@@ -442,9 +450,12 @@ def test_connection_cut_during_submit_no_double_submission(
     kong.wait("/cut", notify=False, timeout=180)
     assert statuses(jobs) == {JobStatus.COMPLETED: 100}
     assert len({j.batch_job_id for j in jobs}) == 100
-    per_job = submissions_per_job(lsf_cluster)
-    assert sorted(per_job) == sorted(j.job_id for j in jobs)
-    assert set(per_job.values()) == {1}, "some job was submitted twice"
+    # LSF took each token (a plain job's, or an array's element name[i]) once
+    names = Counter(j["name"] for j in lsf_jobs(lsf_cluster) if j["name"].startswith(prefix))
+    assert len(names) == 100 and set(names.values()) == {1}, "some job was submitted twice"
+    ran = Counter(int(x) for x in driver_of(kong).transport.read_range(
+        f"{driver_of(kong).base_dir}/runs.txt").decode().split())
+    assert sorted(ran) == sorted(j.job_id for j in jobs) and set(ran.values()) == {1}
 
 
 # -- the simulator's job arrays, as IBM documents them ----------------------------------
