@@ -487,6 +487,10 @@ def cmd_bsub(argv: list[str]) -> int:
         job_file = jobs_dir() / f"{job_id}.sh"
         job_file.write_text(script)
         job_file.chmod(0o700)
+        # the submission environment, once per job id (not in every element's record:
+        # every command reads every record)
+        env_file = jobs_dir() / f"{job_id}.env"
+        env_file.write_text(json.dumps(env))
         job = {
             "id": job_id,
             "index": 0,
@@ -508,7 +512,7 @@ def cmd_bsub(argv: list[str]) -> int:
             "runlimit": runlimit,
             "memlimit": opts.get("-M"),
             "resreq": resources,
-            "env": env,
+            "env_file": str(env_file),
             "stat": "PSUSP" if opts.get("-H") else "PEND",
             "submit_time": time.time(),
             "start_time": None,
@@ -541,7 +545,7 @@ def cmd_bsub(argv: list[str]) -> int:
 
 
 def job_environment(job: dict[str, Any]) -> dict[str, str]:
-    env = dict(job["env"])
+    env = dict(job.get("env") or json.loads(Path(job["env_file"]).read_text()))
     hosts = [job["exec_host"]] * job["slots"]
     env.update(
         LSB_JOBID=str(job["id"]),
