@@ -112,9 +112,11 @@ def child(name: str, ctx: dict[str, Any]) -> dict[str, Any]:
         return {"seconds": 0.0}
     if name == "submit":
         state.mkdir(folder, exist_ok=True, create_parent=True)
+        # how the scheduler holds a job (Slurm's --hold unless the caller says)
+        options = ctx.get("job_options", {"extra": HELD})
         with state.pushd(folder):
             for _ in range(n):
-                state.create_job(command="true", extra=HELD)
+                state.create_job(command="true", **options)
         _warm(state)
         result = _timed(state, lambda: state.submit_job(folder))
         result["base_dir"] = state.default_driver.base_dir
@@ -199,13 +201,13 @@ def run_child(name: str, ctx: dict[str, Any]) -> dict[str, Any]:
 class Setup:
     """The clusters, their proxies and helpers to measure floors inside them."""
 
-    def __init__(self, state_dir: Path, clusters: int) -> None:
+    def __init__(self, state_dir: Path, clusters: int, kind: str = "slurm") -> None:
         from deploy.cluster import start_cluster
 
         self.running = []
         for i in range(clusters):
             name = f"bench-{os.getpid()}-{i}"
-            self.running.append(start_cluster("slurm", name, state_dir / name,
+            self.running.append(start_cluster(kind, name, state_dir / name,
                                               log=lambda m: print(m, file=sys.stderr)))
         self.clusters = [r.cluster for r in self.running]
         self.proxies: dict[tuple[int, float], Any] = {}

@@ -25,8 +25,8 @@ from kong.model.job import Job, JobStatus
 from kong.state import State
 from tests.clusters import Cluster
 
-#: what a scheduler's count of kong's submissions, per kong job id, looks like
-Counts = Callable[[], Counter[int]]
+#: a scheduler's count of kong's submissions, per kong job id (or per job token)
+Counts = Callable[[], Counter[Any]]
 
 
 def root(cluster: Cluster, cmd: str) -> str:
@@ -72,7 +72,7 @@ def counts_of_names(names: Iterable[str]) -> Counter[int]:
 
 
 def settled_counts(counts: Counts, submissions: int, settle: float = 0.0,
-                   timeout: float = 60.0, what: str = "the scheduler") -> Counter[int]:
+                   timeout: float = 60.0, what: str = "the scheduler") -> Counter[Any]:
     """``counts()`` once it holds at least ``submissions`` (accounting learns of jobs
     a few seconds late), and again after ``settle`` more seconds (a late second record
     of one job would show then)."""
@@ -130,13 +130,15 @@ def resubmit_failed_only_then_rm(kong: State, cluster: Cluster, counts: Counts,
 
 def connection_cut_mid_submit(kong: State, cluster: Cluster, n: int,
                               submitted_so_far: Callable[[], int], counts: Counts,
-                              cut_after: int = 10, timeout: int = 180) -> None:
+                              cut_after: int = 10, timeout: int = 180, settle: float = 3.0,
+                              command: Callable[[int], str] = lambda i: "true") -> list[Job]:
     """``n`` jobs; every SSH connection to the cluster is killed once the scheduler
     has ``cut_after`` of them: the submit fails, the jobs it saw submitted are
     SUBMITTED, and submitting again reconciles first and submits only the rest, so
-    that every job ran and the scheduler got each exactly once."""
+    that every job ran and the scheduler got each exactly once (``counts``: the
+    scheduler's submissions per job, keyed by job id or by the job's token)."""
     kong.mkdir("/cut")
-    jobs = create(kong, n, lambda i: "true", folder="/cut")
+    jobs = create(kong, n, command, folder="/cut")
     killed: list[int] = []
 
     def cut_when_submitting() -> None:
@@ -166,7 +168,7 @@ def connection_cut_mid_submit(kong: State, cluster: Cluster, n: int,
     kong.wait("/cut", notify=False, timeout=timeout)
     assert statuses(jobs) == {JobStatus.COMPLETED: n}
     assert len({j.batch_job_id for j in jobs}) == n
-    per_job = settled_counts(counts, n, settle=3, timeout=90)
-    assert sorted(per_job) == sorted(j.job_id for j in jobs)
-    assert set(per_job.values()) == {1}, "some job was submitted twice"
+    per_job = settled_counts(counts, n, settle=settle, timeout=90)
+    assert len(per_job) == n and set(per_job.values()) == {1}, "some job was submitted twice"
+    return jobs
 

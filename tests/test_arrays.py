@@ -1,11 +1,13 @@
-"""Job arrays on the Slurm test cluster: one ``sbatch --array`` for the jobs of a submit
-that share their options, each kong job still its own (logs, exit code, kill, resubmit,
-token reconcile). Cluster-side facts are read as root inside the container.
+"""Job arrays on the Slurm test cluster and the LSF simulator: one ``sbatch --array`` or
+``bsub -J "name[1-N]"`` for the jobs of a submit that share their options, each kong job
+still its own (logs, exit code, kill, resubmit, token reconcile); HTCondor's one
+cluster per submit. Cluster-side facts are read as root inside the container.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from kong import db
 from kong.config import Config
 from kong.drivers.arrays import expand_element_ids, parse_element_token
 from kong.drivers.base import SubmitRequest, Submitted
+from kong.drivers.batch_arrays import ArrayBatchDriver
 from kong.drivers.slurm import SlurmDriver
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
@@ -41,23 +44,83 @@ def test_element_tokens_and_folded_ids_parse() -> None:
     assert expand_element_ids("124") == ["124"]
 
 
-# -- on the Slurm cluster -----------------------------------------------------------------
+# -- on the Slurm cluster and the LSF simulator ------------------------------------------
 
 
-def _state(slurm_cluster: Cluster, **options: Any) -> State:
-    profile = {**slurm_cluster.profile(), "poll_interval": POLL, **options}
-    return make_state(Config(data={"default_profile": "slurm", "profiles": {"slurm": profile}}))
+@dataclass
+class ArrayCluster:
+    """A test cluster whose scheduler takes arrays, as root sees its jobs."""
+
+    kind: str  # "slurm" or "lsf"
+    cluster: Cluster
+    #: the scheduler's words for a job that is queued or running
+    live: tuple[str, ...]
+
+    def state(self, **options: Any) -> State:
+        profile = {**self.cluster.profile(), "poll_interval": POLL, **options}
+        if self.kind == "lsf":
+            profile["driver"] = "lsf"
+        return make_state(Config(data={"default_profile": "c", "profiles": {"c": profile}}))
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(name, batch id, state) of every job of this kong the scheduler shows, one
+        per element: Slurm's 123_4, LSF's 123[4] (bjobs: JOBID 123, JOBINDEX 4)."""
+        if self.kind == "slurm":
+            out = _root(self.cluster, "squeue -h -a -r -t all -o '%j|%i|%T'")
+        else:
+            listing = _root(self.cluster, "su -c \"bjobs -a -noheader -o 'job_name jobid "
+                                          f"jobindex stat delimiter=\\\"|\\\"'\" "
+                                          f"{self.cluster.user}")
+            out = "\n".join(f"{n}|{i if x == '0' else f'{i}[{x}]'}|{st}" for n, i, x, st in (
+                line.strip().split("|") for line in listing.splitlines() if line.count("|") == 3))
+        prefix = f"kong-{db.install_id()}-"
+        rows = [tuple(line.strip().split("|")) for line in out.splitlines()]
+        return [r for r in rows if len(r) == 3 and r[0].startswith(prefix)]  # type: ignore[misc]
+
+    def states(self) -> dict[str, str]:
+        """The scheduler's state of every job of this kong by batch id."""
+        return {batch_id: state for _name, batch_id, state in self.rows()}
+
+    def arrays(self, driver: ArrayBatchDriver) -> Counter[str]:
+        """Elements per array id."""
+        return Counter(element[0] for _n, batch_id, _s in self.rows()
+                       if (element := driver.split_element_id(batch_id)) is not None)
+
+    def array_name(self, array_id: str) -> str:
+        for name, batch_id, _state in self.rows():
+            if batch_id.startswith((f"{array_id}_", f"{array_id}[")):
+                return name.partition("[")[0]  # LSF names an element "<array name>[4]"
+        raise AssertionError(f"no array {array_id}")
+
+    def max_array_size(self) -> int:
+        if self.kind == "slurm":
+            return int(_root(self.cluster, "scontrol show config | awk '$1 == "
+                                           "\"MaxArraySize\" { print $3 }'"))
+        return int(_root(self.cluster, f"su -c 'bparams -a' {self.cluster.user} | awk '$1 == "
+                                       "\"MAX_JOB_ARRAY_SIZE\" { print $3 }'"))
+
+
+@pytest.fixture(params=["slurm", "lsf"])
+def sched(request: pytest.FixtureRequest, kong_home: Path) -> ArrayCluster:
+    request.applymarker(pytest.mark.cluster)
+    if request.param == "slurm":
+        cluster = request.getfixturevalue("slurm_cluster")
+        live: tuple[str, ...] = ("PENDING", "RUNNING")
+    else:  # the LSF SIMULATOR (deploy/lsf-sim/)
+        cluster = request.getfixturevalue("lsf_cluster")
+        live = ("PEND", "RUN")
+    needs_container(cluster)
+    return ArrayCluster(request.param, cluster, live)
 
 
 @pytest.fixture
-def kong(kong_home: Path, slurm_cluster: Cluster) -> State:
-    needs_container(slurm_cluster)
-    return _state(slurm_cluster)
+def kong(sched: ArrayCluster) -> State:
+    return sched.state()
 
 
-def _driver(state: State) -> SlurmDriver:
-    driver = state.driver("slurm")
-    assert isinstance(driver, SlurmDriver)
+def _driver(state: State) -> ArrayBatchDriver:
+    driver = state.driver("c")
+    assert isinstance(driver, ArrayBatchDriver)
     return driver
 
 
@@ -74,46 +137,27 @@ def _root(cluster: Cluster, cmd: str) -> str:
     return out
 
 
-def _elements(cluster: Cluster) -> list[tuple[str, str, str]]:
-    """(name, array id, index) of every job of this kong slurmctld holds, one per element
-    (%K is N/A for a plain job)."""
-    out = _root(cluster, "squeue -h -a -r -t all -o '%j|%F|%K'")
-    prefix = f"kong-{db.install_id()}-"
-    rows = [tuple(line.strip().split("|")) for line in out.splitlines()]
-    return [r for r in rows if len(r) == 3 and r[0].startswith(prefix)]  # type: ignore[misc]
+def _element_ids(driver: ArrayBatchDriver, array_id: str, n: int) -> list[str]:
+    return [driver.element_batch_id(array_id, driver.ARRAY_FIRST_INDEX + i) for i in range(n)]
 
 
-def _states(cluster: Cluster) -> dict[str, str]:
-    """Slurm's state of every job of this kong by batch id (elements as 123_4)."""
-    out = _root(cluster, "squeue -h -a -r -t all -o '%j|%i|%T'")
-    prefix = f"kong-{db.install_id()}-"
-    rows = [line.strip().split("|") for line in out.splitlines()]
-    return {r[1]: r[2] for r in rows if len(r) == 3 and r[0].startswith(prefix)}
-
-
-def _arrays(cluster: Cluster) -> Counter[str]:
-    """Elements per array id."""
-    return Counter(array for _name, array, index in _elements(cluster) if index != "N/A")
-
-
-@IN_CONTAINERS
-def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Cluster) -> None:
+def test_one_array_per_submit_each_job_its_own(kong: State, sched: ArrayCluster) -> None:
     # the jobs wait for a file: the test cluster forgets ended jobs in 2 s (MinJobAge)
     go = '"${KONG_JOB_OUTPUT_DIR%/*/*}/go"'
     jobs = [kong.create_job(command=f"while [ ! -e {go} ]; do sleep 0.2; done; "
                                     f"echo out-$KONG_JOB_ID; echo err >&2; exit {i % 3}")
             for i in range(6)]
     trips = _trips(kong, lambda: kong.submit_job([j.job_id for j in jobs]))
-    # upload + one submit loop (+ the remote home and MaxArraySize, once per process
-    # and per profile)
+    # upload + one submit loop (+ the remote home and the array size limit, once per
+    # process and per profile)
     assert trips <= 4
-    arrays = _arrays(slurm_cluster)
-    assert list(arrays.values()) == [6], arrays  # one sbatch --array for all six
+    driver = _driver(kong)
+    arrays = sched.arrays(driver)
+    assert list(arrays.values()) == [6], arrays  # one array for all six
     (array_id,) = arrays
-    assert sorted(str(j.batch_job_id) for j in jobs) == sorted(f"{array_id}_{i}"
-                                                                for i in range(6))
-    name = _root(slurm_cluster, f"squeue -h -r -j {array_id} -t all -o %j").split()[0]
-    _driver(kong).transport.run(["touch", f"{_driver(kong).base_dir}/go"])
+    assert sorted(str(j.batch_job_id) for j in jobs) == sorted(_element_ids(driver, array_id, 6))
+    name = sched.array_name(array_id)
+    driver.transport.run(["touch", f"{driver.base_dir}/go"])
     kong.wait([j.job_id for j in jobs], notify=False, timeout=180, poll_interval=POLL)
     for i, job in enumerate(jobs):
         assert job.data["exit_code"] == i % 3, job.data
@@ -122,31 +166,26 @@ def test_one_array_per_submit_each_job_its_own(kong: State, slurm_cluster: Clust
             assert fh.read() == f"out-{job.job_id}\n"
         with job.stderr() as fh:
             assert fh.read() == "err\n"
-    # Slurm's own file per element is beside the job's logs; the array's dir keeps
-    # only its dispatcher and map
-    driver = _driver(kong)
+    # the scheduler's own file per element is beside the job's logs; the array's dir
+    # keeps only its dispatcher and map
     array_dir = f"{driver.base_dir}/.arrays/{name}"
-    listing = _root(slurm_cluster, f"ls {array_dir} {jobs[0].log_dir}")
+    listing = _root(sched.cluster, f"ls {array_dir} {jobs[0].log_dir}")
     assert "dispatch.sh\nmap\n" in listing and "scheduler.txt" in listing, listing
-    # asked once: the next array needs no question about MaxArraySize
+    # asked once: the next array needs no question about the limit
     more = [kong.create_job(command="true") for _ in range(3)]
     assert _trips(kong, lambda: kong.submit_job([j.job_id for j in more])) == 2
-    limit = _root(slurm_cluster, "scontrol show config | awk '$1 == \"MaxArraySize\" "
-                                 "{ print $3 }'").strip()
-    assert _driver(kong).array_limit() == int(limit)
+    assert _driver(kong).array_limit() == sched.max_array_size()
 
 
-@IN_CONTAINERS
-def test_kill_of_one_element_kills_only_it(kong: State, slurm_cluster: Cluster) -> None:
+def test_kill_of_one_element_kills_only_it(kong: State, sched: ArrayCluster) -> None:
     jobs = [kong.create_job(command="sleep 300") for _ in range(4)]
     kong.submit_job([j.job_id for j in jobs])
-    assert len(_arrays(slurm_cluster)) == 1
+    assert len(sched.arrays(_driver(kong))) == 1
     assert _trips(kong, lambda: kong.kill_job(jobs[1].job_id)) == 1
     assert jobs[1].status == JobStatus.FAILED and jobs[1].data["killed"]
 
     def only_it_gone() -> bool:
-        live = {i for i, state in _states(slurm_cluster).items()
-                if state in ("PENDING", "RUNNING")}
+        live = {i for i, state in sched.states().items() if state in sched.live}
         return live == {str(j.batch_job_id) for j in jobs if j is not jobs[1]}
 
     await_condition(only_it_gone, 60, "the killed element alone to leave the queue")
@@ -158,15 +197,15 @@ def test_kill_of_one_element_kills_only_it(kong: State, slurm_cluster: Cluster) 
     assert all(j.status == JobStatus.FAILED for j in jobs)
 
 
-@IN_CONTAINERS
-def test_resubmit_of_an_element_runs_it_again_alone(kong: State, slurm_cluster: Cluster
-                                                    ) -> None:
+def test_resubmit_of_an_element_runs_it_again_alone(kong: State, sched: ArrayCluster) -> None:
     jobs = [kong.create_job(command="echo run-$KONG_JOB_ID") for _ in range(3)]
     kong.submit_job([j.job_id for j in jobs])
     kong.wait([j.job_id for j in jobs], notify=False, timeout=180, poll_interval=POLL)
     first = jobs[2].batch_job_id
+    assert _driver(kong).split_element_id(str(first)) is not None
     kong.resubmit_job(jobs[2].job_id)
-    assert jobs[2].batch_job_id != first and "_" not in str(jobs[2].batch_job_id)
+    assert jobs[2].batch_job_id != first
+    assert _driver(kong).split_element_id(str(jobs[2].batch_job_id)) is None  # a plain job
     kong.wait([jobs[2].job_id], notify=False, timeout=180, poll_interval=POLL)
     assert jobs[2].status == JobStatus.COMPLETED
     assert [(h["batch_job_id"], h["status"]) for h in jobs[2].data["history"]] == [
@@ -176,29 +215,27 @@ def test_resubmit_of_an_element_runs_it_again_alone(kong: State, slurm_cluster: 
     assert [j.status for j in jobs[:2]] == [JobStatus.COMPLETED] * 2
 
 
-@IN_CONTAINERS
-def test_options_split_arrays_and_the_profile_can_turn_them_off(
-    kong_home: Path, slurm_cluster: Cluster
-) -> None:
-    needs_container(slurm_cluster)
-    kong = _state(slurm_cluster, array_size=3)
+def test_options_split_arrays_and_the_profile_can_turn_them_off(sched: ArrayCluster) -> None:
+    kong = sched.state(array_size=3)
+    driver = _driver(kong)
     small = [kong.create_job(command="sleep 300") for _ in range(7)]
     big = [kong.create_job(command="sleep 300", memory=20) for _ in range(2)]
     alone = [kong.create_job(command="sleep 300", arrays=False) for _ in range(2)]
     kong.submit_job([j.job_id for j in [*small, *big, *alone]])
     # 7 alike in arrays of at most 3 (3 + 3 + a plain job), 2 with other memory in an
     # array of their own, 2 that asked for no array as plain jobs
-    assert sorted(_arrays(slurm_cluster).values()) == [2, 3, 3]
-    plain = [j for j in [*small, *big, *alone] if "_" not in str(j.batch_job_id)]
+    assert sorted(sched.arrays(driver).values()) == [2, 3, 3]
+    plain = [j for j in [*small, *big, *alone]
+             if driver.split_element_id(str(j.batch_job_id)) is None]
     assert {j.job_id for j in plain} == {small[6].job_id, *(j.job_id for j in alone)}
-    by_array = Counter(str(j.batch_job_id).partition("_")[0] for j in big)
-    assert list(by_array.values()) == [2]
+    elements = [driver.split_element_id(str(j.batch_job_id)) for j in big]
+    assert all(elements) and len({e[0] for e in elements if e}) == 1  # one array of two
     kong.kill_job([j.job_id for j in [*small, *big, *alone]])
 
-    off = _state(slurm_cluster, arrays=False)
+    off = sched.state(arrays=False)
     jobs = [off.create_job(command="sleep 300") for _ in range(3)]
     off.submit_job([j.job_id for j in jobs])
-    assert all("_" not in str(j.batch_job_id) for j in jobs)
+    assert all(_driver(off).split_element_id(str(j.batch_job_id)) is None for j in jobs)
     off.kill_job([j.job_id for j in jobs])
 
 
@@ -207,9 +244,8 @@ def _job_copy(job: Job) -> Job:
                memory=job.memory, status=JobStatus.CREATED, data=dict(job.data or {}))
 
 
-@IN_CONTAINERS
 def test_tokens_found_per_element_and_killed_per_element(kong: State,
-                                                         slurm_cluster: Cluster) -> None:
+                                                         sched: ArrayCluster) -> None:
     """What reconcile after a dropped connection relies on: every element's token is
     found as its own batch id; an array never submitted is not found; a kill by token
     stops one element only."""
@@ -219,7 +255,7 @@ def test_tokens_found_per_element_and_killed_per_element(kong: State,
     driver.prepare_submit(jobs)
     tokens = driver.tokens(attempts)
     assert [parse_element_token(t) for t in tokens] == [
-        (tokens[0].rpartition("[")[0], i) for i in range(3)]
+        (tokens[0].rpartition("[")[0], driver.ARRAY_FIRST_INDEX + i) for i in range(3)]
     answers = driver.submit([SubmitRequest(j, t) for j, t in zip(jobs, tokens, strict=True)])
     ids = {job_id: r.batch_id for job_id, r in answers.items() if isinstance(r, Submitted)}
     assert len(ids) == 3
@@ -227,20 +263,21 @@ def test_tokens_found_per_element_and_killed_per_element(kong: State,
     unsent_tokens = driver.tokens([(j, 1) for j in unsent])
     lookup = driver.find_tokens([*tokens, *unsent_tokens])
     assert lookup.found == {t: ids[j.job_id] for j, t in zip(jobs, tokens, strict=True)}
-    assert lookup.history_seconds and lookup.history_seconds > 3600  # sacct answers
+    # how far back "not found" is true: sacct's week, bjobs -a's CLEAN_PERIOD
+    assert lookup.history_seconds == (7 * 24 * 3600 if sched.kind == "slurm" else 3600)
     killed = driver.kill_tokens([tokens[0]])
     assert killed[tokens[0]].outcome.value == "killed", killed
 
     def first_alone_gone() -> bool:
-        states = _states(slurm_cluster)
-        return states.get(ids[jobs[0].job_id]) in (None, "CANCELLED") and all(
-            states.get(ids[j.job_id]) in ("PENDING", "RUNNING") for j in jobs[1:])
+        states = sched.states()
+        return states.get(ids[jobs[0].job_id]) not in sched.live and all(
+            states.get(ids[j.job_id]) in sched.live for j in jobs[1:])
 
     await_condition(first_alone_gone, 60, "the element killed by token alone to end")
     rest = driver.kill_tokens(tokens[1:])
     assert {r.outcome.value for r in rest.values()} == {"killed"}, rest
-    await_condition(lambda: not {i for i, state in _states(slurm_cluster).items()
-                                 if i in ids.values() and state in ("PENDING", "RUNNING")},
+    await_condition(lambda: not {i for i, state in sched.states().items()
+                                 if i in ids.values() and state in sched.live},
                     60, "the whole array to end")
 
 
@@ -359,22 +396,21 @@ def test_htcondor_one_cluster_per_submit_unless_arrays_are_off(
             assert fh.read() == f"me-{job.job_id}\n"
 
 
-@IN_CONTAINERS
-def test_kill_of_an_array_answers_per_element(kong: State, slurm_cluster: Cluster) -> None:
-    """One scancel for the elements of an array; an element that had already ended
-    keeps its end, the others read killed."""
+def test_kill_of_an_array_answers_per_element(kong: State, sched: ArrayCluster) -> None:
+    """One kill command for the elements of an array; an element that had already
+    ended keeps its end, the others read killed."""
     jobs = [kong.create_job(command=c) for c in ("sleep 300", "true", "sleep 300")]
     kong.submit_job([j.job_id for j in jobs])
-    assert len(_arrays(slurm_cluster)) == 1
+    assert len(sched.arrays(_driver(kong))) == 1
     # (gone from squeue is ended too: the test cluster forgets ended jobs in 2 s)
-    await_condition(lambda: _states(slurm_cluster).get(str(jobs[1].batch_job_id))
-                    in ("COMPLETED", None), 120, "the short element to end on the cluster")
+    await_condition(lambda: sched.states().get(str(jobs[1].batch_job_id))
+                    in ("COMPLETED", "DONE", None), 120, "the short element to end")
     assert jobs[1].status != JobStatus.COMPLETED  # kong has not asked since
     kong.kill_job([j.job_id for j in jobs])
     assert jobs[1].status == JobStatus.COMPLETED and not jobs[1].data.get("killed")
     assert all(j.status == JobStatus.FAILED and j.data["killed"] for j in (jobs[0], jobs[2]))
-    await_condition(lambda: not {i for i, state in _states(slurm_cluster).items()
-                                 if state in ("PENDING", "RUNNING")}, 60,
+    await_condition(lambda: not {i for i, state in sched.states().items()
+                                 if state in sched.live}, 60,
                     "the killed elements to leave the queue")
 
 

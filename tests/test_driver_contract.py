@@ -2,12 +2,13 @@
 
 Backends: ``local`` (this machine), ``local-ssh`` (the local driver on the sshd
 container), ``slurm`` (the Slurm test cluster), ``htcondor`` (the personal pool),
-``lsf`` (the LSF simulator); ``slurm`` submits jobs of equal options as job arrays
-(of at most 10, so that a crash can fall between two), ``slurm-noarrays`` one
-``sbatch`` per job (the profile's ``arrays: false``). A test names a user-visible
-promise: exit codes and lazy logs, kill, resubmit as a clean new attempt, rm that
-cancels on the cluster, round trips that do not grow with the number of jobs, and (for the batch
-schedulers) a bulk submit killed with -9 half way, then rm or submit again.
+``lsf`` (the LSF simulator); ``slurm`` and ``lsf`` submit jobs of equal options as
+job arrays (of at most 10, so that a crash can fall between two), ``slurm-noarrays``
+and ``lsf-noarrays`` one ``sbatch``/``bsub`` per job (the profile's ``arrays:
+false``). A test names a user-visible promise: exit codes and lazy logs, kill,
+resubmit as a clean new attempt, rm that cancels on the cluster, round trips that do
+not grow with the number of jobs, and (for the batch schedulers) a bulk submit killed
+with -9 half way, then rm or submit again.
 The fault-injecting Slurm (tests/test_faultsched.py) covers the faults a real
 scheduler cannot hit on cue.
 """
@@ -36,8 +37,9 @@ from tests.kongcmd import KONG
 
 pytestmark = pytest.mark.timeout(600)
 
-BACKENDS = ["local", "local-ssh", "slurm", "slurm-noarrays", "htcondor", "lsf", "sge"]
-BATCH = ("slurm", "slurm-noarrays", "htcondor", "lsf", "sge")
+BACKENDS = ["local", "local-ssh", "slurm", "slurm-noarrays", "htcondor", "lsf",
+            "lsf-noarrays", "sge"]
+BATCH = ("slurm", "slurm-noarrays", "htcondor", "lsf", "lsf-noarrays", "sge")
 
 
 @dataclass
@@ -48,7 +50,8 @@ class Backend:
     names_on_cluster: Callable[[], list[str]] | None
     #: names of this kong's jobs still queued or running there
     live_on_cluster: Callable[[], list[str]] | None
-    #: batch ids of this kong's jobs the scheduler still shows (Slurm: elements 123_4)
+    #: batch ids of this kong's jobs the scheduler still shows (elements: Slurm's
+    #: 123_4, LSF's 123[4])
     ids_on_cluster: Callable[[], list[str]] | None = None
 
     @property
@@ -89,17 +92,17 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
         fixture = {"local-ssh": "sshd_server", "slurm": "slurm_cluster",
                    "slurm-noarrays": "slurm_cluster",
                    "htcondor": "htcondor_cluster", "lsf": "lsf_cluster",
-                   "sge": "sge_cluster"}[name]
+                   "lsf-noarrays": "lsf_cluster", "sge": "sge_cluster"}[name]
         request.applymarker(pytest.mark.cluster)
         cluster = request.getfixturevalue(fixture)
         profile.update(cluster.profile())
         if name == "local-ssh":
             profile.update(driver="local", max_parallel=8)
-        elif name == "lsf":
+        elif name.startswith("lsf"):
             profile["driver"] = "lsf"
-        if name == "slurm":
+        if name in ("slurm", "lsf"):
             profile["array_size"] = 10
-        elif name == "slurm-noarrays":
+        elif name in ("slurm-noarrays", "lsf-noarrays"):
             profile["arrays"] = False
         if name.startswith("slurm"):
             def names() -> list[str]:
@@ -134,7 +137,8 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
             def live() -> list[str]:
                 return _lines(_exec(cluster, "qstat -u '*' -xml | sed -n "
                                              "'s:.*<JB_name>\\(.*\\)</JB_name>.*:\\1:p'"))
-        elif name == "lsf":
+        elif name.startswith("lsf"):
+            # an array element's name is LSF's own "<array name>[<index>]", its token
             def names() -> list[str]:
                 return _lines(_exec(cluster, "su -c 'bjobs -a -o job_name -noheader' "
                                              f"{cluster.user}"))
@@ -142,6 +146,12 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
             def live() -> list[str]:
                 return _lines(_exec(cluster, "su -c 'bjobs -o job_name -noheader' "
                                              f"{cluster.user}"))
+
+            def ids() -> list[str]:
+                out = _exec(cluster, "su -c \"bjobs -a -noheader -o 'job_name jobid "
+                                     f"jobindex delimiter=\\\"|\\\"'\" {cluster.user}")
+                rows = [line.strip().split("|") for line in _lines(out)]
+                return [i if x == "0" else f"{i}[{x}]" for _, i, x in rows]
     (kong_home / "config.yml").write_text(
         yaml.safe_dump({"default_profile": "c", "profiles": {"c": profile}}))
     state = State.get_instance()
@@ -287,6 +297,9 @@ def test_rm_cancels_on_the_cluster_and_deletes_everything(backend: Backend) -> N
     assert all(v is None for v in sizes.values()), sizes
 
 
+# Not lsf-noarrays: 200 plain bsub and bkill cost the simulator ~50 s of CI time, and
+# test_lsf.py's 2-vs-100 test already counts the round trips of plain LSF jobs.
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "lsf-noarrays"], indirect=True)
 def test_round_trips_do_not_grow_with_the_number_of_jobs(backend: Backend) -> None:
     b = backend
     b.driver.base_dir  # noqa: B018 - resolve the remote home before counting

@@ -9,6 +9,7 @@ Assertions about the cluster side are made as root inside the container
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +42,9 @@ SPOOL = "/var/spool/lsf-sim/jobs"
 
 
 def profile(cluster: Cluster, **options: Any) -> dict[str, Any]:
-    return {**cluster.profile(), "driver": "lsf", "poll_interval": POLL, **options}
+    # one bsub per job: the plain job's life (arrays: tests/test_arrays.py)
+    return {**cluster.profile(), "driver": "lsf", "poll_interval": POLL, "arrays": False,
+            **options}
 
 
 @pytest.fixture
@@ -348,12 +351,62 @@ def test_a_reused_job_id_is_not_taken_for_ours(kong: State, lsf_cluster: Cluster
 # -- a connection cut in the middle of a bulk submit -------------------------------------
 
 
+@pytest.mark.parametrize("options", [{}, {"arrays": True, "array_size": 10}],
+                         ids=["plain", "arrays"])
 def test_connection_cut_during_submit_no_double_submission(
-    kong: State, lsf_cluster: Cluster
+    kong_home: Path, lsf_cluster: Cluster, options: dict[str, Any]
 ) -> None:
+    """The connection cut once 10 jobs reached LSF: what reached it is adopted (for an
+    array: by its name, every element at once), submitting again submits only the
+    rest, and no job runs twice. With arrays of 10, the cut falls between arrays."""
     needs_container(lsf_cluster)
+    kong = make_state(Config(data={"default_profile": "lsf", "profiles": {
+        "lsf": profile(lsf_cluster, **options)}}))
+    runs = '"${KONG_JOB_OUTPUT_DIR%/*/*}/runs.txt"'
     prefix = f"kong-{db.install_id()}-"
-    connection_cut_mid_submit(
+    # LSF must take each token (a plain job's, or an array's element name[i]) once
+    jobs = connection_cut_mid_submit(
         kong, lsf_cluster, 100,
         lambda: sum(j["name"].startswith(prefix) for j in lsf_jobs(lsf_cluster)),
-        lambda: submissions_per_job(lsf_cluster))
+        lambda: Counter(j["name"] for j in lsf_jobs(lsf_cluster) if j["name"].startswith(prefix)),
+        settle=0, command=lambda i: f'echo "$KONG_JOB_ID" >> {runs}')
+    ran = Counter(int(x) for x in driver_of(kong).transport.read_range(
+        f"{driver_of(kong).base_dir}/runs.txt").decode().split())
+    assert sorted(ran) == sorted(j.job_id for j in jobs) and set(ran.values()) == {1}
+
+
+# -- the simulator's job arrays, as IBM documents them ----------------------------------
+
+
+def test_simulator_job_arrays_as_lsf_documents_them(lsf_cluster: Cluster) -> None:
+    """What kong's array support stands on, asked of the simulator directly: one job id
+    for ``-J "name[1-3]%1"``, each element with its own index (LSB_JOBINDEX, %I in -o,
+    bjobs' jobindex, the name ``name[4]``), selected and killed alone as "ID[4]"."""
+    needs_container(lsf_cluster)
+    work = f"/tmp/simarray-{uuid.uuid4().hex[:8]}"
+
+    def as_user(cmd: str) -> str:
+        code, out = lsf_cluster.exec(f"mkdir -p {work} && cd {work} && {cmd}",
+                                     user=lsf_cluster.user)
+        assert code == 0, out
+        return out
+
+    out = as_user("""bsub -J 'sim[1-3]%1' -o 'out.%J.%I' sh -c 'echo "$LSB_JOBID """
+                  """$LSB_JOBINDEX"; sleep 1'""")
+    job_id = out.split("<")[1].split(">")[0]
+    # the slot limit: one element at a time, the others PEND; all under one id
+    assert as_user(f"bjobs -noheader -o 'stat' {job_id}").split().count("RUN") <= 1
+    wait_until(lambda: "DONE" in as_user(f"bjobs -a -noheader -o 'stat' {job_id}"), 30,
+               "the first element to end")
+    rows = as_user(f"bjobs -a -noheader -o \"jobid jobindex job_name delimiter='|'\" {job_id}")
+    assert rows.split() == [f"{job_id}|{i}|sim[{i}]" for i in (1, 2, 3)]
+    assert as_user(f"bjobs -a -noheader -o 'job_name' '{job_id}[2]'").split() == ["sim[2]"]
+    assert as_user(f"bkill '{job_id}[3]'").strip() == f"Job <{job_id}[3]> is being terminated"
+    wait_until(lambda: as_user(f"bjobs -a -noheader -o 'stat' {job_id}").split()
+               == ["DONE", "DONE", "EXIT"], 30, "the other element to run, the killed not")
+    # each element's output first in its own -o file (%J: the id, %I: its index)
+    firsts = [as_user(f"head -n 1 out.{job_id}.{i}").strip() for i in (1, 2)]
+    assert firsts == [f"{job_id} 1", f"{job_id} 2"]
+    assert "MAX_JOB_ARRAY_SIZE = 1000" in as_user("bparams -a")
+    assert "index too large" in lsf_cluster.exec(
+        f"cd {work} && bsub -J 'big[1-1001]' true", user=lsf_cluster.user)[1]

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from kong.config import Config
-from kong.drivers.lsf import (
+from kong.drivers.lsf import LSFDriver
+from kong.drivers.lsf_parsers import (
     STATES,
-    LSFDriver,
     lsf_time,
     parse_bhist,
     parse_bjobs_json,
@@ -166,6 +166,39 @@ def test_parse_bjobs_json_several_documents_and_noise() -> None:
     assert infos["2"].status == JobStatus.COMPLETED
 
 
+def test_array_elements_are_known_by_their_index() -> None:
+    # bjobs lists each element of job array 300 under JOBID 300, its index in the
+    # jobindex field and its name as "<array name>[<index>]"; a plain job's index is 0
+    doc = ('{"COMMAND":"bjobs","JOBS":3,"RECORDS":['
+           '{"JOBID":"300","JOBINDEX":"1","STAT":"DONE","JOB_NAME":"arr[1]"},'
+           '{"JOBID":"300","JOBINDEX":"2","STAT":"RUN","JOB_NAME":"arr[2]"},'
+           '{"JOBID":"301","JOBINDEX":"0","STAT":"PEND","JOB_NAME":"plain"},'
+           '{"JOBID":"300[9]","ERROR":"Job <300[9]> is not found"}]}')
+    infos = parse_bjobs_json(doc)
+    assert set(infos) == {"300[1]", "300[2]", "301"}
+    assert infos["300[1]"].status == JobStatus.COMPLETED
+    assert infos["300[2]"].extra["lsf_job_name"] == "arr[2]"
+    history = ("Job <300[3]>, Job Name <arr[3]>, User <lsfuser>, Project <default>, "
+               "Command <sh>\n"
+               "Tue May  6 15:45:12: Exited with exit code 3. The CPU time used is 0.1 "
+               "seconds;\n")
+    assert parse_bhist(history)["300[3]"].exit_code == 3
+
+
+def test_bkill_of_elements_answers_per_element(lsf_state: State) -> None:
+    driver = lsf_state.driver("lsf")
+    assert isinstance(driver, LSFDriver)
+    assert driver.array_kill_argv(["300[1]", "300[4]"]) == ["bkill", "300[1]", "300[4]"]
+    # bkill's lines, joined on one by the kill loop
+    said = driver.array_kill_answers("Job <300[1]> is being terminated Job <300[4]>: Job "
+                                     "has already finished Job <300[5]>: No matching job "
+                                     "found")
+    outcomes = {i: driver.classify_kill(*answer).outcome.value for i, answer in said.items()}
+    assert outcomes == {"300[1]": "killed", "300[4]": "finished", "300[5]": "unknown"}
+    assert driver.split_element_id("300[4]") == ("300", 4)
+    assert driver.split_element_id("300") is None
+
+
 def test_parse_bjobs_json_empty() -> None:
     assert parse_bjobs_json('{\n  "COMMAND":"bjobs",\n  "JOBS":0,\n  "RECORDS":[\n  ]\n}') == {}
     assert parse_bjobs_json("") == {}
@@ -192,14 +225,18 @@ def test_lsf_time(text: str, iso: str | None) -> None:
 def test_parse_bjobs_plain() -> None:
     # bjobs -o prints "-" for an empty field; job_name is last and may hold the delimiter
     text = (
-        "111^RUN^-^-^Oct 22 09:22^Oct 22 09:23^-^hostB^1.0 second(s)^-^60 second(s)^myjob\n"
-        "112^EXIT^1^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:30 L^hostB:hostB^-^-^-^a^b\n"
-        "113^DONE^-^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:24^hostC^12.5 second(s)^"
+        "111^0^RUN^-^-^Oct 22 09:22^Oct 22 09:23^-^hostB^1.0 second(s)^-^60 second(s)^myjob\n"
+        "112^0^EXIT^1^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:30 L^hostB:hostB^-^-^-^a^b\n"
+        "113^0^DONE^-^-^Oct 22 09:22^Oct 22 09:23^Oct 22 09:24^hostC^12.5 second(s)^"
         "200 Mbytes^60 second(s)^done\n"
+        # an element of job array 114: its index in the JOBINDEX field, its name LSF's
+        "114^7^PEND^-^-^Oct 22 09:22^-^-^-^-^-^-^arr[7]\n"
         "Job <123> is not found\n"
     )
     infos = parse_bjobs_plain(text)
-    assert set(infos) == {"111", "112", "113"}
+    assert set(infos) == {"111", "112", "113", "114[7]"}
+    assert infos["114[7]"].status == JobStatus.SUBMITTED
+    assert infos["114[7]"].extra["lsf_job_name"] == "arr[7]"
     assert infos["111"].status == JobStatus.RUNNING
     assert infos["111"].extra["node"] == "hostB"
     assert "usage" not in infos["111"].extra  # a running job's figures are not final
@@ -359,6 +396,18 @@ def test_header_per_job_overrides(lsf_state: State) -> None:
     # bsub reads #BSUB lines only from a script on its stdin
     argv = driver.submit_argv(job, "/x/job.sh", "t")
     assert argv == ["sh", "-c", 'exec bsub < "$1"', "sh", "/x/job.sh"]
+
+
+def test_array_header(lsf_state: State) -> None:
+    job = lsf_state.create_job(command="echo hi", cores=2)
+    driver = lsf_state.driver("lsf")
+    assert isinstance(driver, LSFDriver)
+    options = driver.job_options(job)
+    lines = driver.array_header(job, options, "kong-x-1-1-array", 6, "/r/.arrays/a")
+    # LSF's indices start at 1; its job report per element under the array's dir
+    assert lines[:2] == ['#BSUB -J "kong-x-1-1-array[1-6]"', "#BSUB -o /r/.arrays/a/%I.txt"]
+    own = driver.header_lines(job, options, "t")
+    assert lines[2:] == own[2:-1]  # the job's directives, not its name, files or exec
 
 
 @pytest.mark.parametrize(

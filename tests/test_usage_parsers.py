@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kong.drivers.htcondor import condor_end_reason, scheduler_info
-from kong.drivers.lsf import lsf_end_reason, parse_bjobs_json
+from kong.drivers.lsf_parsers import lsf_end_reason, parse_bjobs_json
 from kong.model.job import JobStatus
 from kong.usage import (
     as_datetime,

@@ -6,7 +6,7 @@
 . /opt/kong/common/kong-sshd.sh
 kong_setup_user
 
-for cmd in bsub bjobs bkill bhist; do
+for cmd in bsub bjobs bkill bhist bparams; do
     ln -sf /opt/kong/lsf-sim/lsfsim.py "/usr/local/bin/$cmd"
 done
 cat > /etc/lsf-sim.conf <<CONF
@@ -16,6 +16,7 @@ QUEUES=normal short long
 CLEAN_PERIOD=${KONG_LSF_SIM_CLEAN_PERIOD:-3600}
 JOB_TERMINATE_INTERVAL=${KONG_LSF_SIM_TERMINATE_INTERVAL:-10}
 MINUTE=${KONG_LSF_SIM_MINUTE:-60}
+MAX_JOB_ARRAY_SIZE=${KONG_LSF_SIM_MAX_ARRAY_SIZE:-1000}
 CONF
 chmod 644 /etc/lsf-sim.conf
 # The simulator's "mbatchd" state; the login user runs every command, so it owns it.

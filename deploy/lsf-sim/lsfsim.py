@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""LSF SIMULATOR: bsub, bjobs, bkill and bhist of IBM Spectrum LSF 10.1, simulated.
+"""LSF SIMULATOR: bsub, bjobs, bkill, bhist and bparams of IBM Spectrum LSF 10.1, simulated.
 
 This is NOT IBM Spectrum LSF. It is a stand-in for tests, because real LSF cannot be
 installed here. One file serves every command: it is installed as ``bsub``,
-``bjobs``, ``bkill`` and ``bhist`` (symlinks) and dispatches on the name it was run
-as. It prints the formats IBM documents for LSF 10.1 (see README.md for the pages)
+``bjobs``, ``bkill``, ``bhist`` and ``bparams`` (symlinks) and dispatches on the name
+it was run as. It prints the formats IBM documents for LSF 10.1 (see README.md for the pages)
 and really runs the submitted scripts, as background processes of the calling user,
 with the ``LSB_*`` environment variables LSF sets.
 
 There is no daemon: every command first runs a scheduling pass (start pending jobs
 while job slots are free), and every job's runner process runs one when its job
 ends. State lives in a spool directory (``$LSF_SIM_SPOOL``, default
-``/var/spool/lsf-sim``), one JSON file per job, written atomically under a lock.
+``/var/spool/lsf-sim``), one JSON file per job (per element of a job array: each is
+scheduled, run, listed and killed on its own, under its array's job id), written
+atomically under a lock.
 Settings (``KEY=VALUE`` lines) are read from ``$LSF_SIM_CONF`` (default
 ``/etc/lsf-sim.conf``):
 
@@ -23,6 +25,7 @@ Settings (``KEY=VALUE`` lines) are read from ``$LSF_SIM_CONF`` (default
     MINUTE=60                  seconds in a minute of bsub -W (simulator only: tests
                                shorten it to see a run limit hit quickly)
     JSON=Y                     N: bjobs refuses -json, as before LSF 10.1.0.2
+    MAX_JOB_ARRAY_SIZE=1000    lsb.params: the largest index of a job array
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def settings() -> dict[str, str]:
         "JOB_TERMINATE_INTERVAL": "10",
         "MINUTE": "60",
         "JSON": "Y",
+        "MAX_JOB_ARRAY_SIZE": "1000",
     }
     with contextlib.suppress(OSError):
         for line in CONF.read_text().splitlines():
@@ -92,16 +96,25 @@ def locked() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def key(job: dict[str, Any]) -> str:
+    """How LSF names one job: ``123``, or ``123[4]`` for element 4 of array 123."""
+    return f"{job['id']}[{job['index']}]" if job.get("index") else str(job["id"])
+
+
+def _path(job_key: str) -> Path:
+    return jobs_dir() / f"{job_key.replace('[', '_').rstrip(']')}.json"
+
+
 def save(job: dict[str, Any]) -> None:
-    path = jobs_dir() / f"{job['id']}.json"
+    path = _path(key(job))
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(job))
     tmp.rename(path)
 
 
-def load(job_id: int) -> dict[str, Any] | None:
+def load(job_key: str) -> dict[str, Any] | None:
     try:
-        return dict(json.loads((jobs_dir() / f"{job_id}.json").read_text()))
+        return dict(json.loads(_path(job_key).read_text()))
     except (OSError, ValueError):
         return None
 
@@ -111,7 +124,60 @@ def all_jobs() -> list[dict[str, Any]]:
     for path in jobs_dir().glob("*.json"):
         with contextlib.suppress(OSError, ValueError):
             jobs.append(json.loads(path.read_text()))
-    return sorted(jobs, key=lambda j: j["id"])
+    return sorted(jobs, key=lambda j: (j["id"], j.get("index") or 0))
+
+
+_JOB_REF = re.compile(r"^(\d+)(?:\[([0-9,:\-]+)\])?$")
+
+
+def parse_indices(spec: str) -> list[int] | None:
+    """An index list, ``1-10:2,15``: start[-end[:step]], comma-separated, positive."""
+    indices: list[int] = []
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:-(\d+)(?::(\d+))?)?\s*", part)
+        if match is None:
+            return None
+        start = int(match.group(1))
+        end = int(match.group(2) or start)
+        step = int(match.group(3) or 1)
+        if start < 1 or end < start or step < 1:
+            return None
+        indices.extend(range(start, end + 1, step))
+    return sorted(set(indices))
+
+
+def job_refs(words: list[str]) -> list[tuple[int, list[int] | None, str]] | None:
+    """Job ids as bjobs, bkill and bhist take them: ``123`` (a job, or every element
+    of array 123) or ``"123[4]"``, ``"123[1-3,7]"`` (elements); each with its words."""
+    refs = []
+    for word in words:
+        match = _JOB_REF.match(word)
+        if match is None:
+            return None
+        indices = parse_indices(match.group(2)) if match.group(2) else None
+        if match.group(2) and indices is None:
+            return None
+        refs.append((int(match.group(1)), indices, word))
+    return refs
+
+
+def select(jobs: list[dict[str, Any]], ref: tuple[int, list[int] | None, str]
+           ) -> list[dict[str, Any]]:
+    job_id, indices, _word = ref
+    return [j for j in jobs if j["id"] == job_id
+            and (indices is None or (j.get("index") or 0) in indices)]
+
+
+def name_matches(job: dict[str, Any], wanted: str) -> bool:
+    """-J: a job's name (``*`` at the end: any rest), an array's name (every element),
+    or ``name[4]``/``name[1-3]`` (those elements of array ``name``)."""
+    match = re.fullmatch(r"(.*)\[([0-9,:\-]+)\]", wanted)
+    if match and job.get("array") is not None:
+        indices = parse_indices(match.group(2)) or []
+        return job["array"] == match.group(1) and job["index"] in indices
+    pattern = re.escape(wanted).replace(r"\*", ".*")
+    own = job["array"] if job.get("array") is not None else job["name"]
+    return re.fullmatch(pattern, own) is not None
 
 
 def next_id() -> int:
@@ -159,17 +225,26 @@ def schedule() -> None:
                            "external to LSF")
                 save(job)
         used = sum(j["slots"] for j in jobs if j["stat"] == "RUN")
+        # an array's job slot limit (-J "name[1-9]%2"): its running elements
+        running: dict[int, int] = {}
+        for job in jobs:
+            if job["stat"] == "RUN":
+                running[job["id"]] = running.get(job["id"], 0) + 1
         for job in jobs:
             if job["stat"] != "PEND":
-                continue
+                continue  # PSUSP: held (bsub -H) until released
+            limit = job.get("slot_limit")
+            if limit and running.get(job["id"], 0) >= limit:
+                continue  # the array's other elements wait; other jobs may go
             if used + job["slots"] > slots and used > 0:
                 break  # first come, first served: no backfill
             used += job["slots"]
+            running[job["id"]] = running.get(job["id"], 0) + 1
             job.update(stat="RUN", start_time=time.time(), exec_host=host(),
                        runner_started=True)
             save(job)
             runner = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "--run-job", str(job["id"])],
+                [sys.executable, os.path.abspath(__file__), "--run-job", key(job)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -198,7 +273,9 @@ def fmt_long_time(ts: float) -> str:
 def field_value(job: dict[str, Any], name: str) -> str:
     stat = job["stat"]
     if name == "jobid":
-        return str(job["id"])
+        return str(job["id"])  # an element's too: its index is the field jobindex
+    if name == "jobindex":
+        return str(job.get("index") or 0)
     if name == "stat":
         return str(stat)
     if name == "user":
@@ -260,7 +337,8 @@ def field_value(job: dict[str, Any], name: str) -> str:
 
 
 FIELD_NAMES = frozenset({
-    "jobid", "stat", "user", "queue", "job_name", "name", "proj_name", "project", "proj",
+    "jobid", "jobindex", "stat", "user", "queue", "job_name", "name", "proj_name", "project",
+    "proj",
     "from_host", "exec_host", "exit_code", "exit_reason", "submit_time", "start_time",
     "finish_time", "nreq_slot", "slots", "nalloc_slot", "output_file", "error_file", "sub_cwd",
     "cwd", "runtimelimit", "pend_reason", "pids", "command", "cpu_used", "max_mem",
@@ -325,6 +403,20 @@ def parse_minutes(value: str) -> int:
     return int(parts[0]) * 60 + int(parts[1])
 
 
+def parse_array_spec(name: str) -> tuple[str, list[int], int | None] | str | None:
+    """``name[index_list]%slot_limit`` of bsub -J: (name, indices, limit); None for a
+    plain job's name; LSF's words for a bad one."""
+    match = re.fullmatch(r"(.*)\[([^\]]*)\](?:%(\d+))?", name)
+    if match is None:
+        return None
+    array_name, spec, limit = match.groups()
+    indices = parse_indices(spec)
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", array_name) or indices is None or \
+            len(name) > 255 or (limit is not None and int(limit) < 1):
+        return "Bad job name"
+    return array_name, indices, int(limit) if limit else None
+
+
 def cmd_bsub(argv: list[str]) -> int:
     cli: dict[str, Any] = {}
     command_words = parse_bsub_words(argv, cli)
@@ -371,26 +463,40 @@ def cmd_bsub(argv: list[str]) -> int:
         print(f"Bad argument for option -n: {slots} exceeds the slots of every host. "
               "Job not submitted.", file=sys.stderr)
         return 255
+    name = opts.get("-J") or command[:4094]
+    array = parse_array_spec(name) if "-J" in opts else None
+    if array is not None:
+        if isinstance(array, str):
+            print(f"{array}. Job not submitted.", file=sys.stderr)
+            return 255
+        if array[1][-1] > int(conf["MAX_JOB_ARRAY_SIZE"]):
+            print("Job array index too large. Job not submitted.", file=sys.stderr)
+            return 255
     cwd = opts.get("-cwd") or os.getcwd()
     env = dict(os.environ)
     with locked():
         jobs_dir().mkdir(parents=True, exist_ok=True)
         job_id = next_id()
 
-        def expand(path: str | None) -> str | None:
+        def expand(path: str | None, index: int = 0) -> str | None:
             if path is None:
                 return None
-            path = path.replace("%J", str(job_id)).replace("%I", "0")
+            path = path.replace("%J", str(job_id)).replace("%I", str(index))
             return path if path.startswith("/") else os.path.join(cwd, path)
 
         job_file = jobs_dir() / f"{job_id}.sh"
         job_file.write_text(script)
         job_file.chmod(0o700)
-        output = expand(opts.get("-oo") or opts.get("-o"))
-        error = expand(opts.get("-eo") or opts.get("-e"))
+        # the submission environment, once per job id (not in every element's record:
+        # every command reads every record)
+        env_file = jobs_dir() / f"{job_id}.env"
+        env_file.write_text(json.dumps(env))
         job = {
             "id": job_id,
-            "name": opts.get("-J") or command[:4094],
+            "index": 0,
+            "array": None,
+            "slot_limit": None,
+            "name": name,
             "user": user(),
             "queue": queue or queues[0],
             "project": opts.get("-P"),
@@ -398,16 +504,16 @@ def cmd_bsub(argv: list[str]) -> int:
             "cwd": cwd,
             "command": command,
             "job_file": str(job_file),
-            "output": output,
+            "output": expand(opts.get("-oo") or opts.get("-o")),
             "output_overwrite": "-oo" in opts,
-            "error": error,
+            "error": expand(opts.get("-eo") or opts.get("-e")),
             "error_overwrite": "-eo" in opts,
             "slots": slots,
             "runlimit": runlimit,
             "memlimit": opts.get("-M"),
             "resreq": resources,
-            "env": env,
-            "stat": "PEND",
+            "env_file": str(env_file),
+            "stat": "PSUSP" if opts.get("-H") else "PEND",
             "submit_time": time.time(),
             "start_time": None,
             "finish_time": None,
@@ -417,7 +523,15 @@ def cmd_bsub(argv: list[str]) -> int:
             "kill_time": None,
             "events": [],
         }
-        save(job)
+        if array is None:
+            save(job)
+        else:  # one job id, one record per element (each is scheduled on its own)
+            array_name, indices, slot_limit = array
+            for index in indices:
+                save({**job, "index": index, "array": array_name, "slot_limit": slot_limit,
+                      "name": f"{array_name}[{index}]",
+                      "output": expand(opts.get("-oo") or opts.get("-o"), index),
+                      "error": expand(opts.get("-eo") or opts.get("-e"), index)})
     if queue is None:
         print(f"Job <{job_id}> is submitted to default queue <{job['queue']}>.")
     else:
@@ -431,7 +545,7 @@ def cmd_bsub(argv: list[str]) -> int:
 
 
 def job_environment(job: dict[str, Any]) -> dict[str, str]:
-    env = dict(job["env"])
+    env = dict(job.get("env") or json.loads(Path(job["env_file"]).read_text()))
     hosts = [job["exec_host"]] * job["slots"]
     env.update(
         LSB_JOBID=str(job["id"]),
@@ -441,7 +555,7 @@ def job_environment(job: dict[str, Any]) -> dict[str, str]:
         LSB_MCPU_HOSTS=f"{job['exec_host']} {job['slots']}",
         LSB_DJOB_NUMPROC=str(job["slots"]),
         LSB_MAX_NUM_PROCESSORS=str(job["slots"]),
-        LSB_JOBINDEX="0",
+        LSB_JOBINDEX=str(job.get("index") or 0),  # 0: no array's element
         LSB_JOBFILENAME=job["job_file"],
         LSB_EXEC_CLUSTER=settings()["CLUSTER"],
         LSB_SUB_HOST=job["from_host"],
@@ -483,7 +597,7 @@ def job_report(job: dict[str, Any]) -> str:
     return (
         "\n------------------------------------------------------------\n"
         f"Sender: LSF System <lsfadmin@{job['exec_host']}>\n"
-        f"Subject: Job {job['id']}: <{job['name']}> in cluster <{conf['CLUSTER']}> {state}\n\n"
+        f"Subject: Job {key(job)}: <{job['name']}> in cluster <{conf['CLUSTER']}> {state}\n\n"
         f"Job <{job['name']}> was submitted from host <{job['from_host']}> by user "
         f"<{job['user']}> in cluster <{conf['CLUSTER']}> at "
         f"{fmt_long_time(job['submit_time'])}\n"
@@ -507,8 +621,8 @@ def job_report(job: dict[str, Any]) -> str:
     )
 
 
-def run_job(job_id: int) -> int:
-    job = load(job_id)
+def run_job(job_key: str) -> int:
+    job = load(job_key)
     if job is None or job["stat"] != "RUN":
         return 1
     out = open_log(job.get("output"), bool(job.get("output_overwrite")))
@@ -526,7 +640,7 @@ def run_job(job_id: int) -> int:
         start_new_session=True,  # its own process group, which bkill signals
     )
     with locked():
-        job = load(job_id) or job
+        job = load(job_key) or job
         job["job_pid"] = proc.pid
         save(job)
     conf = settings()
@@ -542,7 +656,7 @@ def run_job(job_id: int) -> int:
             proc.returncode = os.waitstatus_to_exitcode(wait_status)
             break
         time.sleep(0.1)
-        current = load(job_id) or job
+        current = load(job_key) or job
         now = time.time()
         if current.get("kill_time") and not sent_kill and now - current["kill_time"] >= interval:
             with contextlib.suppress(ProcessLookupError):
@@ -562,7 +676,7 @@ def run_job(job_id: int) -> int:
     status = proc.returncode
     code = status if status >= 0 else 128 - status  # killed by a signal: 128 + signal
     with locked():
-        job = load(job_id) or job
+        job = load(job_key) or job
         if job.get("kill_time"):
             reason = "TERM_OWNER: job killed by owner"
         job.update(
@@ -609,7 +723,7 @@ def cmd_bjobs(argv: list[str]) -> int:
     show_all = json_out = noheader = False
     fmt = None
     name_filter = None
-    ids: list[int] = []
+    words: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
@@ -629,12 +743,16 @@ def cmd_bjobs(argv: list[str]) -> int:
             name_filter = argv[i]
         elif word in ("-u", "-q", "-P", "-m", "-g"):
             i += 1  # accepted; the simulator has one user's jobs
-        elif word.isdigit():
-            ids.append(int(word))
+        elif _JOB_REF.match(word):
+            words.append(word)
         else:
             print(f"bjobs: illegal option -- {word.lstrip('-')}", file=sys.stderr)
             return 255
         i += 1
+    refs = job_refs(words)
+    if refs is None:
+        print("Bad job ID. Job not found.", file=sys.stderr)
+        return 255
     if json_out and noheader:
         print("bjobs: -json cannot be used with -noheader", file=sys.stderr)
         return 255
@@ -643,20 +761,21 @@ def cmd_bjobs(argv: list[str]) -> int:
         return 255
     schedule()
     clean = float(settings()["CLEAN_PERIOD"])
-    jobs = {j["id"]: j for j in all_jobs() if visible(j, clean)}
+    jobs = [j for j in all_jobs() if visible(j, clean)]
     errors: list[str] = []
-    if ids:
+    if refs:
         selected = []
-        for job_id in ids:
-            if job_id in jobs:
-                selected.append(jobs[job_id])
+        for ref in refs:
+            # an array's id lists every element; "123[4]" only that one
+            found = select(jobs, ref)
+            if found:
+                selected.extend(found)
             else:
-                errors.append(f"Job <{job_id}> is not found")
+                errors.append(f"Job <{ref[2]}> is not found")
     else:
-        selected = [j for j in jobs.values() if show_all or j["stat"] not in FINISHED]
+        selected = [j for j in jobs if show_all or j["stat"] not in FINISHED]
     if name_filter is not None:
-        pattern = re.escape(name_filter).replace(r"\*", ".*")
-        selected = [j for j in selected if re.fullmatch(pattern, j["name"])]
+        selected = [j for j in selected if name_matches(j, name_filter)]
     try:
         names, delimiter = parse_format(fmt) if fmt else (None, None)
     except KeyError as exc:
@@ -669,9 +788,9 @@ def cmd_bjobs(argv: list[str]) -> int:
             items = [f'      "{json_key(n)}":{json_text(field_value(job, n))}' for n in names]
             records.append("    {\n" + ",\n".join(items) + "\n    }")
         for message in errors:
-            job_id = re.search(r"\d+", message).group(0)  # type: ignore[union-attr]
+            job_ref = message.split("<", 1)[1].split(">", 1)[0]
             records.append(
-                f'    {{\n      "JOBID":"{job_id}",\n      "ERROR":"{message}"\n    }}'
+                f'    {{\n      "JOBID":"{job_ref}",\n      "ERROR":"{message}"\n    }}'
             )
         print("{\n"
               '  "COMMAND":"bjobs",\n'
@@ -728,7 +847,7 @@ def print_table(header: list[str] | None, rows: list[list[str]]) -> None:
 
 
 def cmd_bkill(argv: list[str]) -> int:
-    ids: list[int] = []
+    words: list[str] = []
     name_filter = None
     i = 0
     while i < len(argv):
@@ -740,50 +859,80 @@ def cmd_bkill(argv: list[str]) -> int:
             i += 1
         elif word in ("-b", "-r", "-d", "-l"):
             pass
-        elif word.isdigit():
-            ids.append(int(word))
+        elif _JOB_REF.match(word):
+            words.append(word)
         else:
             print(f"bkill: illegal option -- {word.lstrip('-')}", file=sys.stderr)
             return 255
         i += 1
+    refs = job_refs(words)
+    if refs is None:
+        print("Bad job ID. Job not found.", file=sys.stderr)
+        return 255
+    every = any(ref[0] == 0 for ref in refs)  # job id 0: every job the filters select
+    refs = [ref for ref in refs if ref[0] != 0]
     rc = 0
     with locked():
-        jobs = {j["id"]: j for j in all_jobs()}
-        if name_filter is not None:
-            ids += [j["id"] for j in jobs.values() if j["name"] == name_filter
-                    and j["stat"] not in FINISHED]
-        if not ids:
+        jobs = all_jobs()
+        # (what bkill names in its answer, the jobs that answer is about)
+        targets: list[tuple[str, list[dict[str, Any]]]] = []
+        if name_filter is not None and (every or not refs):
+            matched = [j for j in jobs if name_matches(j, name_filter)
+                       and j["stat"] not in FINISHED]
+            if not every:
+                matched = matched[-1:]  # a bare -J: the newest such job only
+            if not matched:
+                print("No matching job found", file=sys.stderr)
+                return 255
+            targets += [(key(j), [j]) for j in matched]
+        for ref in refs:
+            found = select(jobs, ref)
+            if ref[1] is None:
+                # a job, or a whole array: one answer for all its elements
+                targets.append((str(ref[0]), found))
+            else:
+                targets += [(key(j), [j]) for j in found]
+                have = {j["index"] for j in found}
+                targets += [(f"{ref[0]}[{i}]", []) for i in ref[1] if i not in have]
+        if not targets:
             # "By default, kills the last job that was submitted by the user"
-            live = [j["id"] for j in jobs.values() if j["stat"] not in FINISHED]
-            ids = live[-1:]
-            if not ids:
+            live = [j for j in jobs if j["stat"] not in FINISHED]
+            if not live:
                 print("No unfinished job found", file=sys.stderr)
                 return 255
-        for job_id in ids:
-            job = jobs.get(job_id)
-            if job is None:
-                print(f"Job <{job_id}>: No matching job found", file=sys.stderr)
+            targets = [(key(live[-1]), live[-1:])]
+        for label, members in targets:
+            if not members:
+                print(f"Job <{label}>: No matching job found", file=sys.stderr)
                 rc = 255
                 continue
-            if job["stat"] in FINISHED:
-                print(f"Job <{job_id}>: Job has already finished", file=sys.stderr)
+            live = [j for j in members if j["stat"] not in FINISHED]
+            if not live:
+                print(f"Job <{label}>: Job has already finished", file=sys.stderr)
                 rc = 255
                 continue
-            if job["stat"] == "PEND":
-                job.update(stat="EXIT", finish_time=time.time(), exit_code=None,
-                           exit_reason="TERM_OWNER: job killed by owner", kill_time=time.time())
-            else:
-                if not job.get("kill_time"):
-                    job["kill_time"] = time.time()
-                pid = job.get("job_pid")
-                if pid:
-                    for sig in (signal.SIGINT, signal.SIGTERM):
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.killpg(pid, sig)
-            save(job)
-            print(f"Job <{job_id}> is being terminated")
+            for job in live:
+                terminate(job)
+            print(f"Job <{label}> is being terminated")
     schedule()
     return rc
+
+
+def terminate(job: dict[str, Any]) -> None:
+    """bkill of one unfinished job (or element): a job not started ends at once, a
+    running one gets SIGINT and SIGTERM (its runner sends SIGKILL later)."""
+    if job["stat"] in ("PEND", "PSUSP"):
+        job.update(stat="EXIT", finish_time=time.time(), exit_code=None,
+                   exit_reason="TERM_OWNER: job killed by owner", kill_time=time.time())
+    else:
+        if not job.get("kill_time"):
+            job["kill_time"] = time.time()
+        pid = job.get("job_pid")
+        if pid:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+    save(job)
 
 
 # -- bhist -----------------------------------------------------------------------------
@@ -803,7 +952,7 @@ def wrap(line: str) -> str:
 
 def history(job: dict[str, Any]) -> str:
     lines = [
-        f"Job <{job['id']}>, Job Name <{job['name']}>, User <{job['user']}>, Project "
+        f"Job <{key(job)}>, Job Name <{job['name']}>, User <{job['user']}>, Project "
         f"<{job.get('project') or 'default'}>, Command <{job['command']}>",
         f"{fmt_long_time(job['submit_time'])}: Submitted from host <{job['from_host']}>, "
         f"to Queue <{job['queue']}>, CWD <{job['cwd']}>"
@@ -859,7 +1008,7 @@ def history(job: dict[str, Any]) -> str:
 def cmd_bhist(argv: list[str]) -> int:
     long_format = show_all = False
     name_filter = None
-    ids: list[int] = []
+    words: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
@@ -874,20 +1023,24 @@ def cmd_bhist(argv: list[str]) -> int:
         elif word == "-J":
             i += 1
             name_filter = argv[i]
-        elif word.isdigit():
-            ids.append(int(word))
+        elif _JOB_REF.match(word):
+            words.append(word)
         else:
             print(f"bhist: illegal option -- {word.lstrip('-')}", file=sys.stderr)
             return 255
         i += 1
+    refs = job_refs(words)
+    if refs is None:
+        print("Bad job ID. Job not found.", file=sys.stderr)
+        return 255
     schedule()
-    jobs = {j["id"]: j for j in all_jobs()}
-    if ids:
-        selected = [jobs[i] for i in ids if i in jobs]
+    jobs = all_jobs()
+    if refs:  # an array's id: every element's history
+        selected = [j for ref in refs for j in select(jobs, ref)]
     else:
-        selected = [j for j in jobs.values() if show_all or j["stat"] not in FINISHED]
+        selected = [j for j in jobs if show_all or j["stat"] not in FINISHED]
     if name_filter is not None:
-        selected = [j for j in selected if j["name"] == name_filter]
+        selected = [j for j in selected if name_matches(j, name_filter)]
     if not selected:
         print("No matching job found", file=sys.stderr)
         return 255
@@ -903,19 +1056,57 @@ def cmd_bhist(argv: list[str]) -> int:
         pend = int(start - job["submit_time"])
         run = int(now - start) if job.get("start_time") else 0
         name = job["name"] if len(job["name"]) <= 10 else "*" + job["name"][-9:]
-        rows.append([str(job["id"]), job["user"], name, str(pend), "0", str(run), "0", "0",
+        rows.append([key(job), job["user"], name, str(pend), "0", str(run), "0", "0",
                      "0", str(pend + run)])
     print_table(["JOBID", "USER", "JOB_NAME", "PEND", "PSUSP", "RUN", "USUSP", "SSUSP",
                  "UNKWN", "TOTAL"], rows)
     return 0
 
 
-COMMANDS = {"bsub": cmd_bsub, "bjobs": cmd_bjobs, "bkill": cmd_bkill, "bhist": cmd_bhist}
+# -- bparams ---------------------------------------------------------------------------
+
+
+def cmd_bparams(argv: list[str]) -> int:
+    """The lsb.params the simulator has: ``bparams`` (the short summary), ``-a`` (every
+    parameter, ``NAME = value``) and ``-l`` (each under a line that says what it is)."""
+    if any(word not in ("-a", "-l") for word in argv):
+        bad = next(word for word in argv if word not in ("-a", "-l"))
+        print(f"bparams: illegal option -- {bad.lstrip('-')}", file=sys.stderr)
+        return 255
+    conf = settings()
+    params = [
+        ("System default queues for automatic queue selection:", "DEFAULT_QUEUE",
+         conf["QUEUES"].split()[0]),
+        ("The interval for dispatching jobs by master batch daemon:", "MBD_SLEEP_TIME",
+         "10 (seconds)"),
+        ("The amount of time during which finished jobs are kept in core:", "CLEAN_PERIOD",
+         f"{int(float(conf['CLEAN_PERIOD']))} (seconds)"),
+        ("The time interval between the job termination signals of bkill:",
+         "JOB_TERMINATE_INTERVAL", f"{int(float(conf['JOB_TERMINATE_INTERVAL']))} (seconds)"),
+        ("The maximum number of jobs in a job array:", "MAX_JOB_ARRAY_SIZE",
+         conf["MAX_JOB_ARRAY_SIZE"]),
+    ]
+    if "-l" in argv:
+        print("\n".join(f"{what}\n    {name} = {value}\n" for what, name, value in params))
+    elif "-a" in argv:
+        print(f"lsb.params configuration at {fmt_long_time(time.time())}")
+        for _what, name, value in params:
+            print(f"    {name} = {value.split(' (')[0]}")
+    else:
+        print(f"Default Queues:  {params[0][2]}\n"
+              "MBD_SLEEP_TIME used for calculations:  10 seconds\n"
+              "Job Checking Interval:  7 seconds\n"
+              "Job Accepting Interval:  0 seconds")
+    return 0
+
+
+COMMANDS = {"bsub": cmd_bsub, "bjobs": cmd_bjobs, "bkill": cmd_bkill, "bhist": cmd_bhist,
+            "bparams": cmd_bparams}
 
 
 def main() -> int:
     if len(sys.argv) >= 3 and sys.argv[1] == "--run-job":
-        return run_job(int(sys.argv[2]))
+        return run_job(sys.argv[2])
     name = os.path.basename(sys.argv[0])
     if name not in COMMANDS:
         print(f"LSF simulator: run as one of {', '.join(COMMANDS)} (got {name})",

@@ -3,72 +3,64 @@
 Profile options (each also a per-job override in ``create_job(...)``): queue (-q),
 project (-P), walltime (-W; kong's common [[D-]HH:]MM:SS or minutes), memory (MB: -M
 and rusage[mem]), cores (the default of ``create_job``'s ``cores``: -n), resources
-(-R, a resource requirement string), extra (more #BSUB lines), scratch_dir,
-poll_interval.
+(-R, a resource requirement string), extra (more #BSUB lines), arrays and array_size
+(job arrays, ``kong.drivers.arrays``), scratch_dir, poll_interval.
+
+Job arrays. The jobs of one submit with equal directives go as ``bsub -J
+"name[1-N]"`` (at most the cluster's MAX_JOB_ARRAY_SIZE, from ``bparams -a``); an
+element's batch id is LSF's own ``123[4]``. bjobs lists an array's elements under its
+id (JOBID 123, JOBINDEX 4, JOB_NAME ``name[4]``), so the status query asks for the
+arrays' ids; ``bkill "123[4]" "123[7]"`` kills those elements only, in one command.
 
 Mostly data on top of :class:`~kong.drivers.batch.BatchDriver`: the directives, the
-submit command, the state table, and parsers for what ``bsub``, ``bjobs`` and ``bhist``
-print. One status refresh is one remote command: ``bjobs -a -o ... -json`` for the
-jobs' ids, then ``bhist -l`` in the same shell for ids ``bjobs`` no longer knows
+submit command, and (in ``kong.drivers.lsf_parsers``) the state table and parsers for
+what ``bsub``, ``bjobs`` and ``bhist`` print. One status refresh is one remote
+command: ``bjobs -a -o ... -json`` for the jobs' ids, then ``bhist -l`` in the same
+shell for ids ``bjobs`` no longer knows
 (finished longer than CLEAN_PERIOD ago). A job neither knows stays UNKNOWN unless its
 script left an exit code (the BatchDriver's fallback).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import shlex
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kong.drivers.base import QueueLimits, TokenLookup, exit_reason
+from kong.drivers.arrays import ARRAY_OPTIONS, parse_element_token
+from kong.drivers.base import QueueLimits, TokenLookup
 from kong.drivers.batch import (
     BATCH_OPTIONS,
     BUSY,
-    BatchDriver,
     SchedulerInfo,
     walltime_minutes,
 )
+from kong.drivers.batch_arrays import ArrayBatchDriver
 from kong.drivers.lsf_limits import parse_bqueues
+from kong.drivers.lsf_parsers import (
+    DELIMITER,
+    FIELDS,
+    json_records,
+    parse_bhist,
+    parse_bjobs_json,
+    parse_bjobs_plain,
+    parse_bsub,
+)
 from kong.drivers.sh import load
 from kong.errors import DriverError
-from kong.model.job import Job, JobStatus
+from kong.model.job import Job
 from kong.remote.statusview import Verdict
-from kong.usage import duration_seconds, size_mb
 
 if TYPE_CHECKING:
     from kong.remote.base import CommandResult
 
-#: bjobs -o fields, in the order of the -noheader fallback (job_name last: it may
-#: contain anything, even the delimiter)
-FIELDS = (
-    "jobid stat exit_code exit_reason submit_time start_time finish_time exec_host "
-    "cpu_used max_mem run_time job_name"
-)
-DELIMITER = "^"
-
-#: LSF job states (bjobs "JOB STATUS") -> kong status
-STATES: dict[str, JobStatus] = {
-    "PEND": JobStatus.SUBMITTED,
-    "PROV": JobStatus.SUBMITTED,  # dispatched, waiting for its host to be provisioned
-    "PSUSP": JobStatus.SUBMITTED,  # held while pending
-    "WAIT": JobStatus.SUBMITTED,  # chunk job member waiting for its turn
-    "RUN": JobStatus.RUNNING,
-    "USUSP": JobStatus.RUNNING,  # suspended by its owner while running
-    "SSUSP": JobStatus.RUNNING,  # suspended by LSF (load, preemption) while running
-    "DONE": JobStatus.COMPLETED,
-    "EXIT": JobStatus.FAILED,
-    # mbatchd lost contact with the host: the job may still run
-    "UNKWN": JobStatus.UNKNOWN,
-    # killed while UNKWN, or a rerunnable job being requeued: not known to be over
-    "ZOMBI": JobStatus.UNKNOWN,
-}
-
-_SUBMITTED = re.compile(r"Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>")
+#: an array element's batch id, as LSF writes it: 123[4]
+_ELEMENT_ID = re.compile(r"^(\d+)\[(\d+)\]$")
+#: what bkill says of one job or element: "Job <123[4]> is being terminated",
+#: "Job <123[4]>: Job has already finished", ...
+_BKILL_ANSWER = re.compile(r"Job <(\d+(?:\[\d+\])?)>:?\s*(.*?)\s*(?=Job <\d|$)")
 
 # bjobs for many ids, in one command; ids come on stdin. Those bjobs does not know
 # any more (aged out of mbatchd's memory) are looked up in the event log with bhist.
@@ -88,13 +80,20 @@ NOT_READY_RETRIES = (1.0, 2.0, 4.0)
 CLEAN_PERIOD = 3600.0
 
 
-class LSFDriver(BatchDriver):
+class LSFDriver(ArrayBatchDriver):
     name = "lsf"
     submit_tool = "bsub"
     KILL_FINISHED = ("already finished",)
     KILL_GONE = ("no matching job",)
+    #: indices start at 1 (LSF's are positive); LSB_JOBINDEX tells an element its own
+    ARRAY_FIRST_INDEX = 1
+    ARRAY_INDEX_VARIABLE = "LSB_JOBINDEX"
+    #: lsb.params' MAX_JOB_ARRAY_SIZE unless the site sets it
+    DEFAULT_MAX_ARRAY_SIZE = 1000
+    ELEMENT_ID = _ELEMENT_ID
     OPTIONS: ClassVar[dict[str, type | tuple[type, ...]]] = {
         **BATCH_OPTIONS,
+        **ARRAY_OPTIONS,
         "walltime": (str, int),
         "queue": str,  # bsub -q
         "project": str,  # bsub -P
@@ -130,12 +129,37 @@ class LSFDriver(BatchDriver):
 
     def header_lines(self, job: Job, options: dict[str, Any], token: str) -> list[str]:
         paths = self.job_paths(job)
-        lines = [
+        return [
             f"#BSUB -J {token}",
             # LSF's own file, for the job report it appends (mailed instead with -N)
             f"#BSUB -o {_word(self.lsf_log(job))}",
-            f"#BSUB -n {job.cores}",
+            *self._directives(job, options),
+            # The job writes its logs itself, after every #BSUB line: LSF copies a job's
+            # output into the -o file only when it ends (unless the site sets
+            # LSB_STDOUT_DIRECT), and kong's logs are read while jobs run.
+            f"exec >>{shlex.quote(paths.stdout)} 2>>{shlex.quote(paths.stderr)}",
         ]
+
+    def array_header(self, job: Job, options: dict[str, Any], name: str, count: int,
+                     log_dir: str) -> list[str]:
+        # LSF's job report of an element goes to the array's dir (the dispatcher
+        # links it beside the job's logs); the job's stdout and stderr are its own.
+        return [f'#BSUB -J "{name}[{self.ARRAY_FIRST_INDEX}-{count}]"',
+                f"#BSUB -o {_word(f'{log_dir}/%I.txt')}",
+                *self._directives(job, options)]
+
+    def array_submit_argv(self, dispatcher: str) -> list[str]:
+        return self.submit_argv_of(dispatcher)
+
+    def element_batch_id(self, array_id: str, index: int) -> str:
+        return f"{array_id}[{index}]"
+
+    def max_array_size_script(self) -> str:
+        return "bparams -a | awk '$1 == \"MAX_JOB_ARRAY_SIZE\" { print $3 }'"
+
+    def _directives(self, job: Job, options: dict[str, Any]) -> list[str]:
+        """The #BSUB lines of a job's resources and options (not its name or files)."""
+        lines = [f"#BSUB -n {job.cores}"]
         if job.cores > 1:
             # -n alone may spread the slots over hosts; kong's cores are one process's
             lines.append('#BSUB -R "span[hosts=1]"')
@@ -156,10 +180,6 @@ class LSFDriver(BatchDriver):
             lines.append(f"#BSUB -R {_word(options['resources'])}")
         for line in options.get("extra") or []:
             lines.append(line if line.lstrip().startswith("#") else f"#BSUB {line}")
-        # The job writes its logs itself, after every #BSUB line: LSF copies a job's
-        # output into the -o file only when it ends (unless the site sets
-        # LSB_STDOUT_DIRECT), and kong's logs are read while jobs run.
-        lines.append(f"exec >>{shlex.quote(paths.stdout)} 2>>{shlex.quote(paths.stderr)}")
         return lines
 
     def lsf_log(self, job: Job) -> str:
@@ -167,6 +187,10 @@ class LSFDriver(BatchDriver):
         return f"{self.job_paths(job).log_dir}/lsf.txt"
 
     def submit_argv(self, job: Job, script: str, token: str) -> list[str]:
+        return self.submit_argv_of(script)
+
+    @staticmethod
+    def submit_argv_of(script: str) -> list[str]:
         # bsub reads #BSUB lines only from a script given on its stdin
         return ["sh", "-c", 'exec bsub < "$1"', "sh", script]
 
@@ -177,8 +201,18 @@ class LSFDriver(BatchDriver):
         return ["bkill", batch_id]
 
     def kill_token_argv(self, token: str) -> list[str]:
-        # job id 0 with -J: every job of that name (a bare -J kills only the newest)
+        # job id 0 with -J: every job of that name (a bare -J kills only the newest);
+        # an element's token, name[4], names that element of array "name" alone
         return ["bkill", "-J", token, "0"]
+
+    def array_kill_argv(self, batch_ids: Sequence[str]) -> list[str]:
+        return ["bkill", *batch_ids]
+
+    def array_kill_answers(self, output: str) -> dict[str, tuple[int, str]]:
+        """bkill's line about each element (its lines joined on one)."""
+        return {m.group(1): (0 if "being terminated" in m.group(2) else 1,
+                             f"Job <{m.group(1)}>: {m.group(2)}")
+                for m in _BKILL_ANSWER.finditer(output)}
 
     # -- asking LSF -----------------------------------------------------------------
 
@@ -225,7 +259,8 @@ class LSFDriver(BatchDriver):
         by_id = {j.batch_job_id: j for j in jobs}
         for batch_id, info in list(infos.items()):
             name = info.extra.pop("lsf_job_name", None)
-            if name and batch_id in expected and name != expected[batch_id]:
+            if name and batch_id in expected and not self._own_name(
+                    name, batch_id, expected[batch_id]):
                 # LSF hands ids out again after MAX_JOBID: this one is another job
                 del infos[batch_id]
             elif "usage" in info.extra and batch_id in by_id:
@@ -235,30 +270,45 @@ class LSFDriver(BatchDriver):
                     info.extra["usage"].setdefault("req_mem_mb", float(job.memory))
         return infos
 
+    def _own_name(self, name: str, batch_id: str, token: str) -> bool:
+        """Whether LSF's name of ``batch_id`` is the job's: its token, or for an
+        element (``123[4]``) the name of element 4 of an array of this kong's."""
+        element = self.split_element_id(batch_id)
+        if element is None:
+            return name == token
+        named = parse_element_token(name)
+        return (named is not None and named[1] == element[1]
+                and named[0].startswith(f"kong-{self.install_id}-"))
+
     def find_tokens(self, tokens: Sequence[str]) -> TokenLookup:
         if not tokens:
             return TokenLookup({})
-        wanted = set(tokens)
+        # an element's token is found by its array's name: one bsub took all or none
+        wanted = set(self._names(tokens))
         output = self._run(_NAMES, "", self.submit_lock, DELIMITER)
         busy = self.busy_message() if BUSY in output.splitlines() else None
         found: dict[str, str] = {}
         for kind, text in _sections(output):
             if kind == "KONG-JSON":
-                rows = [(r.get("JOBID", ""), r.get("JOB_NAME", "")) for r in _json_records(text)]
+                rows = [(r.get("JOBID", ""), r.get("JOB_NAME", "")) for r in json_records(text)]
             else:
                 rows = [
                     (parts[0], parts[1])
                     for line in text.splitlines()
                     if len(parts := line.split(DELIMITER, 1)) == 2
                 ]
-            for batch_id, name in rows:
+            for batch_id, job_name in rows:
+                # an element is listed as its array's id with the name "name[4]"
+                element = parse_element_token(job_name)
+                name = job_name if element is None else element[0]
                 # the newest submission wins, as ids grow
                 if name in wanted and batch_id.isdigit() and (
                     name not in found or int(batch_id) > int(found[name])
                 ):
                     found[name] = batch_id
         # bjobs -a lists a finished job for CLEAN_PERIOD (an hour by default) only
-        return TokenLookup(found, busy=busy, history_seconds=CLEAN_PERIOD)
+        return TokenLookup(self._elements(tokens, found), busy=busy,
+                           history_seconds=CLEAN_PERIOD)
 
     def _run(self, script: str, stdin: str, *args: str) -> str:
         """Run one of the scripts above; its answer counts only when it ran to the end.
@@ -290,250 +340,6 @@ class LSFDriver(BatchDriver):
 def _not_ready(message: str) -> bool:
     lower = message.lower()
     return "cannot connect to lsf" in lower or "please wait" in lower
-
-
-# -- parsers (pure functions: tested on IBM's documented samples) ------------------------
-
-
-def parse_bsub(output: str) -> str:
-    """The job id from bsub's "Job <ID> is submitted to [default] queue <Q>."."""
-    match = _SUBMITTED.search(output)
-    if match is None:
-        text = " ".join(output.split())
-        raise DriverError(f"bsub did not submit the job: {text[:200] or 'no output'}")
-    return match.group(1)
-
-
-def state_info(
-    stat: str, exit_code: str = "", reason: str = "", extra: dict[str, Any] | None = None
-) -> SchedulerInfo:
-    stat = stat.strip().upper()
-    status = STATES.get(stat, JobStatus.UNKNOWN)
-    code: int | None = None
-    text = exit_code.strip()
-    if text.lstrip("-").isdigit():
-        code = int(text)
-    elif stat == "DONE":
-        code = 0  # LSF leaves EXIT_CODE empty for jobs that ended well
-    if stat == "EXIT" and code == 0:
-        code = None  # killed before it ran, or exited by LSF without a code
-    return SchedulerInfo(
-        status=status,
-        state=stat or "?",
-        exit_code=code,
-        reason=reason.strip() or None,
-        extra=extra or {},
-        end_reason=lsf_end_reason(reason, code) if status.finished else None,
-    )
-
-
-#: LSF's termination reasons (TERM_*, in EXIT_REASON and bhist) that say why
-_TERM_REASONS = {
-    "TERM_RUNLIMIT": "TIMEOUT", "TERM_CPULIMIT": "TIMEOUT", "TERM_DEADLINE": "TIMEOUT",
-    "TERM_MEMLIMIT": "OUT_OF_MEMORY", "TERM_SWAP": "OUT_OF_MEMORY",
-    "TERM_OWNER": "CANCELLED", "TERM_ADMIN": "CANCELLED", "TERM_FORCE_OWNER": "CANCELLED",
-    "TERM_FORCE_ADMIN": "CANCELLED", "TERM_REQUEUE_OWNER": "CANCELLED",
-    "TERM_REQUEUE_ADMIN": "CANCELLED", "TERM_KILL": "CANCELLED",
-    "TERM_HOST": "NODE_FAIL", "TERM_LOAD": "NODE_FAIL", "TERM_ZOMBIE": "NODE_FAIL",
-    "TERM_PREEMPT": "PREEMPTED",
-}
-
-
-def lsf_end_reason(reason: str, code: int | None) -> str | None:
-    """The end reason of a finished job from its TERM_* reason and exit code; a
-    code over 128 with no reason of LSF's (or TERM_EXTERNAL_SIGNAL) is a signal."""
-    term = re.search(r"TERM_[A-Z_]+", reason or "")
-    if term and term.group(0) in _TERM_REASONS:
-        return _TERM_REASONS[term.group(0)]
-    if code is not None and 128 < code < 160:
-        return f"SIGNAL({code - 128})"
-    return exit_reason(code)
-
-
-def _extra(record: dict[str, str], status: JobStatus) -> dict[str, Any]:
-    extra: dict[str, Any] = {"lsf_source": "bjobs"}
-    hosts = [h for h in record.get("EXEC_HOST", "").split(":") if h]
-    if hosts:
-        # "4*hostA" in the plain format, "hostA:hostA:..." per slot with -o
-        extra["node"] = hosts[0].split("*")[-1]
-    extra["submit_time"] = lsf_time(record.get("SUBMIT_TIME", ""))
-    extra["start_time"] = lsf_time(record.get("START_TIME", ""))
-    # a live job's FINISH_TIME is an estimate (suffix E)
-    extra["end_time"] = lsf_time(record.get("FINISH_TIME", "")) if status.finished else None
-    if record.get("JOB_NAME"):
-        extra["lsf_job_name"] = record["JOB_NAME"]
-    if status.finished:
-        extra["usage"] = lsf_usage(record)
-    return extra
-
-
-def _lsf_seconds(text: str) -> float | None:
-    """``12.3 second(s)`` (bjobs' CPU_USED and RUN_TIME), or ``hh:mm:ss[.ss]``."""
-    text = (text or "").strip()
-    found = re.match(r"^(\d+(?:\.\d+)?)\s*second", text)
-    return float(found.group(1)) if found else duration_seconds(text)
-
-
-def lsf_usage(record: dict[str, str]) -> dict[str, Any]:
-    """CPU_USED, MAX_MEM (``200 Mbytes``) and RUN_TIME of a finished job's record."""
-    usage: dict[str, Any] = {"source": "bjobs"}
-    for key, value in (("cpu_time", _lsf_seconds(record.get("CPU_USED", ""))),
-                       ("elapsed", _lsf_seconds(record.get("RUN_TIME", ""))),
-                       ("max_rss_mb", size_mb(record.get("MAX_MEM", ""), default_unit="K"))):
-        if value is not None:
-            usage[key] = value
-    return usage
-
-
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
-    start=1,
-)}
-_LSF_TIME = re.compile(
-    r"(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<hm>\d{1,2}:\d{2}(?::\d{2})?)"
-    r"(?:\s+(?P<year>\d{4}))?"
-)
-
-
-def lsf_time(text: str, now: datetime | None = None) -> str | None:
-    """bjobs' ``Dec 28 19:56`` (or ``Dec 28 19:56:07``, suffix ``L``/``E``/``X``) as
-    ``2026-12-28T19:56``, in the cluster's local time. bjobs leaves the year out: it is
-    the latest one that does not put the time more than a day ahead of ``now``."""
-    match = _LSF_TIME.search(text or "")
-    if match is None or match.group("mon") not in _MONTHS:
-        return None
-    month, day = _MONTHS[match.group("mon")], int(match.group("day"))
-    hm = match.group("hm")
-    if match.group("year"):
-        year = int(match.group("year"))
-    else:
-        now = now or datetime.now()
-        year = now.year
-        with contextlib.suppress(ValueError):
-            if datetime(year, month, day) > now + timedelta(days=1):
-                year -= 1
-    try:
-        datetime(year, month, day)
-    except ValueError:
-        return None
-    return f"{year:04d}-{month:02d}-{day:02d}T{int(hm.split(':')[0]):02d}:{hm.split(':', 1)[1]}"
-
-
-def _json_records(text: str) -> Iterator[dict[str, str]]:
-    """Records of one or more bjobs -json documents (xargs may split a long id list)."""
-    decoder = json.JSONDecoder()
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        if text[pos].isspace():
-            pos += 1
-            continue
-        try:
-            doc, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            # e.g. "Cannot connect to LSF. Please wait ..." lines: skip to the next '{'
-            nxt = text.find("{", pos + 1)
-            if nxt < 0:
-                return
-            pos = nxt
-            continue
-        if isinstance(doc, dict):
-            for record in doc.get("RECORDS", []):
-                if isinstance(record, dict):
-                    yield {str(k): "" if v is None else str(v) for k, v in record.items()}
-
-
-def parse_bjobs_json(text: str) -> dict[str, SchedulerInfo]:
-    """``bjobs -o "jobid stat exit_code exit_reason ..." -json`` -> info by job id.
-    Records with an ERROR (e.g. "Job <123> is not found") are left out."""
-    infos: dict[str, SchedulerInfo] = {}
-    for record in _json_records(text):
-        batch_id = record.get("JOBID", "").strip()
-        if not batch_id or record.get("ERROR") or "STAT" not in record:
-            continue
-        info = state_info(record["STAT"], record.get("EXIT_CODE", ""),
-                          record.get("EXIT_REASON", ""))
-        info.extra = _extra(record, info.status)
-        infos[batch_id] = info
-    return infos
-
-
-def parse_bjobs_plain(text: str, delimiter: str = DELIMITER) -> dict[str, SchedulerInfo]:
-    """``bjobs -noheader -o "<FIELDS> delimiter='^'"``; empty fields print as ``-``."""
-    names = [n.upper() for n in FIELDS.split()]
-    infos: dict[str, SchedulerInfo] = {}
-    for line in text.splitlines():
-        parts = line.split(delimiter, len(names) - 1)
-        if len(parts) != len(names) or not parts[0].strip().isdigit():
-            continue  # "Job <123> is not found" and the like
-        record = {k: ("" if v.strip() == "-" else v) for k, v in zip(names, parts, strict=True)}
-        info = state_info(record["STAT"], record["EXIT_CODE"], record["EXIT_REASON"])
-        info.extra = _extra(record, info.status)
-        infos[record["JOBID"].strip()] = info
-    return infos
-
-
-_BHIST_JOB = re.compile(r"^Job <(\d+)>", re.MULTILINE)
-_BHIST_NAME = re.compile(r"^Job <\d+>, Job Name <(.*?)>, User <")
-_EVENT = re.compile(r"^\w{3} +\w{3} +\d+ +[\d:]+(?: +\d{4})?: +(.*)$")
-
-
-def _unfold(block: str) -> list[str]:
-    """bhist -l folds lines at 80 columns and indents the rest: join them again."""
-    lines: list[str] = []
-    for raw in block.splitlines():
-        if raw.startswith(" " * 21) and lines and lines[-1]:
-            lines[-1] += raw[21:]  # not lstrip: a fold may fall just before a space
-        else:
-            lines.append(raw)
-    return lines
-
-
-def parse_bhist(text: str) -> dict[str, SchedulerInfo]:
-    """Jobs that ``bhist -l`` shows ended: DONE, or EXIT with its code and reason.
-    A job whose history has no end is left out (it is not known to be live either)."""
-    infos: dict[str, SchedulerInfo] = {}
-    starts = [m.start() for m in _BHIST_JOB.finditer(text)]
-    for begin, end in zip(starts, [*starts[1:], len(text)], strict=False):
-        lines = _unfold(text[begin:end])
-        match = _BHIST_JOB.match(lines[0])
-        if match is None:
-            continue
-        batch_id = match.group(1)
-        stat: str | None = None
-        code = ""
-        reason = ""
-        for line in lines[1:]:
-            event = _EVENT.match(line)
-            if event is None:
-                continue
-            what = event.group(1)
-            if what.startswith("Done successfully"):
-                stat, code = "DONE", "0"
-            elif what.startswith("Exited with exit code"):
-                stat = "EXIT"
-                found = re.match(r"Exited with exit code (-?\d+)", what)
-                code = found.group(1) if found else ""
-            elif what.startswith("Exited"):
-                stat = "EXIT"
-                found = re.search(r"exit code (-?\d+)", what)
-                code = found.group(1) if found else ""
-            elif what.startswith("Completed <exit>"):
-                stat = "EXIT"
-                reason = what.partition(";")[2].strip().rstrip(";.").strip()
-            elif what.startswith(("Starting", "Running with")) and stat is None:
-                stat = "RUN"
-            elif what.startswith("Submitted") and stat is None:
-                stat = "PEND"
-        if stat in ("DONE", "EXIT"):
-            extra: dict[str, Any] = {"lsf_source": "bhist"}
-            named = _BHIST_NAME.match(lines[0])
-            if named:
-                extra["lsf_job_name"] = named.group(1)
-            infos[batch_id] = state_info(stat, code, reason, extra)
-        # A job bhist shows unfinished but bjobs did not list is not trusted as live:
-        # leave it out, so that it is UNKNOWN (or settled by its exit_code file).
-    return infos
 
 
 def _sections(output: str) -> Iterator[tuple[str, str]]:

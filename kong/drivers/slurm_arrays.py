@@ -1,5 +1,5 @@
-"""Slurm job arrays (``kong.drivers.arrays``): the ``--array`` directives, the
-cluster's MaxArraySize (asked once per profile), element tokens in a reconcile, and
+"""Slurm job arrays (``kong.drivers.arrays``, ``kong.drivers.batch_arrays``): the
+``--array`` directives, the cluster's MaxArraySize (``scontrol show config``), and
 kills of many elements in one ``scancel``. ``SlurmDriver`` (``kong.drivers.slurm``)
 is this and the rest of the driver."""
 
@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from kong.drivers.arrays import parse_element_token
-from kong.drivers.base import KillOutcome, KillResult
-from kong.drivers.batch import BatchDriver
+from kong.drivers.batch_arrays import ArrayBatchDriver
 from kong.drivers.sh import load
 from kong.model.job import Job
 
@@ -28,47 +25,22 @@ _KILL_ARRAY = "".join(line for line in load("slurm_kill_array.sh").splitlines()
 DEFAULT_MAX_ARRAY_SIZE = 1001
 
 
-class SlurmArrays(BatchDriver):
+class SlurmArrays(ArrayBatchDriver):
     """The array half of the Slurm driver (abstract: ``SlurmDriver`` is the whole)."""
 
-    ARRAYS = True
     ARRAY_FIRST_INDEX = 0
     ARRAY_INDEX_VARIABLE = "SLURM_ARRAY_TASK_ID"
+    DEFAULT_MAX_ARRAY_SIZE = DEFAULT_MAX_ARRAY_SIZE
 
-    def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
-        """As BatchDriver.kill, but the elements of one array in one ``scancel``: it
-        names each element it could not kill, so the answers stay per job."""
-        by_array: dict[str, list[Job]] = {}
-        plain: list[Job] = []
-        for job in jobs:
-            array_id, sep, index = str(job.batch_job_id or "").partition("_")
-            if sep and index.isdigit():
-                by_array.setdefault(array_id, []).append(job)
-            elif job.batch_job_id:
-                plain.append(job)
-        if not by_array:
-            return super().kill(jobs)
-        commands = {str(j.job_id): self.kill_argv(str(j.batch_job_id)) for j in plain}
-        commands.update({f"array-{a}": ["sh", "-c", _KILL_ARRAY, "sh",
-                                        *(str(j.batch_job_id) for j in members)]
-                         for a, members in by_array.items()})
-        answers = self._each_raw(commands)
-        results = {int(key): self.classify_kill(*answers[str(j.job_id)])
-                   for j in plain if (key := str(j.job_id)) in answers}
-        for array_id, members in by_array.items():
-            answer = answers.get(f"array-{array_id}")
-            if answer is None:
-                continue  # cut short: no answer (lifecycle asks for their status)
-            rc, output = answer
-            said = _scancel_errors(output)
-            for job in members:
-                if str(job.batch_job_id) in said:
-                    results[job.job_id] = self.classify_kill(1, said[str(job.batch_job_id)])
-                elif rc == 0 or said:
-                    results[job.job_id] = KillResult(KillOutcome.KILLED, "")
-                else:  # failed without naming any element: the same answer for all
-                    results[job.job_id] = self.classify_kill(rc, output)
-        return results
+    def array_kill_argv(self, batch_ids: Sequence[str]) -> list[str]:
+        # scancel says nothing of an element that had ended: the script names those
+        return ["sh", "-c", _KILL_ARRAY, "sh", *batch_ids]
+
+    def array_kill_answers(self, output: str) -> dict[str, tuple[int, str]]:
+        return {batch_id: (1, words) for batch_id, words in _scancel_errors(output).items()}
+
+    def max_array_size_script(self) -> str:
+        return "scontrol show config | awk '$1 == \"MaxArraySize\" { print $3 }'"
 
     # -- arrays -------------------------------------------------------------------------
 
@@ -85,66 +57,6 @@ class SlurmArrays(BatchDriver):
 
     def array_submit_argv(self, dispatcher: str) -> list[str]:
         return ["sbatch", "--parsable", dispatcher]
-
-    def prepare_submit(self, jobs: Sequence[Job]) -> None:
-        if self._max_array_size is None and self.profile.options.get("arrays") is not False:
-            self._max_array_size = self._ask_max_array_size()
-
-    def array_limit(self) -> int:
-        return self._max_array_size or DEFAULT_MAX_ARRAY_SIZE
-
-    _max_array_size: int | None = None
-
-    @property
-    def _array_size_cache(self) -> Path:
-        return self.config.data_dir / "arrays" / f"{self.profile.name}.max-array-size"
-
-    def array_refused(self, message: str) -> None:
-        # e.g. "Invalid job array specification": the site may have lowered MaxArraySize
-        if "array" in message.lower():
-            self._max_array_size = None
-            self._array_size_cache.unlink(missing_ok=True)
-
-    def _ask_max_array_size(self) -> int:
-        """The cluster's MaxArraySize, asked once per profile (kept in the data dir
-        for the next kong) with ``scontrol show config``."""
-        cache = self._array_size_cache
-        try:
-            value = int(cache.read_text().strip())
-        except (OSError, ValueError):
-            value = 0
-        if value > 0:
-            return value
-        output = self.run_script("scontrol show config | awk '$1 == \"MaxArraySize\" "
-                                 "{ print $3 }'")
-        words = output.split()
-        value = int(words[0]) if words and words[0].isdigit() else DEFAULT_MAX_ARRAY_SIZE
-        if value > 0:
-            from kong.paths import make_private_dir
-
-            make_private_dir(cache.parent)
-            cache.write_text(f"{value}\n")
-        return max(value, 1)
-
-    def _elements(self, tokens: Sequence[str], found: dict[str, str]) -> dict[str, str]:
-        """``found`` (name -> id) per token: a plain token is a name; an element's
-        token is found when its array is (one sbatch took all of the array or none),
-        as ``<array id>_<index>``."""
-        result: dict[str, str] = {}
-        for token in tokens:
-            element = parse_element_token(token)
-            if element is None:
-                if token in found:
-                    result[token] = found[token]
-            elif element[0] in found:
-                result[token] = self.element_batch_id(found[element[0]], element[1])
-        return result
-
-    def _names(self, tokens: Sequence[str]) -> list[str]:
-        """The job names to look for: plain tokens and the arrays of elements'."""
-        names = dict.fromkeys(t if (e := parse_element_token(t)) is None else e[0]
-                              for t in tokens)
-        return list(names)
 
 
 _SCANCEL_ERROR = re.compile(r"error on job id (\S+?):\s*(.*?)\s*(?=scancel: |$)")
