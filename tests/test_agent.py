@@ -734,7 +734,7 @@ def test_repl_wait_and_script_share_one_budget(
     slurm_cluster: Cluster, make_home: Any, tmux_factory: Any
 ) -> None:
     needs_container(slurm_cluster)
-    duration = 40.0
+    duration = 20.0
     home = make_home({"slurm": {**slurm_cluster.profile(), "poll_interval": 1}})
     base_logins = slurm_cluster.accepted_logins()
     base = quiet_server(slurm_cluster)
@@ -743,7 +743,7 @@ def test_repl_wait_and_script_share_one_budget(
         # Jobs for `kong wait`, submitted from the command line.
         assert home.kong("mkdir", "-p", "/w", "/r").returncode == 0
         for i in range(3):
-            out = home.kong("create-job", "-f", "/w", "--submit", "--", f"sleep {25 + i}")
+            out = home.kong("create-job", "-f", "/w", "--submit", "--", f"sleep {12 + i}")
             assert out.returncode == 0, out.stderr
         waiter = subprocess.Popen([*KONG, "wait", "-r", "/w", "-i", "1", "-q"], env=home.env,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
