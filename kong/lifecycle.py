@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import insert, select
+from sqlalchemy.orm import undefer
 
 from kong import db, retry
 from kong.drivers.base import (
@@ -76,9 +77,35 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _rows_left(jobs: Sequence[Job]) -> set[int]:
-    """Inside a ``db.write()``: the ids of the jobs whose rows still exist (the write
-    lock is held, so none can go before the block ends).
+class Attempt(NamedTuple):
+    """The attempt of a job an answer from the scheduler is about, as it was when kong
+    asked: a resubmit changes its batch id and number, a submit its token."""
+
+    batch_job_id: str | None
+    number: Any
+    token: Any
+    finished: bool
+
+    @classmethod
+    def of(cls, job: Job) -> Attempt:
+        data = job.data or {}
+        return cls(job.batch_job_id, data.get("attempt"), data.get("submitting"),
+                   job.status.finished)
+
+    def same(self, other: Attempt) -> bool:
+        return self[:3] == other[:3]
+
+
+def attempts_of(jobs: Iterable[Job]) -> dict[int, Attempt]:
+    """Each job's attempt now (before a question to the scheduler), by job id."""
+    return {job.job_id: Attempt.of(job) for job in jobs}
+
+
+def _reload(jobs: Sequence[Job]) -> set[int]:
+    """Inside a ``db.write()``: read the jobs' rows again, ``data`` too, one SELECT per
+    chunk, and return the ids of those still there. The write lock is held, so what is
+    read is what the block writes over: an answer is applied to what another kong
+    process wrote meanwhile (not to this process's older copy), or not at all.
 
     Rows another kong process removed are dropped from this session: writing to them
     would fail the whole transaction, and with it the jobs that are still there.
@@ -88,11 +115,22 @@ def _rows_left(jobs: Sequence[Job]) -> set[int]:
     left: set[int] = set()
     for start in range(0, len(ids), 5000):
         chunk = ids[start:start + 5000]
-        left.update(s.scalars(select(Job.job_id).where(Job.job_id.in_(chunk))))
+        # populate_existing: kong.db's fresh reads are off inside a write
+        left.update(job.job_id for job in s.scalars(
+            select(Job).where(Job.job_id.in_(chunk)).options(undefer(Job.data))
+            .execution_options(populate_existing=True)))
     for job in jobs:
         if job.job_id not in left and job in s:
             s.expunge(job)
     return left
+
+
+def _current(job: Job, asked: Mapping[int, Attempt]) -> bool:
+    """After ``_reload``: whether the job is still on the attempt it was asked about and
+    no other kong process settled it meanwhile (an answer about it may be applied)."""
+    was = asked.get(job.job_id)
+    now = Attempt.of(job)
+    return was is not None and was.same(now) and (was.finished or not now.finished)
 
 
 # -- what a job's data says -------------------------------------------------------------
@@ -220,14 +258,15 @@ def reconcile(driver: DriverBase, jobs: Sequence[Job]) -> dict[int, str]:
     pending = {str(job.data["submitting"]): job for job in jobs if in_flight(job)}
     if not pending:
         return {}
+    asked = attempts_of(pending.values())
     lookup = driver.find_tokens(list(pending))
     now = _now()
     undecided: dict[int, str] = {}
     with db.write():
-        left = _rows_left(list(pending.values()))
+        left = _reload(list(pending.values()))
         for token, job in pending.items():
-            if job.job_id not in left:
-                continue  # removed by another kong meanwhile
+            if job.job_id not in left or not _current(job, asked):
+                continue  # removed, settled or submitted again by another kong meanwhile
             batch_id = lookup.found.get(token)
             if batch_id is not None:
                 _mark_submitted(job, batch_id, now, reconciled=True)
@@ -286,12 +325,15 @@ def submit(
 
 def _submit(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback | None
             ) -> list[str]:
-    now = _now()
+    now = intent_at = _now()
     requests = []
+    chosen = attempts_of(jobs)
     driver.prepare_submit(jobs)  # any question to the cluster before the write lock
     with db.write():  # the intent, before anything reaches the cluster
-        left = _rows_left(jobs)
-        jobs = [j for j in jobs if j.job_id in left]  # removed by another kong meanwhile
+        left = _reload(jobs)
+        # not those another kong removed, or submitted (or began to) meanwhile
+        jobs = [j for j in jobs if j.job_id in left and j.status == JobStatus.CREATED
+                and _current(j, chosen)]
         attempts = [(j, int((j.data or {}).get("attempt", 0)) + 1) for j in jobs]
         # in one call: the driver may name jobs it submits together (arrays) together
         tokens = driver.tokens(attempts)
@@ -305,6 +347,7 @@ def _submit(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback 
             data.update(attempt=attempt, submitting=token, submitting_since=now)
             job.data = data
             requests.append(SubmitRequest(job, token))
+        mine = attempts_of(jobs)
     try:
         results = driver.submit(requests, progress)
     except ConnectionLost:
@@ -315,9 +358,10 @@ def _submit(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback 
     problems: list[str] = []
     ask: list[Job] = []
     orphans: list[Job] = []
+    superseded: list[str] = []
     now = _now()
     with db.write():
-        left = _rows_left(jobs)
+        left = _reload(jobs)
         for job in jobs:
             result = results.get(job.job_id)
             if job.job_id not in left:
@@ -326,6 +370,18 @@ def _submit(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback 
                 if not isinstance(result, SubmitFailed):
                     orphans.append(job)
                 continue
+            ours = mine[job.job_id]
+            if (job.data or {}).get("attempt") != ours.number:
+                # another kong began another attempt (submit --force): the row is its,
+                # so what this one queued would run on without one
+                if not isinstance(result, SubmitFailed):
+                    superseded.append(str(ours.token))
+                continue
+            if job.status != JobStatus.CREATED or job.batch_job_id is not None:
+                continue  # another kong settled this very attempt (found its token, killed it)
+            # Still this attempt. Another kong's reconcile that looked before the submit
+            # got there may have taken it for never submitted: this answer is newer.
+            job.set_data(submitting=ours.token, submitting_since=intent_at)
             if isinstance(result, Submitted):
                 _mark_submitted(job, result.batch_id, now)
             elif isinstance(result, SubmitFailed):
@@ -339,6 +395,8 @@ def _submit(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallback 
                 ask.append(job)  # no answer: the loop was cut short
     if orphans:
         _stop_orphans(driver, orphans, results)
+    if superseded:
+        driver.kill_tokens(superseded)
     if ask:
         undecided = reconcile(driver, ask)
         problems.extend(_undecided_line(j, undecided[j.job_id])
@@ -400,10 +458,11 @@ def refresh(driver: DriverBase, jobs: Sequence[Job], force: bool = False,
              and not j.status.finished]
     if not asked:
         return
+    before = attempts_of(asked)
     results = driver.status_forced(asked) if force else driver.status(asked)
-    left = _write_results(asked, results)
+    applied = _write_results(asked, results, before)
     if retry_ended:
-        _auto_retry(driver, [j for j in asked if j.job_id in left and j.status.finished])
+        _auto_retry(driver, [j for j in asked if j.job_id in applied and j.status.finished])
 
 
 def refresh_from_view(
@@ -418,8 +477,9 @@ def refresh_from_view(
             and not r.status.finished}
     if not live:
         return None
+    batch_ids = {i: str(r.batch_job_id) for i, r in live.items()}  # before: rows may be Jobs
     try:
-        seen = driver.status_view({i: str(r.batch_job_id) for i, r in live.items()})
+        seen = driver.status_view(batch_ids)
     except (DriverError, TransportError) as exc:
         return ViewAnswer(1, b"", b"", 0.0, 0.0, str(exc) or type(exc).__name__, True)
     if seen is None:
@@ -432,31 +492,39 @@ def refresh_from_view(
         jobs: list[Job] = []
         for start in range(0, len(ids), 1000):
             jobs += db.session().scalars(select(Job).where(
-                Job.job_id.in_(ids[start:start + 1000])).execution_options(
-                populate_existing=True))
+                Job.job_id.in_(ids[start:start + 1000])).options(undefer(Job.data))
+                .execution_options(populate_existing=True))
+        # the view answered for the batch ids of ``rows``: a job resubmitted since then
+        # is on another attempt
+        asked = {j.job_id: a._replace(batch_job_id=batch_ids[j.job_id])
+                 for j in jobs if not (a := Attempt.of(j)).finished}
         # The end of a job with a retry policy is left to refresh/wait, which act on
         # it when they see it: written here, no one would retry the job.
-        _write_results([j for j in jobs if not j.status.finished and not (
-            changed[j.job_id].status.finished and retry.policy_of(driver, j))], changed)
+        _write_results([j for j in jobs if j.job_id in asked and not (
+            changed[j.job_id].status.finished and retry.policy_of(driver, j))], changed, asked)
     return answer
 
 
-def _write_results(asked: Sequence[Job], results: Mapping[int, StatusResult]) -> set[int]:
-    """Apply the answers; the ids of the jobs whose rows were still there."""
+def _write_results(jobs: Sequence[Job], results: Mapping[int, StatusResult],
+                   asked: Mapping[int, Attempt]) -> set[int]:
+    """Apply the answers about the attempts ``asked``; the ids of the jobs they were
+    applied to. A job another kong process removed, resubmitted or settled while the
+    scheduler was asked keeps what that process wrote."""
+    applied: set[int] = set()
     with db.write():
-        left = _rows_left(asked)
-        for job in asked:
+        left = _reload(jobs)
+        for job in jobs:
             result = results.get(job.job_id)
-            if job.job_id not in left:
-                continue  # removed by another kong meanwhile
-            if result is not None:
+            if result is not None and job.job_id in left and _current(job, asked):
                 _apply(job, result)
-    return left
+                applied.add(job.job_id)
+    return applied
 
 
 def _auto_retry(driver: DriverBase, ended: Sequence[Job]) -> None:
     """Run again, with more of what they lacked, the jobs that just ended for a reason
     their retry policy answers (kong.retry); say in their data why not where not."""
+    ended_attempts = attempts_of(ended)
     plans: dict[int, retry.Plan] = {}
     notes: dict[int, str] = {}
     for job in ended:
@@ -467,32 +535,30 @@ def _auto_retry(driver: DriverBase, ended: Sequence[Job]) -> None:
             notes[job.job_id] = decision
     if notes:
         with db.write():
-            left = _rows_left([j for j in ended if j.job_id in notes])
+            left = _reload([j for j in ended if j.job_id in notes])
             for job in ended:
-                if job.job_id in notes and job.job_id in left:
+                if job.job_id in notes and job.job_id in left and _current(
+                        job, ended_attempts):
                     job.set_data(retry_note=notes[job.job_id])
-    claimed = _claim_retries([j for j in ended if j.job_id in plans])
+    claimed = _claim_retries([j for j in ended if j.job_id in plans], ended_attempts)
     if claimed:
         resubmit(driver, claimed, plans=plans, auto=True)
 
 
-def _claim_retries(jobs: Sequence[Job]) -> list[Job]:
-    """The jobs whose ended attempt no other kong process has taken up for a retry yet,
-    marked as taken in one write (two `kong wait` of one folder retry a job once)."""
+def _claim_retries(jobs: Sequence[Job], ended: Mapping[int, Attempt] | None = None
+                   ) -> list[Job]:
+    """The jobs whose ended attempt (``ended``; by default as this process saw it last)
+    no other kong process has taken up for a retry yet, marked as taken in one write
+    (two `kong wait` of one folder retry a job once)."""
+    ended = attempts_of(jobs) if ended is None else ended
     claimed: list[Job] = []
-    with db.write() as s:
-        left = _rows_left(jobs)
+    with db.write():
+        left = _reload(jobs)
         for job in jobs:
-            if job.job_id not in left:
-                continue
-            seen = (job.batch_job_id, (job.data or {}).get("attempt"))
-            s.refresh(job, ["status", "batch_job_id", "data"])
-            data = job.data or {}
-            if ((job.batch_job_id, data.get("attempt")) != seen or not job.status.finished
-                    or data.get("retry_claimed")):
-                continue
-            job.set_data(retry_claimed=True)
-            claimed.append(job)
+            if (job.job_id in left and _current(job, ended) and job.status.finished
+                    and not (job.data or {}).get("retry_claimed")):
+                job.set_data(retry_claimed=True)
+                claimed.append(job)
     return claimed
 
 
@@ -504,12 +570,14 @@ def backfill_usage(driver: DriverBase, jobs: Sequence[Job]) -> None:
              and not (j.data or {}).get("usage") and driver.reachable]
     if not asked:
         return
+    before = attempts_of(asked)
     results = driver.status(asked)
     with db.write():
-        left = _rows_left(asked)
+        left = _reload(asked)
         for job in asked:
             result = results.get(job.job_id)
-            if job.job_id not in left or not isinstance(result, SchedulerInfo):
+            if (job.job_id not in left or not _current(job, before)
+                    or not isinstance(result, SchedulerInfo)):
                 continue
             if result.status.finished and result.extra.get("usage"):
                 keep = ("usage", "submit_time", "start_time", "end_time")
@@ -582,16 +650,23 @@ def _stop(driver: DriverBase, jobs: Sequence[Job]) -> tuple[list[Job], list[Job]
             else:
                 problems.append(_undecided_line(job, undecided[job.job_id]) + "; not stopped")
     live = [j for j in jobs if j.batch_job_id and j.status in _LIVE]
+    asked = attempts_of([*live, *by_token.values()])
     answers: dict[int, KillResult] = dict(driver.kill(live))
     for token, result in driver.kill_tokens(list(by_token)).items():
         answers[by_token[token].job_id] = result
     killed: list[Job] = []
     check: list[Job] = []
     with db.write():
-        left = _rows_left([*live, *by_token.values()])
+        left = _reload([*live, *by_token.values()])
         for job in [*live, *by_token.values()]:
             if job.job_id not in left:
                 continue  # removed by another kong meanwhile (it stopped the job too)
+            if not asked[job.job_id].same(Attempt.of(job)):
+                problems.append(f"job {job.job_id}: another kong process submitted it "
+                                "again meanwhile; its new attempt was not stopped")
+                continue
+            if Attempt.of(job).finished:
+                continue  # another kong saw it end (or killed it) meanwhile: its end stays
             result = answers.get(job.job_id, KillResult(KillOutcome.UNKNOWN))
             if result.outcome == KillOutcome.REFUSED:
                 status = "in flight" if in_flight(job) else job.status.name
@@ -667,6 +742,7 @@ def resubmit(
         jobs = [j for j in jobs if j.job_id in plans]
     killed, check, stop_problems = _stop(driver, jobs)
     problems.extend(stop_problems)
+    stopped = attempts_of(jobs)  # what ends here; another kong may run it again meanwhile
     blocked = {j.job_id for j in jobs} - {j.job_id for j in jobs if _may_rerun(j)}
     blocked -= {j.job_id for j in [*killed, *check]}
     stuck = _await_end(driver, [*killed, *check], KILL_CONFIRM_TIMEOUT)
@@ -678,8 +754,10 @@ def resubmit(
     driver.remove_files(rerun)
     driver.forget_logs(rerun)
     with db.write():
-        left = _rows_left(rerun)
-        rerun = [j for j in rerun if j.job_id in left]  # removed by another kong meanwhile
+        left = _reload(rerun)
+        # not those another kong removed, or ran again, meanwhile (nothing runs twice)
+        rerun = [j for j in rerun if j.job_id in left
+                 and stopped[j.job_id].same(Attempt.of(j))]
         for job in rerun:
             data = dict(job.data or {})
             history = list(data.get("history", []))
@@ -743,11 +821,18 @@ def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
         gone = [j for j in jobs if j.job_id in stopped or _may_rerun(j)]
     else:  # nobody to ask or to stop: the rows go, the driver says where the files stay
         gone, problems = list(jobs), []
+    ending = attempts_of(gone)
     driver.remove_files(gone)
     driver.forget_logs(gone)
     with db.write() as s:
-        left = _rows_left(gone)
+        left = _reload(gone)
         for job in gone:
-            if job.job_id in left:
-                s.delete(job)
+            if job.job_id not in left:
+                continue
+            if not ending[job.job_id].same(Attempt.of(job)):
+                # a row whose job may run on is kept, so that it can be stopped
+                problems.append(f"job {job.job_id}: another kong process submitted it "
+                                "again meanwhile; not removed")
+                continue
+            s.delete(job)
     _fail(problems, "could not be removed", len(jobs))
