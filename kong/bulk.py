@@ -23,14 +23,14 @@ from kong.model.job import Job
 from kong.selection import forget_collections
 
 if TYPE_CHECKING:
-    from kong.state import Confirmation, State
+    from kong.state_core import Confirmation, StateCore
 
 #: the data key a sweep keeps each job's parameter values under
 PARAMS = "params"
 
 
 def create_jobs(
-    state: State,
+    state: StateCore,
     jobs: Iterable[str | Mapping[str, Any]],
     folder: str | Folder | None = None,
     profile: str | None = None,
@@ -76,7 +76,7 @@ def _params(params: Any) -> dict[str, str]:
 
 
 def _create(
-    state: State,
+    state: StateCore,
     profile: str | None,
     arguments: list[dict[str, Any]],
     folders: Callable[[], Sequence[Folder]],
@@ -100,7 +100,7 @@ def _create(
 
 
 def run_sweep(
-    state: State,
+    state: StateCore,
     command: str,
     parameters: Mapping[str, Iterable[Any]] | Sequence[str],
     zipped: bool = False,

@@ -5,7 +5,8 @@ PATH of a local-transport ``slurm`` profile.
 It is no Slurm: it exists to hit, on cue and in seconds, the faults a real cluster
 cannot be made to hit (a submit that fails after N jobs, an ``sbatch`` still
 running when its client is killed, ``sbatch`` exit 0 with noise instead of an id,
-``scancel`` permission denied, a scheduler that forgot a job's history). Jobs
+``scancel`` permission denied, a scheduler that forgot a job's history, a status
+query held in flight while another kong process changes the job). Jobs
 really run, in the background under ``sh``. The real-cluster tests of the same
 behaviour are in tests/test_driver_contract.py and tests/test_slurm.py.
 """
@@ -59,6 +60,15 @@ class FaultScheduler:
     @property
     def hanging(self) -> bool:
         return (self.dir / "hanging").exists()
+
+    def release_status(self) -> None:
+        """Let the status query held by ``hang_status`` go on."""
+        (self.dir / "status_release").touch()
+
+    @property
+    def status_hanging(self) -> bool:
+        """Whether a status query (squeue) is held by ``hang_status``."""
+        return (self.dir / "status_hanging").exists()
 
     @property
     def submits(self) -> int:
@@ -127,6 +137,7 @@ def fault_slurm(request: pytest.FixtureRequest, kong_home: Path, tmp_path: Path,
         monkeypatch.setenv(key, value)
     yield sched
     sched.release()
+    sched.release_status()
     # stop what the fake scheduler still runs: its jobs are this test's processes
     for batch_id in sched.live():
         pid_file = sched_dir / "jobs" / batch_id / "pid"

@@ -324,16 +324,16 @@ def test_an_ended_attempt_is_retried_by_one_kong_only(state: State) -> None:  # 
                   {"data": json.dumps({**seen, "retry_claimed": True}),
                    "id": job.job_id})
     assert job.data == seen  # this process still sees the job unclaimed
-    assert lifecycle._claim_retries([job]) == []
+    assert lifecycle.claim_retries([job]) == []
 
     other = state.create_job(command="true")
     with db.write():
         other.status = JobStatus.FAILED
         other.batch_job_id = "42"
         other.set_data(attempt=1, end_reason="TIMEOUT")
-    assert lifecycle._claim_retries([other]) == [other]
+    assert lifecycle.claim_retries([other]) == [other]
     assert other.data["retry_claimed"] is True
-    assert lifecycle._claim_retries([other]) == []  # and only once
+    assert lifecycle.claim_retries([other]) == []  # and only once
 
 
 SGE_QUEUES = """\
