@@ -172,10 +172,12 @@ while time.time() < until:
         folders, jobs = state.ls("/load")
         if len(folders) > 2:
             victim = folders[0].path  # the oldest: its jobs may still be queued or running
+            note(removing_folder=victim)  # an rm that fails for some jobs removes the rest
             state.rm(victim, recursive=True)
             note(removed_folder=victim)
         elif jobs:
             job = rng.choice(list(jobs))
+            note(removing_job=job.job_id)
             state.rm(str(job.job_id))
             note(removed_job=job.job_id)
     except KongError as exc:
@@ -216,8 +218,11 @@ def test_four_processes_create_list_submit_and_remove(kong_home: Path, tmp_path:
           f"{sum(len(n.get('submitted') or ()) for n in notes['submitter'])} submitted")
     created = {int(str(n["created"])): str(n["folder"]) for n in notes["creator"] if "created" in n}
     removed_folders = {str(n["removed_folder"]) for n in notes["remover"] if "removed_folder" in n}
-    removed_jobs = {int(str(n["removed_job"])) for n in notes["remover"] if "removed_job" in n}
     assert len(created) > 50 and removed_folders
+    # asked to be removed (an rm that refused some of its jobs removed the others)
+    removed_folders |= {str(n["removing_folder"]) for n in notes["remover"]
+                        if "removing_folder" in n}
+    removed_jobs = {int(str(n["removing_job"])) for n in notes["remover"] if "removing_job" in n}
     assert any(n.get("submitted") for n in notes["submitter"])
 
     conn = sqlite3.connect(kong_home / "kong.sqlite")

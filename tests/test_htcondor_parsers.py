@@ -308,6 +308,9 @@ def test_description_options_and_job_overrides() -> None:
     assert lines[-2:] == ['+Project = "x"', '+KongToken = "$(kong_token)"']
     plain = condor_driver()
     assert "request_memory = 512" in plain.description(entry(plain, memory=512))
+    # the hold is kept to the second written (HTCondor's periodic expressions are)
+    assert ("periodic_hold = JobStatus == 2 && time() - JobCurrentStartExecutingDate > 75"
+            in plain.description(entry(plain, walltime="1:15")))
 
 
 @pytest.mark.parametrize(
