@@ -13,7 +13,9 @@ while job slots are free), and every job's runner process runs one when its job
 ends. State lives in a spool directory (``$LSF_SIM_SPOOL``, default
 ``/var/spool/lsf-sim``), one JSON file per job (per element of a job array: each is
 scheduled, run, listed and killed on its own, under its array's job id), written
-atomically under a lock.
+atomically under a lock, with an index of the live jobs and one of the finished by
+their finish time: a command's cost grows with the live jobs (and bjobs -a's with
+those finished within CLEAN_PERIOD), not with every job the simulator ever took.
 Settings (``KEY=VALUE`` lines) are read from ``$LSF_SIM_CONF`` (default
 ``/etc/lsf-sim.conf``):
 
@@ -85,6 +87,32 @@ def jobs_dir() -> Path:
     return SPOOL / "jobs"
 
 
+# The spool. A command reads the live jobs, those finished within CLEAN_PERIOD (bjobs
+# -a) and the ones it is asked for by id: never every job the simulator ever took, so
+# its cost does not grow with the jobs it keeps (real mbatchd keeps them in memory).
+#
+#   jobs/123.json     a job's record (an array element's: jobs/123_4.json), beside
+#                     jobs/123.sh (its script), jobs/123.env (its environment) and,
+#                     for an array, jobs/123.array (its indices, to find it by id)
+#   live/123, 123_4   an empty file per unfinished job (PEND, PSUSP, RUN): what the
+#                     scheduling pass, bjobs and bkill without ids read
+#   finished/<n>      the stems of the jobs that finished in the minute n of the epoch,
+#                     one a line: bjobs -a reads the minutes within CLEAN_PERIOD only
+#
+# Every write is under the lock. Readers without it (bjobs, bhist) read live/ first,
+# then finished/: a job that ends in between is in one or the other (save files it
+# under finished/ before it leaves live/).
+FINISHED_MINUTE = 60  # seconds of finish times per file of finished/
+
+
+def live_dir() -> Path:
+    return SPOOL / "live"
+
+
+def finished_dir() -> Path:
+    return SPOOL / "finished"
+
+
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
     SPOOL.mkdir(parents=True, exist_ok=True)
@@ -101,15 +129,49 @@ def key(job: dict[str, Any]) -> str:
     return f"{job['id']}[{job['index']}]" if job.get("index") else str(job["id"])
 
 
+def stem(job_key: str) -> str:
+    """A job's name in the spool: ``123``, ``123_4`` for ``123[4]``."""
+    return job_key.replace("[", "_").rstrip("]")
+
+
+def key_of(job_stem: str) -> str:
+    job_id, _, index = job_stem.partition("_")
+    return f"{job_id}[{index}]" if index else job_id
+
+
+def submission_order(job_stem: str) -> tuple[int, int]:
+    job_id, _, index = job_stem.partition("_")
+    return int(job_id), int(index or 0)
+
+
 def _path(job_key: str) -> Path:
-    return jobs_dir() / f"{job_key.replace('[', '_').rstrip(']')}.json"
+    return jobs_dir() / f"{stem(job_key)}.json"
 
 
 def save(job: dict[str, Any]) -> None:
-    path = _path(key(job))
+    """Write a job's record; file it as live, or under its finish time."""
+    job_stem = stem(key(job))
+    path = jobs_dir() / f"{job_stem}.json"
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(job))
     tmp.rename(path)
+    if job["stat"] in FINISHED:
+        file_finished(job_stem, job.get("finish_time"))
+        with contextlib.suppress(FileNotFoundError):
+            (live_dir() / job_stem).unlink()
+    else:
+        live_dir().mkdir(exist_ok=True)
+        (live_dir() / job_stem).touch()
+
+
+def file_finished(job_stem: str, finish_time: float | None) -> None:
+    """Under the minute of its finish time; a job saved again as finished (a runner
+    recording the end of a job a scheduling pass gave up on) is filed again: readers
+    take each job once and let its record's finish time decide."""
+    finished_dir().mkdir(exist_ok=True)
+    minute = int((finish_time or 0) // FINISHED_MINUTE)
+    with open(finished_dir() / str(minute), "a") as fh:
+        fh.write(job_stem + "\n")
 
 
 def load(job_key: str) -> dict[str, Any] | None:
@@ -119,12 +181,63 @@ def load(job_key: str) -> dict[str, Any] | None:
         return None
 
 
-def all_jobs() -> list[dict[str, Any]]:
+def _sorted(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(jobs, key=lambda j: (j["id"], j.get("index") or 0))
+
+
+def live_stems() -> list[str]:
+    try:
+        return sorted(os.listdir(live_dir()), key=submission_order)
+    except FileNotFoundError:
+        return []
+
+
+def live_jobs() -> list[dict[str, Any]]:
+    """The unfinished jobs (and any a record now says finished), first come first."""
+    return _sorted([job for s in live_stems() if (job := load(key_of(s))) is not None])
+
+
+def visible_jobs(clean_period: float) -> list[dict[str, Any]]:
+    """What bjobs -a lists: the unfinished jobs and those finished within CLEAN_PERIOD,
+    read from live/ and the minutes of finished/ that can hold such a job."""
+    jobs = {key(job): job for job in live_jobs()}
+    cutoff = time.time() - clean_period
+    try:
+        minutes = os.listdir(finished_dir())
+    except FileNotFoundError:
+        minutes = []
+    for minute in minutes:
+        # the minute n holds finish times in [n, n + 1) minutes
+        if not minute.isdigit() or (int(minute) + 1) * FINISHED_MINUTE <= cutoff:
+            continue
+        with contextlib.suppress(OSError):
+            for job_stem in (finished_dir() / minute).read_text().split():
+                job_key = key_of(job_stem)
+                if job_key not in jobs and (job := load(job_key)) is not None:
+                    jobs[job_key] = job
+    return _sorted([job for job in jobs.values() if visible(job, clean_period)])
+
+
+def jobs_of(job_id: int) -> list[dict[str, Any]]:
+    """Job ``job_id``: the plain job, or every element of the array, found by id."""
+    job = load(str(job_id))
+    if job is not None:
+        return [job]
+    try:
+        indices = json.loads((jobs_dir() / f"{job_id}.array").read_text())
+    except (OSError, ValueError):
+        return []
+    return [job for index in indices if (job := load(f"{job_id}[{index}]")) is not None]
+
+
+def every_job() -> list[dict[str, Any]]:
+    """Every job the simulator ever took: for bhist -a without ids only (its answer is
+    that long anyway)."""
     jobs = []
     for path in jobs_dir().glob("*.json"):
         with contextlib.suppress(OSError, ValueError):
             jobs.append(json.loads(path.read_text()))
-    return sorted(jobs, key=lambda j: (j["id"], j.get("index") or 0))
+    return _sorted(jobs)
 
 
 _JOB_REF = re.compile(r"^(\d+)(?:\[([0-9,:\-]+)\])?$")
@@ -161,11 +274,10 @@ def job_refs(words: list[str]) -> list[tuple[int, list[int] | None, str]] | None
     return refs
 
 
-def select(jobs: list[dict[str, Any]], ref: tuple[int, list[int] | None, str]
-           ) -> list[dict[str, Any]]:
+def select(ref: tuple[int, list[int] | None, str]) -> list[dict[str, Any]]:
+    """The jobs a reference names (finished or not, visible to bjobs or not)."""
     job_id, indices, _word = ref
-    return [j for j in jobs if j["id"] == job_id
-            and (indices is None or (j.get("index") or 0) in indices)]
+    return [j for j in jobs_of(job_id) if indices is None or (j.get("index") or 0) in indices]
 
 
 def name_matches(job: dict[str, Any], wanted: str) -> bool:
@@ -210,10 +322,31 @@ def pid_alive(pid: int | None) -> bool:
 # -- scheduling (no daemon: every command runs a pass) -----------------------------------
 
 
+def live_index() -> list[dict[str, Any]]:
+    """The live jobs, under the lock, with live/ put right where a record was changed
+    or removed behind the simulator's back: a record gone takes its job out of live/,
+    one that says finished moves it under its finish time (bjobs -a still lists it)."""
+    jobs = []
+    for job_stem in live_stems():
+        job = load(key_of(job_stem))
+        if job is None:
+            if not (jobs_dir() / f"{job_stem}.json").exists():
+                with contextlib.suppress(FileNotFoundError):
+                    (live_dir() / job_stem).unlink()
+            continue  # else being rewritten in place: the next pass sees it
+        if job["stat"] in FINISHED:
+            file_finished(job_stem, job.get("finish_time"))
+            with contextlib.suppress(FileNotFoundError):
+                (live_dir() / job_stem).unlink()
+            continue
+        jobs.append(job)
+    return _sorted(jobs)
+
+
 def schedule() -> None:
     slots = int(settings()["SLOTS"])
     with locked():
-        jobs = all_jobs()
+        jobs = live_index()
         for job in jobs:
             # A runner that died without recording its job's end: LSF would lose
             # contact with the job; here it has certainly ended.
@@ -488,7 +621,7 @@ def cmd_bsub(argv: list[str]) -> int:
         job_file.write_text(script)
         job_file.chmod(0o700)
         # the submission environment, once per job id (not in every element's record:
-        # every command reads every record)
+        # the scheduling pass reads every live record)
         env_file = jobs_dir() / f"{job_id}.env"
         env_file.write_text(json.dumps(env))
         job = {
@@ -527,6 +660,8 @@ def cmd_bsub(argv: list[str]) -> int:
             save(job)
         else:  # one job id, one record per element (each is scheduled on its own)
             array_name, indices, slot_limit = array
+            # its elements, to find them by the array's id alone
+            (jobs_dir() / f"{job_id}.array").write_text(json.dumps(indices))
             for index in indices:
                 save({**job, "index": index, "array": array_name, "slot_limit": slot_limit,
                       "name": f"{array_name}[{index}]",
@@ -761,19 +896,20 @@ def cmd_bjobs(argv: list[str]) -> int:
         return 255
     schedule()
     clean = float(settings()["CLEAN_PERIOD"])
-    jobs = [j for j in all_jobs() if visible(j, clean)]
     errors: list[str] = []
     if refs:
         selected = []
         for ref in refs:
             # an array's id lists every element; "123[4]" only that one
-            found = select(jobs, ref)
+            found = [j for j in select(ref) if visible(j, clean)]
             if found:
                 selected.extend(found)
             else:
                 errors.append(f"Job <{ref[2]}> is not found")
+    elif show_all:
+        selected = visible_jobs(clean)
     else:
-        selected = [j for j in jobs if show_all or j["stat"] not in FINISHED]
+        selected = [j for j in live_jobs() if j["stat"] not in FINISHED]
     if name_filter is not None:
         selected = [j for j in selected if name_matches(j, name_filter)]
     try:
@@ -873,12 +1009,14 @@ def cmd_bkill(argv: list[str]) -> int:
     refs = [ref for ref in refs if ref[0] != 0]
     rc = 0
     with locked():
-        jobs = all_jobs()
+        jobs = live_index()  # the unfinished ones
+        # one record per live job, however many words name it: once killed, it is
+        # "already finished" to the next
+        by_key = {key(j): j for j in jobs}
         # (what bkill names in its answer, the jobs that answer is about)
         targets: list[tuple[str, list[dict[str, Any]]]] = []
         if name_filter is not None and (every or not refs):
-            matched = [j for j in jobs if name_matches(j, name_filter)
-                       and j["stat"] not in FINISHED]
+            matched = [j for j in jobs if name_matches(j, name_filter)]
             if not every:
                 matched = matched[-1:]  # a bare -J: the newest such job only
             if not matched:
@@ -886,7 +1024,7 @@ def cmd_bkill(argv: list[str]) -> int:
                 return 255
             targets += [(key(j), [j]) for j in matched]
         for ref in refs:
-            found = select(jobs, ref)
+            found = [by_key.get(key(j), j) for j in select(ref)]
             if ref[1] is None:
                 # a job, or a whole array: one answer for all its elements
                 targets.append((str(ref[0]), found))
@@ -896,11 +1034,10 @@ def cmd_bkill(argv: list[str]) -> int:
                 targets += [(f"{ref[0]}[{i}]", []) for i in ref[1] if i not in have]
         if not targets:
             # "By default, kills the last job that was submitted by the user"
-            live = [j for j in jobs if j["stat"] not in FINISHED]
-            if not live:
+            if not jobs:
                 print("No unfinished job found", file=sys.stderr)
                 return 255
-            targets = [(key(live[-1]), live[-1:])]
+            targets = [(key(jobs[-1]), jobs[-1:])]
         for label, members in targets:
             if not members:
                 print(f"Job <{label}>: No matching job found", file=sys.stderr)
@@ -1034,11 +1171,12 @@ def cmd_bhist(argv: list[str]) -> int:
         print("Bad job ID. Job not found.", file=sys.stderr)
         return 255
     schedule()
-    jobs = all_jobs()
     if refs:  # an array's id: every element's history
-        selected = [j for ref in refs for j in select(jobs, ref)]
+        selected = [j for ref in refs for j in select(ref)]
+    elif show_all:
+        selected = every_job()
     else:
-        selected = [j for j in jobs if show_all or j["stat"] not in FINISHED]
+        selected = [j for j in live_jobs() if j["stat"] not in FINISHED]
     if name_filter is not None:
         selected = [j for j in selected if name_matches(j, name_filter)]
     if not selected:
