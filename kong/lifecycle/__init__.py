@@ -57,7 +57,7 @@ from kong.lifecycle.attempt import (
 )
 from kong.lifecycle.retries import auto_retry, claim_retries
 from kong.lifecycle.stopping import KILL_CONFIRM_TIMEOUT, kill, remove, resubmit
-from kong.lifecycle.submitting import create, create_many, reconcile, submit
+from kong.lifecycle.submitting import create, create_many, move, reconcile, submit
 from kong.model.job import Job
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTEMPT_KEYS", "KILL_CONFIRM_TIMEOUT", "Attempt", "attempts_of", "backfill_usage",
-    "check_waitable", "claim_retries", "create", "create_many", "in_flight", "kill",
+    "check_waitable", "claim_retries", "create", "create_many", "in_flight", "kill", "move",
     "reconcile", "refresh", "refresh_from_view", "remove", "resubmit", "settled", "submit",
     "unclear_reason", "wait", "wait_iter",
 ]

@@ -1,5 +1,6 @@
-"""The lifecycle's first half: new rows, submits, and the reconciling of submits whose
-outcome is not known (by their tokens) before anything else touches those jobs."""
+"""The lifecycle's first half: new rows (and the folder they are in), submits, and the
+reconciling of submits whose outcome is not known (by their tokens) before anything
+else touches those jobs."""
 
 from __future__ import annotations
 
@@ -54,6 +55,17 @@ def create(driver: DriverBase, folder: Folder, *args: Any,
         driver.prepare_dirs([job])
     job.ensure_driver_instance(driver)
     return job
+
+
+def move(jobs: Sequence[Job], folder: Folder,
+         same_transaction: Callable[[], None] | None = None) -> None:
+    """Put the jobs into ``folder`` (``mv``); ``same_transaction`` makes the caller's
+    other changes of the move (its folders') in the same write, all or none."""
+    with db.write():
+        if same_transaction is not None:
+            same_transaction()
+        for job in jobs:
+            job.folder_id = folder.folder_id
 
 
 def create_many(
