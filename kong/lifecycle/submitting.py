@@ -21,6 +21,7 @@ from kong.lifecycle.attempt import (
     is_current,
     raise_problems,
     reload_rows,
+    removal_refusal,
     timestamp,
     unclear_reason,
     undecided_line,
@@ -180,6 +181,9 @@ def submit(
     for job in jobs:
         if job.status != JobStatus.CREATED:
             continue
+        if refusal := removal_refusal(job):
+            problems.append(refusal)  # an rm claimed it: no new attempt (checked again below)
+            continue
         if in_flight(job) and not force:
             problems.append(undecided_line(job, undecided.get(job.job_id, "not settled")))
             continue
@@ -194,12 +198,17 @@ def submit_new(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallba
     now = intent_at = timestamp()
     requests = []
     chosen = attempts_of(jobs)
+    problems: list[str] = []
     driver.prepare_submit(jobs)  # any question to the cluster before the write lock
     with db.write():  # the intent, before anything reaches the cluster
         left = reload_rows(jobs)
+        # An rm claims its jobs in a write of its own before it stops them or deletes
+        # their files: a job it claimed starts no new attempt (its files would go).
+        claimed = [why for j in jobs if j.job_id in left and (why := removal_refusal(j))]
+        problems.extend(claimed)
         # not those another kong removed, or submitted (or began to) meanwhile
         jobs = [j for j in jobs if j.job_id in left and j.status == JobStatus.CREATED
-                and is_current(j, chosen)]
+                and is_current(j, chosen) and not removal_refusal(j)]
         attempts = [(j, int((j.data or {}).get("attempt", 0)) + 1) for j in jobs]
         # in one call: the driver may name jobs it submits together (arrays) together
         tokens = driver.tokens(attempts)
@@ -221,7 +230,6 @@ def submit_new(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallba
         with contextlib.suppress(TransportError):
             reconcile(driver, jobs)
         raise
-    problems: list[str] = []
     ask: list[Job] = []
     orphans: list[Job] = []
     superseded: list[str] = []
