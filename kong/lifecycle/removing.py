@@ -7,12 +7,19 @@ job whose files this one is about to delete: submit, resubmit and retry refuse a
 claimed job (``attempt.removal_refusal``). A claim outlives a kill -9 of its rm; the
 next ``rm`` of the job takes it over and finishes the work (every step is one that
 may be done twice: a kill of what ended, an ``rm -rf`` of what is gone).
+
+A job array's dir on the host (its dispatcher, map and the scheduler's files of its
+elements) goes in the same round trip as the job dirs when the last kong job that
+ever belonged to the array is removed (``data["arrays"]``, written with the submit
+intent).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import String, cast, or_, select
 
 from kong import db
 from kong.lifecycle.attempt import (
@@ -45,7 +52,7 @@ def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
     else:  # nobody to ask or to stop: the rows go, the driver says where the files stay
         gone = list(claimed)
     ending = attempts_of(gone)
-    driver.remove_files(gone)
+    driver.remove_files(gone, last_of_arrays(gone))
     driver.forget_logs(gone)
     going = {j.job_id for j in gone}
     with db.write() as s:
@@ -87,3 +94,28 @@ def _unclaim(job: Job, mark: dict[str, Any]) -> None:
     data = job.data or {}
     if data.get(REMOVING) == mark:  # not another rm's, which still works on it
         job.data = {k: v for k, v in data.items() if k != REMOVING}
+
+
+def last_of_arrays(jobs: Sequence[Job]) -> list[str]:
+    """The job arrays (names) that no kong job but these belongs to any more: their
+    dirs on the host go with these jobs. One query per 100 arrays, on the text of
+    ``data`` (a name is unique to one submit; ``data["arrays"]`` confirms a match)."""
+    names = sorted({str(name) for job in jobs
+                    for name in (job.data or {}).get("arrays") or ()})
+    if not names:
+        return []
+    going = {j.job_id for j in jobs}
+    kept: set[str] = set()
+    text = cast(Job.data, String)
+    for start in range(0, len(names), 100):
+        chunk = names[start:start + 100]
+        query = select(Job.job_id, Job.data).where(
+            or_(*(text.like(f'%"{_like_escaped(name)}"%', escape="\\") for name in chunk)))
+        for job_id, data in db.session().execute(query):
+            if job_id not in going:
+                kept.update((data or {}).get("arrays") or ())
+    return [name for name in names if name not in kept]
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

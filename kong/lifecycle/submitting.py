@@ -220,6 +220,11 @@ def submit_new(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallba
                 data["history"] = history
             data.pop("submit_unclear", None)
             data.update(attempt=attempt, submitting=token, submitting_since=now)
+            array = driver.array_of(token)
+            if array is not None and array not in data.get("arrays", []):
+                # recorded before its files are uploaded: the array's dir on the host
+                # goes when the last job that ever belonged to it is removed
+                data["arrays"] = [*data.get("arrays", []), array]
             job.data = data
             requests.append(SubmitRequest(job, token))
         mine = attempts_of(jobs)
