@@ -161,3 +161,19 @@ def test_a_claimed_job_that_ends_is_not_retried(
     assert seen.status == JobStatus.FAILED and seen.batch_job_id == batch_id
     assert seen.data["attempt"] == 1 and not seen.data.get("history")
     assert len(fault_slurm.jobs()) == 1
+
+
+def test_an_rm_of_this_process_cut_short_says_so_here_too(
+    fault_slurm: FaultScheduler, state: State
+) -> None:
+    """A claim this very process left (an rm stopped by Ctrl-C in the shell) is an rm
+    cut short, not "another kong process"; rm finishes it."""
+    job = state.create_job(command="true")
+    claimed_by_this_process(job)  # made, as by an rm, but no rm of this process runs
+    with pytest.raises(DriverError, match=f"an earlier rm of job {job.job_id} was cut "
+                                          "short: run rm again"):
+        state.submit_job(job)
+    assert fault_slurm.submits == 0
+    state.rm(job)
+    with pytest.raises(Job.DoesNotExist):
+        state.get_jobs(job.job_id)

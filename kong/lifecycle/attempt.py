@@ -134,19 +134,23 @@ REMOVING = "removing"
 REMOVING_STALE_SECONDS = 300.0
 
 
+#: the marks (their "since") of the rms running in this process now
+ACTIVE_REMOVALS: set[str] = set()
+
+
 def removal_mark() -> dict[str, Any]:
     """The mark this process's ``rm`` puts on the jobs it claims."""
     return {"since": timestamp(), "pid": os.getpid(), "host": socket.gethostname()}
 
 
 def _process_gone(mark: Mapping[str, Any]) -> bool:
-    """Whether the process that made ``mark`` surely no longer runs (only knowable on
-    this host: another host's rm is judged by the mark's age alone)."""
+    """Whether the rm that made ``mark`` surely no longer runs (only knowable on this
+    host: another host's rm is judged by the mark's age alone)."""
     pid = mark.get("pid")
     if mark.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
         return False
-    if pid == os.getpid():
-        return False
+    if pid == os.getpid():  # this process: an rm cut short by Ctrl-C in the shell, say
+        return mark.get("since") not in ACTIVE_REMOVALS
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -23,6 +23,7 @@ from sqlalchemy import String, cast, or_, select
 
 from kong import db
 from kong.lifecycle.attempt import (
+    ACTIVE_REMOVALS,
     REMOVING,
     Attempt,
     attempts_of,
@@ -43,6 +44,16 @@ def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
     so); so does one another kong process submitted again before the claim."""
     problems: list[str] = []
     mark = removal_mark()
+    ACTIVE_REMOVALS.add(mark["since"])
+    try:
+        _remove(driver, jobs, mark, problems)
+    finally:
+        ACTIVE_REMOVALS.discard(mark["since"])
+    raise_problems(problems, "could not be removed", len(jobs))
+
+
+def _remove(driver: DriverBase, jobs: Sequence[Job], mark: dict[str, Any],
+            problems: list[str]) -> None:
     claimed = claim(jobs, attempts_of(jobs), mark, problems)
     if driver.reachable:
         killed, check, stop_problems = stop(driver, claimed)
@@ -67,7 +78,6 @@ def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
                 problems.append(f"job {job.job_id}: another kong process submitted it "
                                 "again meanwhile; not removed")
             _unclaim(job, mark)  # kept: it may be stopped, run again, removed later
-    raise_problems(problems, "could not be removed", len(jobs))
 
 
 def claim(jobs: Sequence[Job], seen: dict[int, Attempt], mark: dict[str, Any],
