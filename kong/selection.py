@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from kong import db
+from kong import db, lifecycle
 from kong.errors import (
     ArgumentTypeError,
     CannotCreateError,
@@ -232,11 +232,13 @@ class Selection:
                 raise FolderError(reason)
         if bulk and not movable and not jobs and skipped:
             raise FolderError("; ".join(reason for _, reason in skipped))
-        with db.write():
+        parent_id = dest_folder.folder_id
+
+        def move_folders() -> None:  # folder rows, in the jobs' write
             for folder in movable:
-                folder.parent_id = dest_folder.folder_id
-            for job in jobs:
-                job.folder_id = dest_folder.folder_id
+                folder.parent_id = parent_id
+
+        lifecycle.move(jobs, dest_folder, same_transaction=move_folders)
         for obj in [*movable, *jobs]:
             db.session().expire(obj, ["parent"] if isinstance(obj, Folder) else ["folder"])
         forget_collections()

@@ -99,13 +99,15 @@ class Reports(StateCore):
         return out
 
     def job_run_times(self, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """End reason and run time (seconds; None before the start) of many jobs, for
-        a listing: read with the database's JSON functions, never a whole ``data``."""
+        """End reason ("removing" while an rm has claimed the job) and run time
+        (seconds; None before the start) of many jobs, for a listing: read with the
+        database's JSON functions, never a whole ``data``."""
         from kong.usage import as_datetime
 
         data = Job.data
         columns = (Job.job_id, data["end_reason"].as_string(), data["start_time"].as_string(),
-                   data["end_time"].as_string(), data[("usage", "elapsed")].as_float())
+                   data["end_time"].as_string(), data[("usage", "elapsed")].as_float(),
+                   data[("removing", "since")].as_string())
         out: dict[int, dict[str, Any]] = {}
         now = time.time()
         s = db.session()
@@ -117,7 +119,7 @@ class Reports(StateCore):
             queries = [select(*columns).where(Job.job_id.in_(job_ids[i : i + 5000]))
                        for i in range(0, len(job_ids), 5000)]
         for query in queries:
-            for job_id, reason, started, ended, elapsed in s.execute(query):
+            for job_id, reason, started, ended, elapsed, removing in s.execute(query):
                 if job_id not in wanted:
                     continue
                 run = None
@@ -128,7 +130,9 @@ class Reports(StateCore):
                     if begin is not None:
                         stop = end.timestamp() if end is not None else now
                         run = max(0.0, stop - begin.timestamp())
-                out[job_id] = {"end_reason": reason, "run_time": run}
+                # an rm claimed it (and runs, or was cut short: rm again finishes it)
+                out[job_id] = {"end_reason": "removing" if removing else reason,
+                               "run_time": run}
         return out
 
     def report(

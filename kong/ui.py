@@ -322,6 +322,8 @@ def render_info(
     """Every field of each job as aligned ``key  value`` lines, one block per job, and
     its earlier runs as a small table. Plain lines, not rich tables: ``info -r`` of
     thousands of jobs must print as fast as ``--json``."""
+    from kong.lifecycle import removal_refusal
+
     out = out or sys.stdout
     color = use_color() if color is None else color
     bold = _ansi("bold") if color else ("", "")
@@ -338,6 +340,8 @@ def render_info(
         pairs.append(("log dir", job.log_dir))
         pairs.append(("output dir", job.output_dir))
         pairs.extend(accounting_pairs(job.data or {}, job.memory))
+        if refusal := removal_refusal(job):  # an rm claimed it
+            pairs.append(("removing", refusal.removeprefix(f"job {job.job_id}: ")))
         history: list[dict[str, Any]] = []
         for key, value in sorted((job.data or {}).items()):
             if key == "history" and isinstance(value, list) and all(

@@ -6,7 +6,7 @@ It is no Slurm: it exists to hit, on cue and in seconds, the faults a real clust
 cannot be made to hit (a submit that fails after N jobs, an ``sbatch`` still
 running when its client is killed, ``sbatch`` exit 0 with noise instead of an id,
 ``scancel`` permission denied, a scheduler that forgot a job's history, a status
-query held in flight while another kong process changes the job). Jobs
+query or a kill held in flight while another kong process changes the job). Jobs
 really run, in the background under ``sh``. The real-cluster tests of the same
 behaviour are in tests/test_driver_contract.py and tests/test_slurm.py.
 """
@@ -69,6 +69,15 @@ class FaultScheduler:
     def status_hanging(self) -> bool:
         """Whether a status query (squeue) is held by ``hang_status``."""
         return (self.dir / "status_hanging").exists()
+
+    def release_kill(self) -> None:
+        """Let the scancel held by ``hang_kill`` go on."""
+        (self.dir / "kill_release").touch()
+
+    @property
+    def kill_hanging(self) -> bool:
+        """Whether a scancel is held by ``hang_kill``."""
+        return (self.dir / "kill_hanging").exists()
 
     @property
     def submits(self) -> int:
@@ -138,6 +147,7 @@ def fault_slurm(request: pytest.FixtureRequest, kong_home: Path, tmp_path: Path,
     yield sched
     sched.release()
     sched.release_status()
+    sched.release_kill()
     # stop what the fake scheduler still runs: its jobs are this test's processes
     for batch_id in sched.live():
         pid_file = sched_dir / "jobs" / batch_id / "pid"

@@ -197,6 +197,28 @@ def test_kill_of_one_element_kills_only_it(kong: State, sched: ArrayCluster) -> 
     assert all(j.status == JobStatus.FAILED for j in jobs)
 
 
+def test_an_array_dir_goes_with_the_last_of_its_jobs(kong: State, sched: ArrayCluster) -> None:
+    """rm of one element keeps the array's dir (the others' dispatcher and map); rm of
+    the rest removes it, in the round trip that removes their job dirs."""
+    jobs = [kong.create_job(command="sleep 300") for _ in range(3)]
+    kong.submit_job([j.job_id for j in jobs])
+    driver = _driver(kong)
+    (array_id,) = sched.arrays(driver)
+    array_dir = f"{driver.base_dir}/.arrays/{sched.array_name(array_id)}"
+
+    def exists() -> bool:
+        return driver.transport.run(["test", "-d", array_dir]).exit_code == 0
+
+    assert exists()
+    kong.rm(jobs[0].job_id)
+    assert exists()
+    # one kill of both elements, one removal of their dirs and the array's
+    assert _trips(kong, lambda: kong.rm([j.job_id for j in jobs[1:]])) == 2
+    assert not exists()
+    await_condition(lambda: not any(s in sched.live for s in sched.states().values()), 60,
+                    "the array to leave the queue")
+
+
 def test_resubmit_of_an_element_runs_it_again_alone(kong: State, sched: ArrayCluster) -> None:
     jobs = [kong.create_job(command="echo run-$KONG_JOB_ID") for _ in range(3)]
     kong.submit_job([j.job_id for j in jobs])

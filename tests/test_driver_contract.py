@@ -286,6 +286,9 @@ def test_rm_cancels_on_the_cluster_and_deletes_everything(backend: Backend) -> N
     b.state.submit_job("/gone")
     snapshot = list(jobs)
     dirs = [j.log_dir.rsplit("/", 1)[0] for j in jobs]
+    arrays = f"{b.driver.base_dir}/.arrays"
+    if b.name in ("slurm", "lsf"):  # the three went as one array: its dir is there
+        assert b.driver.transport.run(["ls", "-A", arrays]).text().split(), arrays
     assert b.state.rm("/gone", recursive=True)
     with pytest.raises(NoSuchFolder):  # the folder is gone
         b.state.get_folders("/gone")
@@ -293,8 +296,14 @@ def test_rm_cancels_on_the_cluster_and_deletes_everything(backend: Backend) -> N
     if b.live_on_cluster is not None:
         live = b.live_on_cluster
         await_condition(lambda: live() == [], 60, "nothing of the folder left on the cluster")
-    sizes = b.driver.transport.sizes(dirs)
-    assert all(v is None for v in sizes.values()), sizes
+    assert b.driver.transport.run(["sh", "-c", _EXISTING, "sh", *dirs]).text().split() == []
+    # nor an array's dispatcher, map or scheduler files (the arrays' parent may stay)
+    listing = b.driver.transport.run(["sh", "-c", 'ls -A "$1" 2>/dev/null; true', "sh", arrays])
+    assert listing.text().split() == [], listing.text()
+
+
+#: prints those of its arguments that exist on the host (files or dirs)
+_EXISTING = 'for p; do if [ -e "$p" ]; then echo "$p"; fi; done'
 
 
 # Not lsf-noarrays: 200 plain bsub and bkill cost the simulator ~50 s of CI time, and
@@ -368,6 +377,10 @@ def test_crash_mid_submit_then_rm_leaves_nothing_on_the_cluster(backend: Backend
     while (left := b.live_on_cluster()) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left == []
+    # nor the dirs of its arrays, those that reached the scheduler and those that did not
+    arrays = f"{b.driver.base_dir}/.arrays"
+    listing = b.driver.transport.run(["sh", "-c", 'ls -A "$1" 2>/dev/null; true', "sh", arrays])
+    assert listing.text().split() == [], listing.text()
 
 
 @pytest.mark.parametrize("backend", BATCH, indirect=True)

@@ -53,6 +53,15 @@ def array_name(first_token: str) -> str:
     return f"{first_token}{ARRAY_SUFFIX}"
 
 
+_NAME = re.compile(r"^kong-[A-Za-z0-9_.-]+" + re.escape(ARRAY_SUFFIX) + r"$")
+
+
+def is_array_name(name: str) -> bool:
+    """Whether ``name`` is an array's name as kong makes them (one path component:
+    a name read back from the database may be deleted as a dir under ``.arrays/``)."""
+    return bool(_NAME.match(name)) and ".." not in name
+
+
 def element_token(name: str, index: int) -> str:
     return f"{name}[{index}]"
 

@@ -349,10 +349,21 @@ class DriverBase(ABC):
         """``queue_limits()``, asked once per driver: a site's limits seldom change."""
         return self.queue_limits()
 
-    def remove_files(self, jobs: Sequence[Job]) -> None:
-        """Delete the jobs' dirs on the host, in one command."""
-        if jobs:
-            self.transport.remove_trees([self.job_paths(j).job_dir for j in jobs])
+    def array_of(self, token: str) -> str | None:
+        """The name of the job array whose element a submit ``token`` makes its job
+        (``kong.drivers.arrays``); None for a plain job, and for drivers without arrays."""
+        return None
+
+    def array_dirs(self, arrays: Sequence[str]) -> list[str]:
+        """The dirs on the host of these job arrays (names from ``array_of``)."""
+        return []
+
+    def remove_files(self, jobs: Sequence[Job], arrays: Sequence[str] = ()) -> None:
+        """Delete the jobs' dirs on the host and the dirs of ``arrays`` (job arrays whose
+        last kong job goes: ``kong.lifecycle`` knows which), in one command."""
+        trees = [self.job_paths(j).job_dir for j in jobs] + self.array_dirs(arrays)
+        if trees:
+            self.transport.remove_trees(trees)
 
     def sizes(self, jobs: Sequence[Job]) -> dict[int, int]:
         """Bytes in each job's output dir, in one ``du``."""

@@ -33,6 +33,7 @@ from kong.drivers.arrays import (
     array_name,
     chunks,
     element_token,
+    is_array_name,
     mappable,
     parse_element_token,
 )
@@ -213,6 +214,17 @@ class BatchDriver(SharedStatus, DriverBase):
         """The batch id of one element of the array the scheduler named ``array_id``."""
         return f"{array_id}_{index}"
 
+    def array_of(self, token: str) -> str | None:
+        element = parse_element_token(token) if self.ARRAYS else None
+        return None if element is None else element[0]
+
+    def array_dir(self, name: str) -> str:
+        """Where an array's dispatcher, map and the scheduler's files of its elements live."""
+        return f"{self.base_dir}/.arrays/{name}"
+
+    def array_dirs(self, arrays: Sequence[str]) -> list[str]:
+        return [self.array_dir(name) for name in arrays if is_array_name(name)]
+
     def tokens(self, attempts: Sequence[tuple[Job, int]]) -> list[str]:
         """Plain tokens, except for jobs that go as arrays: those of this submit whose
         array headers are equal, two or more at a time, chunked to ``array_limit``."""
@@ -256,7 +268,7 @@ class BatchDriver(SharedStatus, DriverBase):
         for name, elements in members.items():
             first = elements[0][0]
             array = ArraySubmission(
-                name, f"{self.base_dir}/.arrays/{name}",
+                name, self.array_dir(name),
                 tuple(ArrayElement(e.job.job_id, index, e.paths) for e, index in elements))
             header = self.array_header(first.job, first.options, name, len(elements),
                                        array.dir)

@@ -230,10 +230,11 @@ class LocalDriver(DriverBase):
         grace = self._grace(self.profile.options)
         return {by_dir[d]: result for d, result in self._kill_dirs(list(by_dir), grace).items()}
 
-    def remove_files(self, jobs: Sequence[Job]) -> None:
+    def remove_files(self, jobs: Sequence[Job], arrays: Sequence[str] = ()) -> None:
         """Stop whatever runs in the jobs' dirs, whatever their rows say, then delete
         them: another kong process may have started a job this one still sees
-        CREATED, and a job left running would write into (and recreate) its dir."""
+        CREATED, and a job left running would write into (and recreate) its dir.
+        (The local driver submits no job arrays: ``arrays`` is always empty.)"""
         if not jobs:
             return
         dirs = [self.job_paths(j).job_dir for j in jobs]

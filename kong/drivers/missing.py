@@ -87,7 +87,7 @@ class MissingProfileDriver(DriverBase):
     def sizes(self, jobs: Sequence[Job]) -> dict[int, int]:
         return {}
 
-    def remove_files(self, jobs: Sequence[Job]) -> None:
+    def remove_files(self, jobs: Sequence[Job], arrays: Sequence[str] = ()) -> None:
         """The files stay on the host, and a warning says where."""
         if not jobs:
             return

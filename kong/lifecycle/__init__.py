@@ -33,7 +33,8 @@ part named for what it does); each part imports only the ones before it:
 * ``attempt``: what a row says of its attempt; reading rows again inside a write;
 * ``submitting``: new rows, submit, reconcile;
 * ``answers``: the scheduler's status answers (and the agent's view, and usage);
-* ``stopping``: kill, resubmit, remove;
+* ``stopping``: kill, resubmit;
+* ``removing``: remove (claim the rows, stop, delete files, then rows);
 * ``retries``: the retry of jobs that just ended, as their policy says.
 
 Callers (``kong.state``, ``Job``) use the names below, not the parts.
@@ -52,12 +53,14 @@ from kong.lifecycle.attempt import (
     attempts_of,
     check_waitable,
     in_flight,
+    removal_refusal,
     settled,
     unclear_reason,
 )
+from kong.lifecycle.removing import remove
 from kong.lifecycle.retries import auto_retry, claim_retries
-from kong.lifecycle.stopping import KILL_CONFIRM_TIMEOUT, kill, remove, resubmit
-from kong.lifecycle.submitting import create, create_many, reconcile, submit
+from kong.lifecycle.stopping import KILL_CONFIRM_TIMEOUT, kill, resubmit
+from kong.lifecycle.submitting import create, create_many, move, reconcile, submit
 from kong.model.job import Job
 
 if TYPE_CHECKING:
@@ -65,8 +68,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTEMPT_KEYS", "KILL_CONFIRM_TIMEOUT", "Attempt", "attempts_of", "backfill_usage",
-    "check_waitable", "claim_retries", "create", "create_many", "in_flight", "kill",
-    "reconcile", "refresh", "refresh_from_view", "remove", "resubmit", "settled", "submit",
+    "check_waitable", "claim_retries", "create", "create_many", "in_flight", "kill", "move",
+    "reconcile", "refresh", "refresh_from_view", "removal_refusal", "remove", "resubmit",
+    "settled", "submit",
     "unclear_reason", "wait", "wait_iter",
 ]
 

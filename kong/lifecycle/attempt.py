@@ -10,6 +10,8 @@ kill or end is never written over.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -124,6 +126,57 @@ def check_waitable(jobs: Sequence[Job]) -> None:
     if stuck:
         job, why = stuck[0]
         raise DriverError(f"{len(stuck)} job(s) cannot be waited for: {undecided_line(job, why)}")
+
+
+#: the data key of a job an ``rm`` has claimed: ``{"since", "pid", "host"}`` of that rm
+REMOVING = "removing"
+#: a removal mark older than this is taken for one whose rm was cut short
+REMOVING_STALE_SECONDS = 300.0
+
+
+#: the marks (their "since") of the rms running in this process now
+ACTIVE_REMOVALS: set[str] = set()
+
+
+def removal_mark() -> dict[str, Any]:
+    """The mark this process's ``rm`` puts on the jobs it claims."""
+    return {"since": timestamp(), "pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _process_gone(mark: Mapping[str, Any]) -> bool:
+    """Whether the rm that made ``mark`` surely no longer runs (only knowable on this
+    host: another host's rm is judged by the mark's age alone)."""
+    pid = mark.get("pid")
+    if mark.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():  # this process: an rm cut short by Ctrl-C in the shell, say
+        return mark.get("since") not in ACTIVE_REMOVALS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def removal_refusal(job: Job) -> str | None:
+    """Why no new attempt of the job may start: an ``rm`` claimed it (one line), or
+    None. A claim whose process is gone, or that is older than a few minutes, is an rm
+    cut short (kill -9, a closed terminal): ``rm`` again finishes it."""
+    mark = (job.data or {}).get(REMOVING)
+    if not mark:
+        return None
+    if not isinstance(mark, dict):
+        mark = {}
+    try:
+        age = datetime.now(UTC).timestamp() - datetime.fromisoformat(
+            str(mark.get("since"))).timestamp()
+    except ValueError:
+        age = float("inf")
+    if age > REMOVING_STALE_SECONDS or _process_gone(mark):
+        return f"an earlier rm of job {job.job_id} was cut short: run rm again"
+    return f"job {job.job_id}: being removed by another kong process"
 
 
 def raise_problems(problems: Sequence[str], what: str, total: int) -> None:

@@ -8,7 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kong import db, retry
-from kong.lifecycle.attempt import Attempt, attempts_of, is_current, reload_rows
+from kong.lifecycle.attempt import (
+    Attempt,
+    attempts_of,
+    is_current,
+    reload_rows,
+    removal_refusal,
+)
 from kong.lifecycle.stopping import resubmit
 from kong.model.job import Job
 
@@ -50,7 +56,8 @@ def claim_retries(jobs: Sequence[Job], ended: Mapping[int, Attempt] | None = Non
         left = reload_rows(jobs)
         for job in jobs:
             if (job.job_id in left and is_current(job, ended) and job.status.finished
-                    and not (job.data or {}).get("retry_claimed")):
+                    and not (job.data or {}).get("retry_claimed")
+                    and not removal_refusal(job)):  # an rm claimed it: it runs no more
                 job.set_data(retry_claimed=True)
                 claimed.append(job)
     return claimed

@@ -1,5 +1,6 @@
-"""The lifecycle's ends: kill, resubmit (stop, confirm the end, run again as a new
-attempt) and remove; what the scheduler says of a kill decides what the row says."""
+"""The lifecycle's ends: kill and resubmit (stop, confirm the end, run again as a new
+attempt); what the scheduler says of a kill decides what the row says. ``removing``
+builds ``remove`` on the stop here."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from kong.lifecycle.attempt import (
     in_flight,
     raise_problems,
     reload_rows,
+    removal_refusal,
     unclear_reason,
     undecided_line,
 )
@@ -39,7 +41,7 @@ def _mark_killed(job: Job, reason: str = "killed by kong") -> None:
     job.data = data
 
 
-def _stop(driver: DriverBase, jobs: Sequence[Job]) -> tuple[list[Job], list[Job], list[str]]:
+def stop(driver: DriverBase, jobs: Sequence[Job]) -> tuple[list[Job], list[Job], list[str]]:
     """Stop every job of ``jobs`` that may be on the cluster: reconcile, kill by batch
     id, and by token what kong cannot settle. Returns (killed, to check, problems):
     killed jobs are FAILED already; "to check" said "finished" or gave no clear
@@ -89,7 +91,7 @@ def _stop(driver: DriverBase, jobs: Sequence[Job]) -> tuple[list[Job], list[Job]
 def kill(driver: DriverBase, jobs: Sequence[Job]) -> None:
     """Kill the jobs that are queued, running, UNKNOWN or being submitted. A killed job
     reads FAILED at once; one that had already ended keeps its end."""
-    _killed, check, problems = _stop(driver, jobs)
+    _killed, check, problems = stop(driver, jobs)
     if check:
         refresh_status(driver, check)  # no retry: a job being killed is not run again
     raise_problems(problems, "could not be killed", len(jobs))
@@ -132,6 +134,11 @@ def resubmit(
     next attempts' resources already worked out (``auto``: by a retry policy)."""
     problems: list[str] = []
     total = len(jobs)
+    # a job an rm claimed runs no more (checked again where the new attempt is written)
+    problems.extend(why for j in jobs if (why := removal_refusal(j)))
+    jobs = [j for j in jobs if not removal_refusal(j)]
+    if not jobs:
+        raise_problems(problems, "could not be resubmitted", total)
     if plans is None:  # worked out before anything is stopped: a refusal changes nothing
         plans = {}
         for job in jobs:
@@ -142,10 +149,10 @@ def resubmit(
         if not plans:
             raise_problems(problems, "could not be resubmitted", total)
         jobs = [j for j in jobs if j.job_id in plans]
-    killed, check, stop_problems = _stop(driver, jobs)
+    killed, check, stop_problems = stop(driver, jobs)
     problems.extend(stop_problems)
     stopped = attempts_of(jobs)  # what ends here; another kong may run it again meanwhile
-    blocked = {j.job_id for j in jobs} - {j.job_id for j in jobs if _may_rerun(j)}
+    blocked = {j.job_id for j in jobs} - {j.job_id for j in jobs if may_rerun(j)}
     blocked -= {j.job_id for j in [*killed, *check]}
     stuck = _await_end(driver, [*killed, *check], KILL_CONFIRM_TIMEOUT)
     for job in stuck:
@@ -160,6 +167,9 @@ def resubmit(
         # not those another kong removed, or ran again, meanwhile (nothing runs twice)
         rerun = [j for j in rerun if j.job_id in left
                  and stopped[j.job_id].same(Attempt.of(j))]
+        # nor those an rm claimed meanwhile: it deletes their files and rows
+        problems.extend(why for j in rerun if (why := removal_refusal(j)))
+        rerun = [j for j in rerun if not removal_refusal(j)]
         for job in rerun:
             data = dict(job.data or {})
             history = list(data.get("history", []))
@@ -204,35 +214,8 @@ def _with_resources(driver: DriverBase, job: Job, data: dict[str, Any], plan: re
     return data
 
 
-def _may_rerun(job: Job) -> bool:
+def may_rerun(job: Job) -> bool:
     """Whether nothing of the job's last attempt may still run (so it can run again)."""
     if in_flight(job):
         return False  # stopped by token (then FAILED) or still being submitted
     return not (job.batch_job_id and job.status in LIVE)
-
-
-def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
-    """Stop what may still run, delete the jobs' files, cached logs and rows. A job
-    that could not be stopped keeps its row (and the error says so)."""
-    if driver.reachable:
-        killed, check, problems = _stop(driver, jobs)
-        stopped = {j.job_id for j in [*killed, *check]}
-        gone = [j for j in jobs if j.job_id in stopped or _may_rerun(j)]
-    else:  # nobody to ask or to stop: the rows go, the driver says where the files stay
-        gone, problems = list(jobs), []
-    ending = attempts_of(gone)
-    driver.remove_files(gone)
-    driver.forget_logs(gone)
-    with db.write() as s:
-        left = reload_rows(gone)
-        for job in gone:
-            if job.job_id not in left:
-                continue
-            if not ending[job.job_id].same(Attempt.of(job)):
-                # a row whose job may run on is kept, so that it can be stopped
-                problems.append(f"job {job.job_id}: another kong process submitted it "
-                                "again meanwhile; not removed")
-                continue
-            s.delete(job)
-    raise_problems(problems, "could not be removed", len(jobs))
-

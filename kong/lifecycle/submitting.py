@@ -1,5 +1,6 @@
-"""The lifecycle's first half: new rows, submits, and the reconciling of submits whose
-outcome is not known (by their tokens) before anything else touches those jobs."""
+"""The lifecycle's first half: new rows (and the folder they are in), submits, and the
+reconciling of submits whose outcome is not known (by their tokens) before anything
+else touches those jobs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from kong.lifecycle.attempt import (
     is_current,
     raise_problems,
     reload_rows,
+    removal_refusal,
     timestamp,
     unclear_reason,
     undecided_line,
@@ -54,6 +56,17 @@ def create(driver: DriverBase, folder: Folder, *args: Any,
         driver.prepare_dirs([job])
     job.ensure_driver_instance(driver)
     return job
+
+
+def move(jobs: Sequence[Job], folder: Folder,
+         same_transaction: Callable[[], None] | None = None) -> None:
+    """Put the jobs into ``folder`` (``mv``); ``same_transaction`` makes the caller's
+    other changes of the move (its folders') in the same write, all or none."""
+    with db.write():
+        if same_transaction is not None:
+            same_transaction()
+        for job in jobs:
+            job.folder_id = folder.folder_id
 
 
 def create_many(
@@ -168,6 +181,9 @@ def submit(
     for job in jobs:
         if job.status != JobStatus.CREATED:
             continue
+        if refusal := removal_refusal(job):
+            problems.append(refusal)  # an rm claimed it: no new attempt (checked again below)
+            continue
         if in_flight(job) and not force:
             problems.append(undecided_line(job, undecided.get(job.job_id, "not settled")))
             continue
@@ -182,12 +198,17 @@ def submit_new(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallba
     now = intent_at = timestamp()
     requests = []
     chosen = attempts_of(jobs)
+    problems: list[str] = []
     driver.prepare_submit(jobs)  # any question to the cluster before the write lock
     with db.write():  # the intent, before anything reaches the cluster
         left = reload_rows(jobs)
+        # An rm claims its jobs in a write of its own before it stops them or deletes
+        # their files: a job it claimed starts no new attempt (its files would go).
+        claimed = [why for j in jobs if j.job_id in left and (why := removal_refusal(j))]
+        problems.extend(claimed)
         # not those another kong removed, or submitted (or began to) meanwhile
         jobs = [j for j in jobs if j.job_id in left and j.status == JobStatus.CREATED
-                and is_current(j, chosen)]
+                and is_current(j, chosen) and not removal_refusal(j)]
         attempts = [(j, int((j.data or {}).get("attempt", 0)) + 1) for j in jobs]
         # in one call: the driver may name jobs it submits together (arrays) together
         tokens = driver.tokens(attempts)
@@ -199,6 +220,11 @@ def submit_new(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallba
                 data["history"] = history
             data.pop("submit_unclear", None)
             data.update(attempt=attempt, submitting=token, submitting_since=now)
+            array = driver.array_of(token)
+            if array is not None and array not in data.get("arrays", []):
+                # recorded before its files are uploaded: the array's dir on the host
+                # goes when the last job that ever belonged to it is removed
+                data["arrays"] = [*data.get("arrays", []), array]
             job.data = data
             requests.append(SubmitRequest(job, token))
         mine = attempts_of(jobs)
@@ -209,7 +235,6 @@ def submit_new(driver: DriverBase, jobs: Sequence[Job], progress: ProgressCallba
         with contextlib.suppress(TransportError):
             reconcile(driver, jobs)
         raise
-    problems: list[str] = []
     ask: list[Job] = []
     orphans: list[Job] = []
     superseded: list[str] = []
