@@ -81,11 +81,14 @@ def _counters(state: Any) -> dict[str, int]:
 
 def _warm(state: Any) -> None:
     """Open the connections and learn the remote home first: a user's second command
-    finds them open (and with the agent, so does the first)."""
+    finds them open (and with the agent, so does the first); and what a driver asks
+    once of a cluster and keeps in the data dir (Slurm's MaxArraySize, LSF's
+    MAX_JOB_ARRAY_SIZE): a profile's first submit costs one round trip more."""
     for name in state.config.profiles:
         driver = state.driver(name)
         driver.transport.run(["true"])
         _ = driver.base_dir
+        driver.prepare_submit([])
 
 
 def _timed(state: Any, action: Callable[[], Any]) -> dict[str, Any]:
