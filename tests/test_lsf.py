@@ -23,15 +23,7 @@ from kong.config import Config
 from kong.drivers.lsf import LSFDriver
 from kong.model.job import Job, JobStatus
 from kong.state import State
-from tests.batchtests import (
-    connection_cut_mid_submit,
-    create,
-    read_log,
-    resubmit_failed_only_then_rm,
-    root,
-    statuses,
-    wait_until,
-)
+from tests import batchtests as bt
 from tests.clusters import Cluster, needs_container
 from tests.fixtures_state import make_state
 
@@ -103,13 +95,13 @@ def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> Non
     needs_container(lsf_cluster)
     kong.mkdir("/bulk")
     kong.cd("/bulk")
-    jobs = create(kong, 100, lambda i: (
+    jobs = bt.create(kong, 100, lambda i: (
         f'echo "out-{i} $LSB_JOBID $LSB_JOBNAME $LSB_QUEUE $LSB_DJOB_NUMPROC $LSB_HOSTS"; '
         f"echo err-{i} >&2; exit {i % 4}"
     ))
 
     trips = round_trips(kong, lambda: kong.submit_job("/bulk"))
-    assert statuses(jobs) == {JobStatus.SUBMITTED: 100}
+    assert bt.statuses(jobs) == {JobStatus.SUBMITTED: 100}
     assert len({j.batch_job_id for j in jobs}) == 100
     assert trips <= 3  # upload + submit loop (+ the remote home, once per process)
 
@@ -122,7 +114,7 @@ def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> Non
         else:
             assert job.status == JobStatus.FAILED and data["scheduler_state"] == "EXIT"
         assert data["node"] and data["submit_time"] and data["start_time"] and data["end_time"]
-    assert statuses(jobs) == {JobStatus.COMPLETED: 25, JobStatus.FAILED: 75}
+    assert bt.statuses(jobs) == {JobStatus.COMPLETED: 25, JobStatus.FAILED: 75}
     per_job = submissions_per_job(lsf_cluster)
     assert sorted(per_job) == sorted(j.job_id for j in jobs)
     assert set(per_job.values()) == {1}
@@ -131,14 +123,14 @@ def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> Non
     cache = kong.config.data_dir / "logcache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
     job = jobs[7]
-    trips = round_trips(kong, lambda: read_log(job, "stdout"))
+    trips = round_trips(kong, lambda: bt.read_log(job, "stdout"))
     assert trips <= 2
     token = f"kong-{db.install_id()}-{job.job_id}-1"
     host = (job.data or {})["node"]
-    assert read_log(job, "stdout") == f"out-7 {job.batch_job_id} {token} normal 1 {host}\n"
-    assert read_log(job, "stderr") == "err-7\n"
+    assert bt.read_log(job, "stdout") == f"out-7 {job.batch_job_id} {token} normal 1 {host}\n"
+    assert bt.read_log(job, "stderr") == "err-7\n"
     # LSF's job report goes to its own -o file, beside kong's logs
-    report = root(lsf_cluster, f"cat {driver_of(kong).lsf_log(job)}")
+    report = bt.root(lsf_cluster, f"cat {driver_of(kong).lsf_log(job)}")
     assert f"Subject: Job {job.batch_job_id}: <{token}>" in report
     assert "Exited with exit code 3." in report
     fetched = [p for p in cache.rglob("*") if p.is_file()]
@@ -148,8 +140,8 @@ def test_100_jobs_bulk_with_exit_codes(kong: State, lsf_cluster: Cluster) -> Non
 def test_stdout_while_the_job_runs(kong: State, lsf_cluster: Cluster) -> None:
     job = kong.create_job(command="echo started; sleep 300")
     kong.submit_job(job)
-    wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
-    wait_until(lambda: read_log(job, "stdout") == "started\n", 30, "its first line, live")
+    bt.wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
+    bt.wait_until(lambda: bt.read_log(job, "stdout") == "started\n", 30, "its first line, live")
     kong.kill_job(job)
     assert job.status == JobStatus.FAILED
 
@@ -169,7 +161,7 @@ def test_options_reach_lsf(kong_home: Path, lsf_cluster: Cluster) -> None:
     state.submit_job(job)
     state.wait(job, notify=False, timeout=60)
     assert job.status == JobStatus.COMPLETED
-    assert read_log(job, "stdout") == "short 2\n"
+    assert bt.read_log(job, "stdout") == "short 2\n"
     (record,) = [j for j in lsf_jobs(lsf_cluster) if str(j["id"]) == job.batch_job_id]
     assert record["queue"] == "short"  # the job's own option wins over the profile's
     assert record["project"] == "proj-a"
@@ -192,11 +184,11 @@ def sim_settings(cluster: Cluster, **values: object) -> Iterator[None]:
     """Lines for the simulator's /etc/lsf-sim.conf while the block runs (later wins)."""
     conf = "/etc/lsf-sim.conf"
     lines = "\n".join(f"{k}={v}" for k, v in values.items())
-    root(cluster, f"cp {conf} {conf}.orig && printf '%s\\n' '{lines}' >> {conf}")
+    bt.root(cluster, f"cp {conf} {conf}.orig && printf '%s\\n' '{lines}' >> {conf}")
     try:
         yield
     finally:
-        root(cluster, f"mv {conf}.orig {conf}")
+        bt.root(cluster, f"mv {conf}.orig {conf}")
 
 
 def test_walltime_exceeded(kong: State, lsf_cluster: Cluster) -> None:
@@ -222,7 +214,7 @@ def test_round_trips_and_kill_2_vs_100(kong: State, lsf_cluster: Cluster) -> Non
     for n in (2, 100):
         costs[n] = _submit_refresh_kill(kong, n)
         if n == 100:  # 8 slots: the rest wait their turn
-            assert statuses(kong.get_jobs("/rt100"))[JobStatus.FAILED] == 100
+            assert bt.statuses(kong.get_jobs("/rt100"))[JobStatus.FAILED] == 100
     print(f"round trips by number of jobs: {costs}")
     assert costs[2] == costs[100]
     assert costs[2] == {"submit": 2, "refresh": 1, "kill": 1}
@@ -230,30 +222,30 @@ def test_round_trips_and_kill_2_vs_100(kong: State, lsf_cluster: Cluster) -> Non
     # Killed for real: LSF says EXIT, killed by its owner, and nothing runs any more.
     ours = [j for j in lsf_jobs(lsf_cluster)
             if j["name"].startswith(f"kong-{db.install_id()}-")]
-    wait_until(lambda: all(j["stat"] == "EXIT" for j in _refetch(lsf_cluster, ours)), 30,
+    bt.wait_until(lambda: all(j["stat"] == "EXIT" for j in _refetch(lsf_cluster, ours)), 30,
                "the killed jobs end")
     assert {j["exit_reason"] for j in _refetch(lsf_cluster, ours)} == {
         "TERM_OWNER: job killed by owner"}
-    assert root(lsf_cluster, "pgrep -c -u kong -x sleep || true").strip() == "0"
+    assert bt.root(lsf_cluster, "pgrep -c -u kong -x sleep || true").strip() == "0"
     # A later refresh does not bring them back to life.
     kong.refresh_jobs(kong.get_jobs("/rt100"))
-    assert statuses(kong.get_jobs("/rt100")) == {JobStatus.FAILED: 100}
+    assert bt.statuses(kong.get_jobs("/rt100")) == {JobStatus.FAILED: 100}
 
 
 def _submit_refresh_kill(kong: State, n: int) -> dict[str, int]:
     """Round trips of submit, refresh and kill for ``n`` sleeping jobs."""
     folder = f"/rt{n}"
     kong.mkdir(folder)
-    jobs = create(kong, n, lambda i: "sleep 300", folder=folder)
+    jobs = bt.create(kong, n, lambda i: "sleep 300", folder=folder)
     costs = {"submit": round_trips(kong, lambda: kong.submit_job(folder))}
-    assert statuses(jobs) == {JobStatus.SUBMITTED: n}
-    wait_until(lambda: _any_running(kong, jobs), 60, "a job running")
+    assert bt.statuses(jobs) == {JobStatus.SUBMITTED: n}
+    bt.wait_until(lambda: _any_running(kong, jobs), 60, "a job running")
     costs["refresh"] = round_trips(kong, lambda: kong.refresh_jobs(jobs))
     assert all(j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING) for j in jobs)
     if n > 8:  # 8 slots: the rest wait their turn, PEND
-        assert statuses(jobs)[JobStatus.SUBMITTED] >= n - 8
+        assert bt.statuses(jobs)[JobStatus.SUBMITTED] >= n - 8
     costs["kill"] = round_trips(kong, lambda: kong.kill_job(folder))
-    assert statuses(jobs) == {JobStatus.FAILED: n}
+    assert bt.statuses(jobs) == {JobStatus.FAILED: n}
     assert all((j.data or {}).get("killed") for j in jobs)
     return costs
 
@@ -273,7 +265,7 @@ def _any_running(state: State, jobs: Sequence[Job]) -> bool:
 
 def test_resubmit_failed_only_then_rm(kong: State, lsf_cluster: Cluster) -> None:
     needs_container(lsf_cluster)
-    resubmit_failed_only_then_rm(kong, lsf_cluster, lambda: submissions_per_job(lsf_cluster),
+    bt.resubmit_failed_only_then_rm(kong, lsf_cluster, lambda: submissions_per_job(lsf_cluster),
                                  lambda job: driver_of(kong).job_paths(job).job_dir)
 
 # -- absence is not completion ---------------------------------------------------------
@@ -284,10 +276,10 @@ def test_aged_out_jobs_come_from_bhist_forgotten_ones_are_unknown(
 ) -> None:
     needs_container(lsf_cluster)
     kong.mkdir("/aged")
-    jobs = create(kong, 3, lambda i: f"exit {i * 3}", folder="/aged")
+    jobs = bt.create(kong, 3, lambda i: f"exit {i * 3}", folder="/aged")
     kong.submit_job("/aged")
     ids = {j.batch_job_id for j in jobs}
-    wait_until(lambda: all(j["stat"] in ("DONE", "EXIT") for j in lsf_jobs(lsf_cluster)
+    bt.wait_until(lambda: all(j["stat"] in ("DONE", "EXIT") for j in lsf_jobs(lsf_cluster)
                            if str(j["id"]) in ids), 60, "the jobs end in LSF")
     with sim_settings(lsf_cluster, CLEAN_PERIOD=0):
         # bjobs -a no longer lists them; bhist -l has them, in the same round trip
@@ -300,12 +292,12 @@ def test_aged_out_jobs_come_from_bhist_forgotten_ones_are_unknown(
         # A job LSF forgot entirely (no bjobs, no bhist) that left no exit code: UNKNOWN
         job = kong.create_job(command="sleep 300", folder="/aged")
         kong.submit_job(job)
-        wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
+        bt.wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
         (record,) = [j for j in lsf_jobs(lsf_cluster) if str(j["id"]) == job.batch_job_id]
         # runner first (it would record the end), then the job's whole process group
         # (its shell would write the exit_code file), then LSF's memory of it
-        root(lsf_cluster, f"kill -KILL {record['runner_pid']}; kill -KILL -- -{record['job_pid']}; "
-                          f"rm -f {SPOOL}/{job.batch_job_id}.json")
+        bt.root(lsf_cluster, f"kill -KILL {record['runner_pid']}; "
+                f"kill -KILL -- -{record['job_pid']}; rm -f {SPOOL}/{job.batch_job_id}.json")
         kong.refresh_jobs([job])
         assert job.status == JobStatus.UNKNOWN
 
@@ -315,7 +307,7 @@ def test_bjobs_without_json_falls_back_to_delimited_output(
 ) -> None:
     needs_container(lsf_cluster)
     kong.mkdir("/old")
-    jobs = create(kong, 4, lambda i: f"exit {i}", folder="/old")
+    jobs = bt.create(kong, 4, lambda i: f"exit {i}", folder="/old")
     with sim_settings(lsf_cluster, JSON="N"):  # bjobs before LSF 10.1.0.2
         kong.submit_job("/old")
         kong.wait("/old", notify=False, timeout=60)
@@ -335,7 +327,7 @@ def test_a_reused_job_id_is_not_taken_for_ours(kong: State, lsf_cluster: Cluster
     needs_container(lsf_cluster)
     job = kong.create_job(command="sleep 300")
     kong.submit_job(job)
-    wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
+    bt.wait_until(lambda: _any_running(kong, [job]), 60, "the job running")
     path = f"{SPOOL}/{job.batch_job_id}.json"
     code, out = lsf_cluster.exec(["python3", "-c", (
         "import json, sys, time; p = sys.argv[1]; j = json.load(open(p)); "
@@ -345,7 +337,7 @@ def test_a_reused_job_id_is_not_taken_for_ours(kong: State, lsf_cluster: Cluster
     assert code == 0, out
     kong.refresh_jobs([job])
     assert job.status == JobStatus.UNKNOWN  # not COMPLETED
-    root(lsf_cluster, "pkill -u kong -x sleep || true")
+    bt.root(lsf_cluster, "pkill -u kong -x sleep || true")
 
 
 # -- a connection cut in the middle of a bulk submit -------------------------------------
@@ -365,7 +357,7 @@ def test_connection_cut_during_submit_no_double_submission(
     runs = '"${KONG_JOB_OUTPUT_DIR%/*/*}/runs.txt"'
     prefix = f"kong-{db.install_id()}-"
     # LSF must take each token (a plain job's, or an array's element name[i]) once
-    jobs = connection_cut_mid_submit(
+    jobs = bt.connection_cut_mid_submit(
         kong, lsf_cluster, 100,
         lambda: sum(j["name"].startswith(prefix) for j in lsf_jobs(lsf_cluster)),
         lambda: Counter(j["name"] for j in lsf_jobs(lsf_cluster) if j["name"].startswith(prefix)),
@@ -396,13 +388,13 @@ def test_simulator_job_arrays_as_lsf_documents_them(lsf_cluster: Cluster) -> Non
     job_id = out.split("<")[1].split(">")[0]
     # the slot limit: one element at a time, the others PEND; all under one id
     assert as_user(f"bjobs -noheader -o 'stat' {job_id}").split().count("RUN") <= 1
-    wait_until(lambda: "DONE" in as_user(f"bjobs -a -noheader -o 'stat' {job_id}"), 30,
+    bt.wait_until(lambda: "DONE" in as_user(f"bjobs -a -noheader -o 'stat' {job_id}"), 30,
                "the first element to end")
     rows = as_user(f"bjobs -a -noheader -o \"jobid jobindex job_name delimiter='|'\" {job_id}")
     assert rows.split() == [f"{job_id}|{i}|sim[{i}]" for i in (1, 2, 3)]
     assert as_user(f"bjobs -a -noheader -o 'job_name' '{job_id}[2]'").split() == ["sim[2]"]
     assert as_user(f"bkill '{job_id}[3]'").strip() == f"Job <{job_id}[3]> is being terminated"
-    wait_until(lambda: as_user(f"bjobs -a -noheader -o 'stat' {job_id}").split()
+    bt.wait_until(lambda: as_user(f"bjobs -a -noheader -o 'stat' {job_id}").split()
                == ["DONE", "DONE", "EXIT"], 30, "the other element to run, the killed not")
     # each element's output first in its own -o file (%J: the id, %I: its index)
     firsts = [as_user(f"head -n 1 out.{job_id}.{i}").strip() for i in (1, 2)]

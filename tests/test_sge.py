@@ -23,17 +23,7 @@ from kong.drivers.sge import ACCOUNTING_PENDING, SGEDriver
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
-from tests.batchtests import (
-    connection_cut_mid_submit,
-    counts_of_names,
-    create,
-    read_log,
-    resubmit_failed_only_then_rm,
-    root,
-    settled_counts,
-    statuses,
-    wait_until,
-)
+from tests import batchtests as bt
 from tests.clusters import Cluster, ClusterFactory, needs_container
 from tests.fixtures_state import make_state
 
@@ -72,19 +62,19 @@ def qacct_names(cluster: Cluster) -> list[str]:
 
 def submissions_per_job(cluster: Cluster) -> Counter[int]:
     """How many runs of each kong job of this database Grid Engine accounted for."""
-    return counts_of_names(qacct_names(cluster))
+    return bt.counts_of_names(qacct_names(cluster))
 
 
 def accounted(cluster: Cluster, runs: int, settle: float = 0.0) -> Counter[int]:
     """``submissions_per_job`` once qacct has at least ``runs`` records, and again
     after ``settle`` more seconds (a late second record would show then)."""
-    return settled_counts(lambda: submissions_per_job(cluster), runs, settle, timeout=90,
+    return bt.settled_counts(lambda: submissions_per_job(cluster), runs, settle, timeout=90,
                           what="qacct")
 
 
 def queued(cluster: Cluster) -> list[str]:
     """Names of this kong's jobs still in qstat (pending, running, deleting)."""
-    out = root(cluster, "qstat -u '*' -xml | sed -n 's:.*<JB_name>\\(.*\\)</JB_name>.*:\\1:p'")
+    out = bt.root(cluster, "qstat -u '*' -xml | sed -n 's:.*<JB_name>\\(.*\\)</JB_name>.*:\\1:p'")
     return [n for n in out.split() if n.startswith(f"kong-{db.install_id()}-")]
 
 
@@ -95,9 +85,9 @@ def test_bulk_submit_exit_codes_and_logs(kong: State, sge_cluster: Cluster) -> N
     needs_container(sge_cluster)
     kong.mkdir("/bulk")
     kong.cd("/bulk")
-    jobs = create(kong, 40, lambda i: f"echo out-{i}; echo err-{i} >&2; exit {i % 4}")
+    jobs = bt.create(kong, 40, lambda i: f"echo out-{i}; echo err-{i} >&2; exit {i % 4}")
     kong.submit_job("/bulk")
-    assert statuses(jobs) == {JobStatus.SUBMITTED: 40}
+    assert bt.statuses(jobs) == {JobStatus.SUBMITTED: 40}
     assert len({j.batch_job_id for j in jobs}) == 40
 
     kong.wait("/bulk", notify=False, timeout=240)
@@ -109,9 +99,9 @@ def test_bulk_submit_exit_codes_and_logs(kong: State, sge_cluster: Cluster) -> N
         else:
             assert job.status == JobStatus.FAILED and data["scheduler_state"] == "EXITED"
         assert data["node"] and data["submit_time"] and data["start_time"] and data["end_time"]
-    assert statuses(jobs) == {JobStatus.COMPLETED: 10, JobStatus.FAILED: 30}
-    assert read_log(jobs[7], "stdout") == "out-7\n"
-    assert read_log(jobs[7], "stderr") == "err-7\n"
+    assert bt.statuses(jobs) == {JobStatus.COMPLETED: 10, JobStatus.FAILED: 30}
+    assert bt.read_log(jobs[7], "stdout") == "out-7\n"
+    assert bt.read_log(jobs[7], "stderr") == "err-7\n"
     per_job = accounted(sge_cluster, 40, settle=1)
     assert len(per_job) == 40 and set(per_job.values()) == {1}
 
@@ -133,14 +123,14 @@ def test_round_trips_and_kill_2_vs_200(kong: State, sge_cluster: Cluster) -> Non
     for n in (2, 200):
         folder = f"/rt{n}"
         kong.mkdir(folder)
-        jobs = create(kong, n, lambda i: "sleep 300", folder=folder)
+        jobs = bt.create(kong, n, lambda i: "sleep 300", folder=folder)
         costs[n] = {"submit": round_trips(kong, lambda f=folder: kong.submit_job(f))}
-        assert statuses(jobs) == {JobStatus.SUBMITTED: n}
-        wait_until(lambda js=jobs: _any_running(kong, js), 90, "a job running")
+        assert bt.statuses(jobs) == {JobStatus.SUBMITTED: n}
+        bt.wait_until(lambda js=jobs: _any_running(kong, js), 90, "a job running")
         costs[n]["refresh"] = round_trips(kong, lambda js=jobs: kong.refresh_jobs(js))
         assert all(j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING) for j in jobs)
         costs[n]["kill"] = round_trips(kong, lambda f=folder: kong.kill_job(f))
-        assert statuses(jobs) == {JobStatus.FAILED: n}
+        assert bt.statuses(jobs) == {JobStatus.FAILED: n}
         assert all((j.data or {}).get("killed") for j in jobs)
     print(f"round trips by number of jobs: {costs}")
     assert costs[2] == costs[200]
@@ -148,11 +138,11 @@ def test_round_trips_and_kill_2_vs_200(kong: State, sge_cluster: Cluster) -> Non
 
     # Killed for real: nothing of ours left in qstat; the running ones were accounted
     # for as deleted by Grid Engine (failed 100), the pending ones leave no record.
-    wait_until(lambda: not queued(sge_cluster), 60, "the killed jobs leave qstat")
-    out = root(sge_cluster, f"qacct -j 'kong-{db.install_id()}-*' | awk '$1 == \"failed\"'")
+    bt.wait_until(lambda: not queued(sge_cluster), 60, "the killed jobs leave qstat")
+    out = bt.root(sge_cluster, f"qacct -j 'kong-{db.install_id()}-*' | awk '$1 == \"failed\"'")
     assert {line.split()[1] for line in out.splitlines()} == {"100"}
     kong.refresh_jobs(kong.get_jobs("/rt200"))
-    assert statuses(kong.get_jobs("/rt200")) == {JobStatus.FAILED: 200}
+    assert bt.statuses(kong.get_jobs("/rt200")) == {JobStatus.FAILED: 200}
 
 
 # -- the accounting delay: absence is not completion ------------------------------------
@@ -166,10 +156,10 @@ def slow_accounting(sge_cluster: Cluster) -> Iterator[None]:
 
     def flush(value: str) -> None:
         # qconf -Mconf takes the configuration's name from the file's name
-        root(sge_cluster, "mkdir -p /tmp/kong-test-conf && qconf -sconf global | sed "
+        bt.root(sge_cluster, "mkdir -p /tmp/kong-test-conf && qconf -sconf global | sed "
                           f"'s/accounting_flush_time=[0-9:]*/accounting_flush_time={value}/' "
                           "> /tmp/kong-test-conf/global && qconf -Mconf /tmp/kong-test-conf/global")
-        conf = root(sge_cluster, "qconf -sconf global")
+        conf = bt.root(sge_cluster, "qconf -sconf global")
         assert f"accounting_flush_time={value}" in conf, conf
 
     flush("00:00:15")
@@ -187,7 +177,7 @@ def test_absent_during_accounting_delay_is_unknown_not_done(
     name = f"kong-{db.install_id()}-{job.job_id}-1"
     exit_file = driver_of(kong).job_paths(job).exit_code
     # The job has ended (its exit code file is written) and left qstat...
-    wait_until(lambda: sge_cluster.exec(f"test -f {exit_file}")[0] == 0
+    bt.wait_until(lambda: sge_cluster.exec(f"test -f {exit_file}")[0] == 0
                and name not in queued(sge_cluster), 90, "the job ends and leaves qstat")
     assert name not in qacct_names(sge_cluster), "qacct already has it: no delay to test"
     # ... but Grid Engine's history does not say so yet: not finished.
@@ -211,8 +201,8 @@ def test_pe_slots_walltime_memory_project_reach_grid_engine(
     kong.submit_job(job)
     kong.wait(job, notify=False, timeout=120)
     assert job.status == JobStatus.COMPLETED, job.data
-    assert read_log(job, "stdout") == "slots=2 nproc=2\n"
-    record = root(sge_cluster, f"qacct -j {job.batch_job_id}")
+    assert bt.read_log(job, "stdout") == "slots=2 nproc=2\n"
+    record = bt.root(sge_cluster, f"qacct -j {job.batch_job_id}")
     assert re.search(r"^granted_pe\s+smp\s*$", record, re.MULTILINE)
     assert re.search(r"^slots\s+2\s*$", record, re.MULTILINE)
     category = re.search(r"^category\s+(.*)$", record, re.MULTILINE)
@@ -244,7 +234,7 @@ def test_qsub_refusal_is_one_clear_error_and_the_rest_runs(kong: State) -> None:
         kong.submit_job([j.job_id for j in (*good, bad)])
     assert bad.status == JobStatus.CREATED and not (bad.data or {}).get("submitting")
     kong.wait([j.job_id for j in good], notify=False, timeout=90)
-    assert statuses(good) == {JobStatus.COMPLETED: 2}
+    assert bt.statuses(good) == {JobStatus.COMPLETED: 2}
 
 
 # -- resubmit failed only, rm ------------------------------------------------------------
@@ -252,7 +242,7 @@ def test_qsub_refusal_is_one_clear_error_and_the_rest_runs(kong: State) -> None:
 
 def test_resubmit_failed_only_then_rm(kong: State, sge_cluster: Cluster) -> None:
     needs_container(sge_cluster)
-    resubmit_failed_only_then_rm(kong, sge_cluster, lambda: submissions_per_job(sge_cluster),
+    bt.resubmit_failed_only_then_rm(kong, sge_cluster, lambda: submissions_per_job(sge_cluster),
                                  lambda job: driver_of(kong).job_paths(job).job_dir)
 
 # -- a connection cut in the middle of a bulk submit -------------------------------------
@@ -263,7 +253,7 @@ def test_connection_cut_during_submit_no_double_submission(
 ) -> None:
     needs_container(sge_cluster)
     # Recovery finds the submitted jobs by name, in qstat and qacct.
-    connection_cut_mid_submit(
+    bt.connection_cut_mid_submit(
         kong, sge_cluster, 120,
         lambda: len(queued(sge_cluster)) + len(qacct_names(sge_cluster)),
         lambda: submissions_per_job(sge_cluster), timeout=300)
@@ -278,7 +268,7 @@ def test_unreadable_accounting_falls_back_to_exit_code_files_and_says_so_once(
     administrators may read (mode 600, restored afterwards)."""
     needs_container(sge_cluster)
     accounting = "/var/lib/gridengine/default/common/accounting"
-    root(sge_cluster, f"chmod 600 {accounting}")
+    bt.root(sge_cluster, f"chmod 600 {accounting}")
     sge._warned.clear()
     try:
         jobs = [kong.create_job(command=f"exit {i}") for i in (0, 3)]
@@ -296,11 +286,11 @@ def test_unreadable_accounting_falls_back_to_exit_code_files_and_says_so_once(
         # the one case with a second round trip: the exit_code files
         fresh = kong.create_job(command="sleep 1")
         kong.submit_job(fresh)
-        wait_until(lambda: not queued(sge_cluster), 60, "the job leaves qstat")
+        bt.wait_until(lambda: not queued(sge_cluster), 60, "the job leaves qstat")
         assert round_trips(kong, lambda: kong.refresh_jobs([fresh])) == 2
         assert fresh.status == JobStatus.COMPLETED
     finally:
-        root(sge_cluster, f"chmod 644 {accounting}")
+        bt.root(sge_cluster, f"chmod 644 {accounting}")
 
 
 # -- two Grid Engines side by side -----------------------------------------------------
@@ -323,9 +313,9 @@ def test_two_grid_engines_side_by_side(cluster_factory: ClusterFactory,
         def jobnames(cluster: Cluster) -> str:
             return cluster.exec("qacct -j 2>/dev/null | awk '$1 == \"jobname\"'")[1]
 
-        wait_until(lambda: name in jobnames(other), 30, "qacct of the second cluster has it")
+        bt.wait_until(lambda: name in jobnames(other), 30, "qacct of the second cluster has it")
         assert name not in jobnames(sge_cluster)
-        assert root(other, f"qacct -j {batch_id} | awk '$1 == \"exit_status\" {{ print $2 }}'"
+        assert bt.root(other, f"qacct -j {batch_id} | awk '$1 == \"exit_status\" {{ print $2 }}'"
                     ).strip() == "0"
     finally:
         cluster_factory.stop(other)
@@ -349,7 +339,7 @@ def test_reconcile_finds_a_job_that_ended_before_its_accounting_record(
                              f"qsub -terse {paths.script}", input=script)
     assert result.returncode == 0, result.stderr
     batch_id = result.stdout.split()[0]
-    wait_until(lambda: token not in queued(sge_cluster), 60, "the job ends and leaves qstat")
+    bt.wait_until(lambda: token not in queued(sge_cluster), 60, "the job ends and leaves qstat")
     assert token not in qacct_names(sge_cluster), "qacct already has it: no delay to test"
 
     kong.submit_job(job)  # reconciles first

@@ -23,17 +23,7 @@ from kong.drivers.slurm import SlurmDriver
 from kong.errors import DriverError
 from kong.model.job import Job, JobStatus
 from kong.state import State
-from tests.batchtests import (
-    connection_cut_mid_submit,
-    counts_of_names,
-    create,
-    read_log,
-    resubmit_failed_only_then_rm,
-    root,
-    settled_counts,
-    statuses,
-    wait_until,
-)
+from tests import batchtests as bt
 from tests.clusters import Cluster, needs_container
 from tests.fixtures_state import make_state
 
@@ -80,25 +70,25 @@ def round_trips(state: State, action: Callable[[], object], name: str = "slurm")
 
 def sacct_names(cluster: Cluster) -> list[str]:
     """Every job name in the accounting database, as root (all users)."""
-    out = root(cluster, "sacct -a -X -n -P -S now-1days -o JobName")
+    out = bt.root(cluster, "sacct -a -X -n -P -S now-1days -o JobName")
     return out.split()
 
 
 def submissions_per_job(cluster: Cluster) -> Counter[int]:
     """How many times the scheduler got each kong job of this database (any attempt)."""
-    return counts_of_names(sacct_names(cluster))
+    return bt.counts_of_names(sacct_names(cluster))
 
 
 def accounted(cluster: Cluster, submissions: int, settle: float = 0.0) -> Counter[int]:
     """``submissions_per_job`` once sacct has at least ``submissions`` of them (slurmdbd
     learns of jobs a few seconds late), and again after ``settle`` more seconds."""
-    return settled_counts(lambda: submissions_per_job(cluster), submissions, settle,
+    return bt.settled_counts(lambda: submissions_per_job(cluster), submissions, settle,
                           what="sacct")
 
 
 def queued(cluster: Cluster) -> int:
     """kong jobs of this database still in slurmctld's queue (pending/running)."""
-    out = root(cluster, f"squeue -h -a -o %j | grep -c '^kong-{db.install_id()}-' || true")
+    out = bt.root(cluster, f"squeue -h -a -o %j | grep -c '^kong-{db.install_id()}-' || true")
     return int(out.strip().splitlines()[-1])
 
 
@@ -109,10 +99,10 @@ def test_200_jobs_bulk_with_exit_codes(kong: State, slurm_cluster: Cluster) -> N
     needs_container(slurm_cluster)
     kong.mkdir("/bulk")
     kong.cd("/bulk")
-    jobs = create(kong, 200, lambda i: f"echo out-{i}; echo err-{i} >&2; exit {i % 4}")
+    jobs = bt.create(kong, 200, lambda i: f"echo out-{i}; echo err-{i} >&2; exit {i % 4}")
 
     trips = round_trips(kong, lambda: kong.submit_job("/bulk"))
-    assert statuses(jobs) == {JobStatus.SUBMITTED: 200}
+    assert bt.statuses(jobs) == {JobStatus.SUBMITTED: 200}
     assert len({j.batch_job_id for j in jobs}) == 200
     assert trips <= 3  # upload + submit loop (+ the remote home, once per process)
 
@@ -125,16 +115,16 @@ def test_200_jobs_bulk_with_exit_codes(kong: State, slurm_cluster: Cluster) -> N
         else:
             assert job.status == JobStatus.FAILED and data["scheduler_state"] == "FAILED"
         assert data["node"] and data["submit_time"] and data["start_time"] and data["end_time"]
-    assert statuses(jobs) == {JobStatus.COMPLETED: 50, JobStatus.FAILED: 150}
+    assert bt.statuses(jobs) == {JobStatus.COMPLETED: 50, JobStatus.FAILED: 150}
     per_job = accounted(slurm_cluster, 200, settle=2)
     assert len(per_job) == 200 and set(per_job.values()) == {1}
 
     # Logs stay on the cluster until asked for; then only that one is fetched.
     cache = kong.config.data_dir / "logcache"
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
-    trips = round_trips(kong, lambda: read_log(jobs[7], "stdout"))
-    assert read_log(jobs[7], "stdout") == "out-7\n"
-    assert read_log(jobs[7], "stderr") == "err-7\n"
+    trips = round_trips(kong, lambda: bt.read_log(jobs[7], "stdout"))
+    assert bt.read_log(jobs[7], "stdout") == "out-7\n"
+    assert bt.read_log(jobs[7], "stderr") == "err-7\n"
     assert trips <= 2
     fetched = [p for p in cache.rglob("*") if p.is_file()]
     assert fetched and all(f"/{jobs[7].job_id}/" in str(p) for p in fetched)
@@ -149,28 +139,28 @@ def test_round_trips_and_kill_2_vs_200(kong: State, slurm_cluster: Cluster) -> N
     for n in (2, 200):
         folder = f"/rt{n}"
         kong.mkdir(folder)
-        jobs = create(kong, n, lambda i: "sleep 300", folder=folder)
+        jobs = bt.create(kong, n, lambda i: "sleep 300", folder=folder)
         costs[n] = {"submit": round_trips(kong, lambda f=folder: kong.submit_job(f))}
-        assert statuses(jobs) == {JobStatus.SUBMITTED: n}
-        wait_until(lambda js=jobs: _any_running(kong, js), 60, "a job running")
+        assert bt.statuses(jobs) == {JobStatus.SUBMITTED: n}
+        bt.wait_until(lambda js=jobs: _any_running(kong, js), 60, "a job running")
         costs[n]["refresh"] = round_trips(kong, lambda js=jobs: kong.refresh_jobs(js))
         assert all(j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING) for j in jobs)
         costs[n]["kill"] = round_trips(kong, lambda f=folder: kong.kill_job(f))
-        assert statuses(jobs) == {JobStatus.FAILED: n}
+        assert bt.statuses(jobs) == {JobStatus.FAILED: n}
         assert all((j.data or {}).get("killed") for j in jobs)
     print(f"round trips by number of jobs: {costs}")
     assert costs[2] == costs[200]
     assert costs[2] == {"submit": 2, "refresh": 1, "kill": 1}
 
     # Killed for real: nothing of ours left in the queue, sacct says CANCELLED.
-    wait_until(lambda: queued(slurm_cluster) == 0, 30, "the killed jobs leave the queue")
+    bt.wait_until(lambda: queued(slurm_cluster) == 0, 30, "the killed jobs leave the queue")
     accounted(slurm_cluster, 202)
-    states = root(slurm_cluster, f"sacct -a -X -n -P -S now-1days -o JobName,State "
+    states = bt.root(slurm_cluster, f"sacct -a -X -n -P -S now-1days -o JobName,State "
                                  f"| grep '^kong-{db.install_id()}-' | cut -d'|' -f2 | sort -u")
     assert {s.split()[0] for s in states.splitlines()} == {"CANCELLED"}
     # A later refresh does not bring them back to life.
     kong.refresh_jobs(kong.get_jobs("/rt200"))
-    assert statuses(kong.get_jobs("/rt200")) == {JobStatus.FAILED: 200}
+    assert bt.statuses(kong.get_jobs("/rt200")) == {JobStatus.FAILED: 200}
 
 
 def _any_running(state: State, jobs: Sequence[Job]) -> bool:
@@ -189,7 +179,7 @@ def test_sbatch_refusal_is_one_clear_error_and_the_rest_runs(kong: State) -> Non
     assert bad.status == JobStatus.CREATED and not (bad.data or {}).get("submitting")
     assert all(j.status == JobStatus.SUBMITTED for j in good)
     kong.wait([j.job_id for j in good], notify=False, timeout=60)
-    assert statuses(good) == {JobStatus.COMPLETED: 2}
+    assert bt.statuses(good) == {JobStatus.COMPLETED: 2}
 
 
 # -- walltime ----------------------------------------------------------------------------
@@ -204,7 +194,7 @@ def test_sbatch_refusal_is_one_clear_error_and_the_rest_runs(kong: State) -> Non
 
 def test_resubmit_failed_only_then_rm(kong: State, slurm_cluster: Cluster) -> None:
     needs_container(slurm_cluster)
-    resubmit_failed_only_then_rm(kong, slurm_cluster, lambda: submissions_per_job(slurm_cluster),
+    bt.resubmit_failed_only_then_rm(kong, slurm_cluster, lambda: submissions_per_job(slurm_cluster),
                                  lambda job: driver_of(kong).job_paths(job).job_dir)
 
 # -- a connection cut in the middle of a bulk submit -------------------------------------
@@ -216,11 +206,11 @@ def test_connection_cut_during_submit_no_double_submission(
     needs_container(slurm_cluster)
 
     def submitted_so_far() -> int:
-        out = root(slurm_cluster, f"squeue -h -a -t all -o %j | grep '^kong-{db.install_id()}-'"
+        out = bt.root(slurm_cluster, f"squeue -h -a -t all -o %j | grep '^kong-{db.install_id()}-'"
                                   " || true")
         return len(out.split())
 
-    connection_cut_mid_submit(kong, slurm_cluster, 200, submitted_so_far,
+    bt.connection_cut_mid_submit(kong, slurm_cluster, 200, submitted_so_far,
                               lambda: submissions_per_job(slurm_cluster), cut_after=20)
 
 # -- two clusters ------------------------------------------------------------------------
@@ -263,7 +253,7 @@ def test_two_clusters_one_tree_refreshed_concurrently(
         i = int(job.command.rsplit(" ", 1)[1])
         assert (job.data or {})["exit_code"] == i
         assert job.status == (JobStatus.COMPLETED if i == 0 else JobStatus.FAILED)
-        assert read_log(job, "stdout") == f"{job.profile}\n"
+        assert bt.read_log(job, "stdout") == f"{job.profile}\n"
     for cluster in (slurm_cluster, slurm_cluster_b):
         if cluster.container_id is not None:
             assert sum(accounted(cluster, 6, settle=1).values()) == 6
@@ -278,7 +268,7 @@ def test_without_accounting_falls_back_and_says_so_once(
     """sacct answers as on a cluster with accounting storage off (a wrapper in place of
     the real sacct, restored afterwards); squeue and scontrol still tell the story."""
     needs_container(slurm_cluster_b)
-    root(slurm_cluster_b, "mv /usr/bin/sacct /usr/bin/sacct.real && printf '%s\\n' '#!/bin/sh' "
+    bt.root(slurm_cluster_b, "mv /usr/bin/sacct /usr/bin/sacct.real && printf '%s\\n' '#!/bin/sh' "
          "'echo \"sacct: error: Slurm accounting storage is disabled\" >&2' 'exit 1' "
          "> /usr/bin/sacct && chmod 755 /usr/bin/sacct")
     slurm._warned.clear()
@@ -296,4 +286,4 @@ def test_without_accounting_falls_back_and_says_so_once(
         assert len(warnings) == 1, caplog.text
         assert "Slurm accounting storage is disabled" in warnings[0].getMessage()
     finally:
-        root(slurm_cluster_b, "mv /usr/bin/sacct.real /usr/bin/sacct")
+        bt.root(slurm_cluster_b, "mv /usr/bin/sacct.real /usr/bin/sacct")
