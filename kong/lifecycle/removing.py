@@ -54,7 +54,15 @@ def remove(driver: DriverBase, jobs: Sequence[Job]) -> None:
 
 def _remove(driver: DriverBase, jobs: Sequence[Job], mark: dict[str, Any],
             problems: list[str]) -> None:
-    claimed = claim(jobs, attempts_of(jobs), mark, problems)
+    try:
+        claimed = claim(jobs, attempts_of(jobs), mark, problems)
+    except db.DatabaseError as exc:
+        if "disk is full" not in str(exc):
+            raise
+        # A full disk cannot take the claim, and rm is how a user frees it: remove
+        # unclaimed, as before claims; the attempt check of the last write still keeps
+        # a job another kong process submitted again meanwhile.
+        claimed = list(jobs)
     if driver.reachable:
         killed, check, stop_problems = stop(driver, claimed)
         problems.extend(stop_problems)
