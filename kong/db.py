@@ -48,6 +48,10 @@ _DAMAGED = ("file is not a database", "database disk image is malformed")
 class DatabaseError(KongError):
     """The database cannot be opened or written: damaged, newer, read-only, disk full."""
 
+
+class DiskFull(DatabaseError):
+    """The database cannot grow: its disk is full (or failing)."""
+
 # One session per process, shared by the threads that run drivers concurrently;
 # every change goes through write(), which holds _write_lock.
 _session: Session | None = None
@@ -190,7 +194,7 @@ def _explain(path: Path, exc: BaseException) -> None:
             "it away to start a new one"
         ) from None
     if "database or disk is full" in message or "disk I/O error" in message:
-        raise DatabaseError(f"cannot write the database {path}: {message} (free some space: "
+        raise DiskFull(f"cannot write the database {path}: {message} (free some space: "
                             "kong rm removes jobs and their files)") from None
     if "readonly database" in message:
         raise DatabaseError(f"the database {path} is read-only: listing works, "

@@ -56,9 +56,7 @@ def _remove(driver: DriverBase, jobs: Sequence[Job], mark: dict[str, Any],
             problems: list[str]) -> None:
     try:
         claimed = claim(jobs, attempts_of(jobs), mark, problems)
-    except db.DatabaseError as exc:
-        if "disk is full" not in str(exc):
-            raise
+    except db.DiskFull:
         # A full disk cannot take the claim, and rm is how a user frees it: remove
         # unclaimed, as before claims; the attempt check of the last write still keeps
         # a job another kong process submitted again meanwhile.
