@@ -9,12 +9,14 @@ so a file may still change between create and submit.
 Outputs. ``pull`` brings each job's output dir to ``DEST/<folder path>/<job id>/``:
 per profile one manifest command for all jobs, a comparison with the local copy
 (size + mtime), and one stream of what is new or changed (``kong.remote.transfer``).
-A dry run is the same plan without the stream, so its sizes are what a pull moves.
+A job with no local dir yet skips the manifest: over SSH the host lists it and sends
+it on in the same command (``fetch_trees``), so a first pull is one round trip. A
+dry run is the manifest and the plan without the stream, so its sizes are what a
+pull moves.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import threading
 from collections.abc import Callable, Sequence
@@ -25,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from kong.errors import ArgumentTypeError, ArgumentValueError, ConfigError, ConnectionLost
 from kong.remote import transfer
-from kong.remote.transfer import FetchItem
+from kong.remote.transfer import FetchItem, TreeRequest
+from kong.remote.transfer_remote import wanted
 
 if TYPE_CHECKING:
     from kong.config import Config
@@ -96,14 +99,6 @@ def job_dest(dest: Path, folder_path: str, job_id: int) -> Path:
     return dest.joinpath(*[p for p in folder_path.split("/") if p], str(job_id))
 
 
-def _matches(rel: str, patterns: Sequence[str]) -> bool:
-    """rsync-like: a pattern without / matches the base name anywhere; one with / the
-    whole path below the output dir."""
-    base = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(rel, p) if "/" in p else fnmatch.fnmatchcase(base, p)
-               for p in patterns)
-
-
 @dataclass
 class JobPull:
     """One job's part of a pull: what comes, and what is already here."""
@@ -115,6 +110,10 @@ class JobPull:
     unchanged: int = 0  # files the local copy has in this version
     missing: bool = False  # the job has no output dir on its host (yet)
     finished: bool = False
+    #: nothing of it is here yet: it comes whole, listed and sent in one command, and
+    #: ``items`` / ``missing`` are known once that command's listing arrives
+    whole: bool = False
+    inputs: tuple[str, ...] = ()
 
     @property
     def bytes(self) -> int:
@@ -153,41 +152,65 @@ def plan(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     checksum: bool = False,
+    whole_if_new: bool = False,
 ) -> list[JobPull]:
-    """One manifest command for all ``jobs`` of a profile, compared with the local copies."""
+    """One manifest command for all ``jobs`` of a profile, compared with the local copies.
+
+    ``whole_if_new`` (a pull, not a dry run, on a transport that streams): a job with
+    no local dir yet is not listed here; ``run`` lists and sends it in one command."""
     if not driver.reachable:
         ids = ", ".join(str(j.job_id) for j in jobs[:5]) + (" ..." if len(jobs) > 5 else "")
         raise ConfigError(f"cannot pull job(s) {ids}: their profile {driver.profile.name!r} "
                           f"is no longer in the config")
-    remote_dirs = {job.job_id: driver.job_paths(job).output_dir for job in jobs}
-    listing = transfer.manifest(driver.transport, list(remote_dirs.values()), checksum)
+    whole_if_new = whole_if_new and driver.transport.streams
     pulls = []
     for job in jobs:
-        remote_dir = remote_dirs[job.job_id]
-        pull = JobPull(job.job_id, remote_dir, dest_of[job.job_id],
-                       finished=job.status.finished)
+        pull = JobPull(job.job_id, driver.job_paths(job).output_dir, dest_of[job.job_id],
+                       finished=job.status.finished, inputs=tuple(input_names(job)))
+        # Nothing to compare with and no part to continue: the dir comes whole.
+        pull.whole = whole_if_new and not pull.local_dir.exists()
+        pulls.append(pull)
+    listed = [p for p in pulls if not p.whole]
+    listing = transfer.manifest(driver.transport, [p.remote_dir for p in listed], checksum)
+    for pull in listed:
+        remote_dir = pull.remote_dir
         files = listing.get(remote_dir)
         if files is None:
             pull.missing = True
-            pulls.append(pull)
             continue
-        # Inputs came from the laptop: they are not results.
-        inputs = input_names(job)
         local_dir = str(pull.local_dir)
         for rf in files:
-            if any(rf.rel == n or rf.rel.startswith(n + "/") for n in inputs):
-                continue
-            if include and not _matches(rf.rel, include):
-                continue
-            if exclude and _matches(rf.rel, exclude):
+            # Inputs came from the laptop: they are not results.
+            if not wanted(rf.rel, pull.inputs, include, exclude):
                 continue
             item = transfer.plan_file(f"{remote_dir}/{rf.rel}", f"{local_dir}/{rf.rel}", rf)
             if item is None:
                 pull.unchanged += 1
             else:
                 pull.items.append(item)
-        pulls.append(pull)
     return pulls
+
+
+class _Progress:
+    """Bytes done over bytes planned, across every profile's thread; a whole dir's
+    bytes join the total when its listing arrives."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
+        self._lock = threading.Lock()
+        self._done = 0
+        self._total = total
+        self._report = report
+
+    def planned(self, n: int) -> None:
+        with self._lock:
+            self._total += n
+
+    def moved(self, n: int) -> None:
+        with self._lock:
+            self._done += n
+            done, total = self._done, self._total
+        if self._report is not None:
+            self._report(done, total)
 
 
 def run(
@@ -195,15 +218,36 @@ def run(
     pulls: Sequence[JobPull],
     result: PullResult,
     lock: threading.Lock,
-    progress: Callable[[int], None] | None = None,
+    progress: _Progress,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
     remove_remote: bool = False,
 ) -> None:
-    """Fetch what ``pulls`` planned, in one stream; then, if asked, remove the output
-    dirs of finished jobs whose every file arrived whole."""
-    items = [item for pull in pulls for item in pull.items]
+    """Fetch what ``pulls`` planned in one stream, and the dirs that come whole in one
+    command; then, if asked, remove the output dirs of finished jobs whose every file
+    arrived whole."""
+    whole = {p.remote_dir: p for p in pulls if p.whole}
+
+    def listed(coming: dict[str, list[FetchItem] | None]) -> None:
+        for remote_dir, items in coming.items():
+            pull = whole[remote_dir]
+            pull.missing = items is None
+            pull.items = items or []
+            progress.planned(pull.bytes)
+
+    items = [item for pull in pulls if not pull.whole for item in pull.items]
+    report = transfer.FetchReport()
     try:
-        report = transfer.fetch(driver.transport, items, progress) if items else \
-            transfer.FetchReport()
+        if items:
+            report = transfer.fetch(driver.transport, items, progress.moved)
+        if whole:
+            trees = [TreeRequest(p.remote_dir, p.local_dir, p.inputs) for p in whole.values()]
+            more = transfer.fetch_trees(driver.transport, trees, include, exclude, listed,
+                                        progress.moved)
+            report.bytes_moved += more.bytes_moved
+            report.done += more.done
+            report.changed += more.changed
+            report.failed += more.failed
     except ConnectionLost:
         # What arrived is kept in the parts: say how to go on, not which command broke.
         raise ConnectionLost(f"the connection to {driver.transport.label} dropped during "
@@ -232,27 +276,21 @@ def execute(
     plans: Sequence[tuple[DriverBase, list[JobPull]]],
     result: PullResult,
     progress: Callable[[int, int], None] | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
     remove_remote: bool = False,
 ) -> None:
     """Run the planned pulls of every profile concurrently, ``progress(done, total)``
     in bytes over all of them."""
-    total = result.bytes_planned
+    tracker = _Progress(result.bytes_planned, progress)
     lock = threading.Lock()
-    done = [0]
-
-    def moved(n: int) -> None:
-        with lock:
-            done[0] += n
-            now = done[0]
-        if progress is not None:
-            progress(now, total)
-
     if len(plans) == 1:
         (driver, pulls), = plans
-        run(driver, pulls, result, lock, moved, remove_remote)
+        run(driver, pulls, result, lock, tracker, include, exclude, remove_remote)
         return
     with ThreadPoolExecutor(max_workers=min(8, len(plans))) as pool:
-        futures = [pool.submit(run, d, ps, result, lock, moved, remove_remote)
+        futures = [pool.submit(run, d, ps, result, lock, tracker, include, exclude,
+                               remove_remote)
                    for d, ps in plans]
         for future in futures:
             future.result()

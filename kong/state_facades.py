@@ -109,11 +109,13 @@ class Facades(StateCore):
                 folders[job.folder_id] = job.folder.path
             dest_of[job.job_id] = staging.job_dest(target, folders[job.folder_id], job.job_id)
         plans = self._each_profile(
-            jobs, lambda d, g: (d, staging.plan(d, g, dest_of, include, exclude, checksum)))
+            jobs, lambda d, g: (d, staging.plan(d, g, dest_of, include, exclude, checksum,
+                                                whole_if_new=not dry_run)))
         result = staging.PullResult(target, [p for _, ps in plans.values() for p in ps],
                                     dry_run)
         if not dry_run:
-            staging.execute(list(plans.values()), result, progress, remove_remote)
+            staging.execute(list(plans.values()), result, progress, include, exclude,
+                            remove_remote)
         return result
 
     def tail_log(self, job: Job, which: str = "stdout", lines: int = 10,

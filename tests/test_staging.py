@@ -301,8 +301,10 @@ def test_ssh_200_jobs_pulled_identical_then_repull_is_one_round_trip(
     before = stats.snapshot()
     result = remote.pull("/many", dest)
     after = stats.snapshot()
-    assert after["round_trips"] - before["round_trips"] == 2  # one listing, one stream
+    # nothing of it here yet: listed and sent in one command
+    assert after["round_trips"] - before["round_trips"] == 1
     assert result.files_moved == 600 and result.bytes_moved == dry.bytes_planned
+    assert result.files_planned == dry.files_planned == 600
     # every file of every job, hashed on both sides (one find on the host)
     on_host = remote_tree(sshd_server, remote.default_driver.base_dir)
     want = {f"{job_id}/{rest}": digest for path, digest in on_host.items()
@@ -323,6 +325,66 @@ def test_ssh_200_jobs_pulled_identical_then_repull_is_one_round_trip(
     assert third.files_moved == 1
     assert (dest / "many" / str(jobs[5].job_id) / "b.txt").read_text() == \
         f"{jobs[5].output_dir}\nmore\n"
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_ssh_first_pull_filters_on_the_host_and_mixes_with_an_incremental_one(
+    remote: State, sshd_server: Cluster, tmp_path: Path
+) -> None:
+    jobs = [remote.create_job(command="true") for _ in range(3)]
+    for job in jobs:
+        code, out = sshd_server.exec(
+            f"mkdir -p {job.output_dir}/sub && cd {job.output_dir} && echo a > a.txt && "
+            f"head -c 200000 /dev/urandom > b.log && echo c > sub/c.txt && echo d > sub/d.log",
+            user=sshd_server.user)
+        assert code == 0, out
+    dest = tmp_path / "dest"
+    stats = _stats(remote)
+    remote.default_driver.base_dir  # noqa: B018
+    dry = remote.pull(jobs, dest, include=["*.txt"], exclude=["sub/*"], dry_run=True)
+    seen: list[tuple[int, int]] = []
+    before = stats.snapshot()
+    result = remote.pull(jobs, dest, include=["*.txt"], exclude=["sub/*"],
+                         progress=lambda done, total: seen.append((done, total)))
+    # first pull: one command, and the globs were applied on the host (only a.txt came)
+    assert stats.snapshot()["round_trips"] - before["round_trips"] == 1
+    assert stats.snapshot()["bytes_received"] - before["bytes_received"] < 20_000
+    for job in jobs:
+        assert local_tree(dest / str(job.job_id)).keys() == {"a.txt"}
+    assert result.bytes_moved == dry.bytes_planned == 6 and result.files_moved == 3
+    assert seen and seen[-1] == (6, 6) and all(done <= total for done, total in seen)
+
+    # then one job grows a file and a new job comes: the old ones are compared with
+    # their listing and only the change moves, the new one comes whole
+    code, _ = sshd_server.exec(f"echo more >> {jobs[0].output_dir}/a.txt", user=sshd_server.user)
+    assert code == 0
+    new = remote.create_job(command="true")
+    code, _ = sshd_server.exec(f"mkdir -p {new.output_dir} && echo n > {new.output_dir}/n.txt",
+                               user=sshd_server.user)
+    assert code == 0
+    before = stats.snapshot()
+    again = remote.pull([*jobs, new], dest)
+    # listing of the three + stream of what changed + the new job's one command
+    assert stats.snapshot()["round_trips"] - before["round_trips"] == 3
+    assert (dest / str(jobs[0].job_id) / "a.txt").read_text() == "a\nmore\n"
+    assert local_tree(dest / str(new.job_id)).keys() == {"n.txt"}
+    assert again.files_moved == 1 + 3 * 3 + 1  # a.txt, b.log + sub/* of three, n.txt
+    for job in [*jobs, new]:
+        assert local_tree(dest / str(job.job_id)) == remote_tree(sshd_server, job.output_dir)
+    assert no_parts(dest)
+
+
+def test_a_listing_naming_a_path_outside_the_job_dir_is_refused() -> None:
+    from kong.errors import TransportError
+    from kong.remote import transfer
+
+    for rel in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", ""]:
+        raw = f'[[["{rel}", 1, 2]]]'.encode()
+        with pytest.raises(TransportError, match="not a path inside the job dir"):
+            transfer._parse_listing(raw, ["/r"], "host")
+    assert transfer._parse_listing(b'[[["a/b..c", 1, 2]], null]', ["/r", "/s"], "host") == {
+        "/r": [transfer.RemoteFile("a/b..c", 1, 2)], "/s": None}
 
 
 @pytest.mark.cluster

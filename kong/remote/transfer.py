@@ -72,16 +72,34 @@ def manifest(
         return {}
     argv = _argv("manifest", "sha256") if checksum else _argv("manifest")
     result = transport.run_checked(argv, stdin=json.dumps(list(roots)).encode())
+    return _parse_listing(result.stdout, roots, transport.label)
+
+
+def _parse_listing(
+    raw: bytes, roots: Sequence[str], label: str
+) -> dict[str, list[RemoteFile] | None]:
     try:
-        listing = json.loads(result.stdout)
-    except ValueError:
-        raise TransportError(f"unreadable file listing from {transport.label}") from None
-    if not isinstance(listing, list) or len(listing) != len(roots):
-        raise TransportError(f"file listing from {transport.label} does not match the request")
-    return {root: None if files is None else [
-                RemoteFile(str(f[0]), int(f[1]), int(f[2]), f[3] if len(f) > 3 else None)
-                for f in files]
-            for root, files in zip(roots, listing, strict=True)}
+        listing = json.loads(raw)
+        if not isinstance(listing, list) or len(listing) != len(roots):
+            raise ValueError
+        out = {root: None if files is None else [
+                   RemoteFile(str(f[0]), int(f[1]), int(f[2]), f[3] if len(f) > 3 else None)
+                   for f in files]
+               for root, files in zip(roots, listing, strict=True)}
+    except (ValueError, TypeError, IndexError):
+        raise TransportError(f"unreadable file listing from {label}") from None
+    for files in out.values():
+        for rf in files or ():
+            if not _inside(rf.rel):
+                raise TransportError(f"the file listing from {label} names {rf.rel!r}, "
+                                     f"which is not a path inside the job dir")
+    return out
+
+
+def _inside(rel: str) -> bool:
+    """Whether a listed path stays below its dir (a host's listing is not trusted to)."""
+    return bool(rel) and "\0" not in rel and not rel.startswith("/") and all(
+        part not in ("", ".", "..") for part in rel.split("/"))
 
 
 @dataclass(frozen=True)
@@ -167,9 +185,9 @@ class _Reader:
         self._buf = rest + chunk if rest else chunk
         self._pos = 0
 
-    def line(self) -> bytes:
+    def line(self, limit: int = 1 << 16) -> bytes:
         while (end := self._buf.find(b"\n", self._pos)) < 0:
-            if len(self._buf) - self._pos > 1 << 16:
+            if len(self._buf) - self._pos > limit:
                 raise TransportError("the file stream is out of frame")
             self._more()
         out = self._buf[self._pos:end]
@@ -262,12 +280,23 @@ def _fetch_piece(
 ) -> None:
     stdin = json.dumps([[item.remote, offset, limit] for item, offset, limit in piece]).encode()
     reader = _Reader(transport.run_stream(_argv("send"), stdin=stdin))
+    _receive(reader, piece, report, progress, transport.label)
+
+
+def _receive(
+    reader: _Reader,
+    piece: list[_Request],
+    report: FetchReport,
+    progress: Callable[[int], None] | None,
+    label: str,
+) -> None:
+    """Write one ``send`` stream's files into their parts, and each whole one to its name."""
     dropped: set[str] = {item.remote for item in report.changed}
     parts_in: dict[str, set[str]] = {}  # local dir -> the part files it had
     for index, (item, offset, limit) in enumerate(piece):
         header = reader.line().split(b" ", 2)
         if len(header) != 3 or int(header[0]) != index:
-            raise TransportError(f"the file stream from {transport.label} is out of frame")
+            raise TransportError(f"the file stream from {label} is out of frame")
         length = int(header[2])
         if length < 0:
             report.failed.append((item, reader.line().decode("utf-8", "replace")))
@@ -320,7 +349,61 @@ def _fetch_piece(
         report.done.append(item if same_version else
                            FetchItem(item.remote, item.local, size, mtime_ns))
     if reader.line() != b"END":
-        raise TransportError(f"the file stream from {transport.label} did not end cleanly")
+        raise TransportError(f"the file stream from {label} did not end cleanly")
+
+
+@dataclass(frozen=True)
+class TreeRequest:
+    """One remote dir to bring whole into ``local``, which holds nothing of it yet."""
+
+    remote: str
+    local: Path
+    #: names in the dir that do not come (the job's inputs; a dir's covers its files)
+    skip: tuple[str, ...] = ()
+
+
+#: the most a tree's listing line may be (about 40 bytes a file)
+_LISTING_LIMIT = 1 << 30
+
+
+def fetch_trees(
+    transport: Transport,
+    trees: Sequence[TreeRequest],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    listed: Callable[[dict[str, list[FetchItem] | None]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FetchReport:
+    """Bring dirs into empty local places in ONE command on a streaming transport: the
+    host lists what passes ``include``/``exclude`` and sends it on at once, so there
+    is no separate listing round trip and no comparison (there is nothing local to
+    compare with). ``listed`` gets, per remote dir, the items that are coming (None:
+    no such dir) before their bytes do. Parts, names and mtimes as ``fetch``."""
+    assert transport.streams, "fetch_trees needs a transport that streams"
+    report = FetchReport()
+    if not trees:
+        return report
+    roots = [t.remote for t in trees]
+    stdin = json.dumps({"roots": roots, "skip": [list(t.skip) for t in trees],
+                        "include": list(include), "exclude": list(exclude)}).encode()
+    reader = _Reader(transport.run_stream(_argv("tree"), stdin=stdin))
+    listing = _parse_listing(reader.line(_LISTING_LIMIT), roots, transport.label)
+    coming: dict[str, list[FetchItem] | None] = {}
+    requests: list[_Request] = []
+    for tree in trees:
+        files = listing[tree.remote]
+        if files is None:
+            coming[tree.remote] = None
+            continue
+        local = str(tree.local)
+        items = [FetchItem(f"{tree.remote}/{rf.rel}", Path(f"{local}/{rf.rel}"),
+                           rf.size, rf.mtime_ns) for rf in files]
+        coming[tree.remote] = items
+        requests.extend((item, 0, -1) for item in items)
+    if listed is not None:
+        listed(coming)
+    _receive(reader, requests, report, progress, transport.label)
+    return report
 
 
 # Pieces of one big upload: the first makes the file (and its dirs), the rest append.

@@ -14,6 +14,11 @@ reads its request as JSON on stdin:
                trailer line ``OK SIZE MTIME_NS\\n``; OK is 1 when the file's size and
                mtime were the same before and after reading (else the bytes may be
                torn and the receiver drops them); a last line ``END\\n``.
+    tree       stdin {"roots": [...], "skip": [[name, ...] per root], "include": [glob],
+               "exclude": [glob]}: a pull into an empty destination in one command.
+               stdout the manifest of the files that pass the filters (one JSON line,
+               as ``manifest``), then all of them as ``send`` streams them, in that
+               order (INDEX counts over every root).
 
 Sizes and mtimes come from ``fstat`` of the open file, so what the header
 announces is exactly what follows (a file that shrank meanwhile is padded with
@@ -22,11 +27,14 @@ zeros and flagged, never cut short: the stream stays in frame).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import stat
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 CHUNK = 1 << 20
 
@@ -76,6 +84,43 @@ def _walk(path: str, rel: str, files: list[list[object]], with_hash: bool) -> No
             files.append(item)
 
 
+def matches(rel: str, patterns: Sequence[str]) -> bool:
+    """rsync-like: a pattern without / matches the base name anywhere; one with / the
+    whole path below the output dir (kong.staging filters its plan with this too)."""
+    base = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel, p) if "/" in p else fnmatch.fnmatchcase(base, p)
+               for p in patterns)
+
+
+def wanted(rel: str, skip: Sequence[str], include: Sequence[str],
+           exclude: Sequence[str]) -> bool:
+    """Whether a pull takes the file: not one of the job's inputs (``skip``: names in
+    the job dir, a dir's name covers what is below it), and through the globs."""
+    if any(rel == name or rel.startswith(name + "/") for name in skip):
+        return False
+    if include and not matches(rel, include):
+        return False
+    return not (exclude and matches(rel, exclude))
+
+
+def tree(request: dict[str, Any]) -> None:
+    roots: list[str] = [str(r) for r in request["roots"]]
+    skips: list[list[str]] = request["skip"]
+    include = [str(p) for p in request.get("include", [])]
+    exclude = [str(p) for p in request.get("exclude", [])]
+    listing = manifest(roots, False)
+    sends: list[list[object]] = []
+    for i, files in enumerate(listing):
+        if files is None:
+            continue
+        skip = [str(n) for n in skips[i]]
+        files[:] = [f for f in files if wanted(str(f[0]), skip, include, exclude)]
+        sends.extend([f"{roots[i]}/{f[0]}", 0, -1] for f in files)
+    out = sys.stdout.buffer
+    out.write(json.dumps(listing, separators=(",", ":")).encode() + b"\n")
+    send(sends)
+
+
 def send(requests: list[list[object]]) -> None:
     write = sys.stdout.buffer.write
     for index, (path, offset, limit) in enumerate(requests):
@@ -120,8 +165,10 @@ def main() -> None:
         json.dump(manifest(request, with_hash), sys.stdout, separators=(",", ":"))
     elif sys.argv[1] == "send":
         send(request)
+    elif sys.argv[1] == "tree":
+        tree(request)
     else:
-        sys.exit("usage: transfer_remote.py manifest|send < request.json")
+        sys.exit("usage: transfer_remote.py manifest|send|tree < request.json")
 
 
 if __name__ == "__main__":
