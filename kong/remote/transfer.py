@@ -107,14 +107,14 @@ class FetchItem:
     """One remote file to bring to ``local``, from byte ``offset`` (what a part has)."""
 
     remote: str
-    local: Path
+    local: str  # a plain path: a pull makes one per file, and pathlib costs more than I/O
     size: int
     mtime_ns: int
     offset: int = 0
 
     @property
     def part(self) -> Path:
-        return part_path(self.local, self.size, self.mtime_ns)
+        return part_path(Path(self.local), self.size, self.mtime_ns)
 
     @property
     def to_move(self) -> int:
@@ -139,13 +139,12 @@ def plan_file(remote: str, local_path: str, rf: RemoteFile) -> FetchItem | None:
                     return None
             elif st.st_mtime_ns == rf.mtime_ns:
                 return None
-    local = Path(local_path)
     offset = 0
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        have = part_path(local, rf.size, rf.mtime_ns).stat().st_size
+        have = part_path(Path(local_path), rf.size, rf.mtime_ns).stat().st_size
         if have <= rf.size:
             offset = have
-    return FetchItem(remote, local, rf.size, rf.mtime_ns, offset)
+    return FetchItem(remote, local_path, rf.size, rf.mtime_ns, offset)
 
 
 def _sha256(path: str) -> str:
@@ -306,7 +305,7 @@ def _receive(
             reader.line()
             continue
         # Plain strings from here on: pathlib costs more than the system calls per file.
-        local = str(item.local)
+        local = item.local
         parent, name = os.path.split(local)
         part_name = f".{name}.{item.size}-{item.mtime_ns}{PART_SUFFIX}"
         part = f"{parent}/{part_name}"
@@ -396,7 +395,7 @@ def fetch_trees(
             coming[tree.remote] = None
             continue
         local = str(tree.local)
-        items = [FetchItem(f"{tree.remote}/{rf.rel}", Path(f"{local}/{rf.rel}"),
+        items = [FetchItem(f"{tree.remote}/{rf.rel}", f"{local}/{rf.rel}",
                            rf.size, rf.mtime_ns) for rf in files]
         coming[tree.remote] = items
         requests.extend((item, 0, -1) for item in items)
