@@ -13,7 +13,8 @@ them to a fresh local dir with, in turn:
 * rsync whole tree: one ``rsync -a`` of the remote dir holding every job's dir.
 
 kong's pull and the whole-tree rsync run twice each, in turn, and the faster run of
-each is the figure (both runs are in the JSON).
+each is the figure (both runs are in the JSON). Each timed run starts after a
+``sync``, so it does not pay for writing back what the one before it wrote.
 
 Data sets: (a) ``--jobs`` jobs x ``--files`` files of ``--file-kb`` KB (default
 1,000 x 10 x 10 KB), (b) ``--big-files`` files of ``--big-mb`` MB (default 5 x 500).
@@ -22,7 +23,7 @@ through ``benchmarks/latency_proxy.py`` in a process of its own (a delay each wa
 The machine is noisy: the ratios are the result, not the seconds.
 
     python benchmarks/bench_pull.py [--latency 0,25] [--sets a,b] [--jobs 1000] [--big-mb 500]
-                                    [--json FILE]
+                                    [--scratch DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -116,14 +117,18 @@ def measure(state: Any, cluster: Any, port: int, base_dir: str, jobs: list[Any],
     dest = scratch / "kong"
     kong_times: list[float] = []
     tree_times: list[float] = []
+    # Each timed run starts after os.sync(), so none pays for the writeback of the
+    # files an earlier one wrote or removed.
     for turn in range(2):
         if turn:
             shutil.rmtree(dest)
+        os.sync()
         before = stats.snapshot()
         t0 = time.perf_counter()
         result = state.pull(jobs, dest)
         kong_times.append(time.perf_counter() - t0)
         tree = scratch / "tree"
+        os.sync()
         t0 = time.perf_counter()
         rsync(cluster, port, base_dir, tree)
         tree_times.append(time.perf_counter() - t0)
@@ -135,6 +140,7 @@ def measure(state: Any, cluster: Any, port: int, base_dir: str, jobs: list[Any],
     out["kong_round_trips"] = stats.snapshot()["round_trips"] - before["round_trips"]
     out["bytes"] = result.bytes_moved
     out["files"] = result.files_moved
+    os.sync()
     before = stats.snapshot()
     t0 = time.perf_counter()
     again = state.pull(jobs, dest)
@@ -169,6 +175,9 @@ def main() -> int:
                         help="jobs the per-job rsync loop is measured on")
     parser.add_argument("--sets", default="a,b", help="data sets to run: a, b or a,b")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--scratch", type=Path,
+                        help="where both tools write (default: a temp dir); e.g. a dir on "
+                             "/dev/shm to take the laptop's disk out of the comparison")
     args = parser.parse_args()
     latencies = [float(x) for x in args.latency.split(",")]
     if shutil.which("rsync") is None:
@@ -213,8 +222,14 @@ def main() -> int:
                                               f"mv {root}/x {root}/{install}"], user=cluster.user)
                     assert code == 0, out
                     made = [state.create_job(command="true") for _ in range(jobs)]
-                    r = measure(state, cluster, port, f"{root}/{install}", made, args.sample,
-                                base / "scratch", with_loop=(name == "a"))
+                    scratch = Path(tempfile.mkdtemp(dir=args.scratch)) if args.scratch \
+                        else base / "scratch"
+                    try:
+                        r = measure(state, cluster, port, f"{root}/{install}", made,
+                                    args.sample, scratch, with_loop=(name == "a"))
+                    finally:
+                        shutil.rmtree(scratch, ignore_errors=True)
+                    r["scratch"] = str(args.scratch or "temp dir")
                     r.update(set=name, latency_ms=latency, jobs=jobs)
                     results.append(r)
                     print(json.dumps(r), file=sys.stderr)
