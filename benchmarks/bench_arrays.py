@@ -14,7 +14,9 @@ a fresh process and kong home (benchmarks/run.py's machinery):
 and beside them the floor of issue 21: N plain submits of one job each, of kong's
 own job scripts inside the container (``sbatch``, ``bsub``, or ``condor_submit`` of
 a one-job description), plus one round trip. The target: arrays at most 0.3x that
-floor, refresh and kill one round trip each. Jobs never run: Slurm's are held
+floor, refresh and kill one round trip each. The kill's floor (Slurm, LSF): those
+floor jobs killed with one ``scancel``/``bkill`` per job, + 1 RTT: what kong's kill
+cost before it named many ids in one command. Jobs never run: Slurm's are held
 (``--hold``), LSF's too (``bsub -H``: PSUSP), HTCondor's can match no machine
 (``requirements = False``: idle), so the benchmark measures kong, not the node.
 """
@@ -37,7 +39,6 @@ from benchmarks.run import (  # noqa: E402 - after the path of the checkout
     HELD,
     Row,
     Setup,
-    floor_kill,
     floor_submit,
     render,
     round_trip,
@@ -72,14 +73,20 @@ class Scheduler:
                                'requirements = False\\nlog = /dev/null\\nqueue\\n" "$f" | '
                                'condor_submit -batch-name floor-$i > /dev/null; done')
 
-    def floor_kill(self, setup: Setup) -> None:
+    def floor_kill(self, setup: Setup) -> float | None:
+        """Kill the jobs floor_submit left; on Slurm and the LSF simulator one kill
+        command per job, timed (the per-job floor of a kill: what kong ran before a
+        kill of many jobs was one command), elsewhere untimed (None)."""
         if self.kind == "slurm":
-            floor_kill(setup)
-        elif self.kind == "lsf-sim":
-            setup.inside(0, "bkill -J 'floor-*' 0 > /dev/null 2>&1 || true")
-        else:
-            setup.inside(0, "condor_rm -constraint 'regexp(\"^floor-\", JobBatchName)' "
-                            "> /dev/null 2>&1 || true")
+            return setup.inside(0, "squeue -u kong -h -o '%i %j' | awk '$2 ~ /^floor-/ "
+                                   "{print $1}' | while read -r i; do scancel \"$i\"; done")
+        if self.kind == "lsf-sim":
+            return setup.inside(0, "bjobs -noheader -o 'jobid job_name' | awk '$2 ~ "
+                                   "/^floor-/ {print $1}' | while read -r i; do "
+                                   "bkill \"$i\" > /dev/null 2>&1; done")
+        setup.inside(0, "condor_rm -constraint 'regexp(\"^floor-\", JobBatchName)' "
+                        "> /dev/null 2>&1 || true")
+        return None
 
 
 SCHEDULERS = {
@@ -101,14 +108,17 @@ def measure(setup: Setup, sched: Scheduler, work: Path, latency: float, n: int) 
         submitted = run_child("submit", ctx)
         # the floor right beside kong's run: the load here changes minute by minute
         floor = sched.floor_submit(setup, submitted["base_dir"]) + rtt
-        sched.floor_kill(setup)
+        kill_floor = sched.floor_kill(setup)
         rows.append(row(f"submit ({mode})", latency, n, submitted, floor,
                         f"floor: {n} plain {sched.tool} of kong's scripts in the "
                         "container + 1 RTT"))
         refreshed = run_child("refresh", ctx)
         rows.append(row(f"refresh ({mode})", latency, n, refreshed))
         killed = run_child("kill", ctx)
-        rows.append(row(f"kill ({mode})", latency, n, killed))
+        rows.append(row(f"kill ({mode})", latency, n, killed,
+                        None if kill_floor is None else kill_floor + rtt,
+                        "" if kill_floor is None else
+                        f"floor: {n} kill commands, one per job, in the container + 1 RTT"))
     return rows
 
 

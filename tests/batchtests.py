@@ -11,10 +11,13 @@ each driver's test knows how to read.
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +37,49 @@ def root(cluster: Cluster, cmd: str) -> str:
     code, out = cluster.exec(cmd)
     assert code == 0, out
     return out
+
+
+_COUNT_CALLS = (Path(__file__).parent / "data" / "count_calls.sh").read_text()
+
+
+class CallLog:
+    """The calls of one scheduler command on a test cluster (see ``counted_calls``)."""
+
+    def __init__(self, cluster: Cluster, tool: str):
+        self.cluster, self.tool = cluster, tool
+
+    def calls(self) -> list[str]:
+        """Each call's arguments (one line per call), oldest first."""
+        return root(self.cluster, f"cat /tmp/kong-calls/{self.tool}.log").splitlines()
+
+    def clear(self) -> None:
+        root(self.cluster, f": > /tmp/kong-calls/{self.tool}.log")
+
+    def hide(self, batch_id: str) -> None:
+        """From now on, leave ``batch_id`` out of calls that name more than one id."""
+        root(self.cluster, f"printf '%s\\n' {shlex.quote(batch_id)} "
+                           f"> /tmp/kong-calls/{self.tool}.hide")
+
+
+@contextmanager
+def counted_calls(cluster: Cluster, tool: str) -> Iterator[CallLog]:
+    """Log every run of the scheduler command ``tool`` on the cluster, by anyone, while
+    the block runs: tests/data/count_calls.sh goes ahead of it on PATH (and the real
+    one is put back after)."""
+    wrapper = f"/usr/local/bin/{tool}"
+    root(cluster, f"""set -e
+d=/tmp/kong-calls; mkdir -p "$d/real"; chmod 1777 "$d"
+orig=$(command -v {tool}); ln -sfn "$(readlink -f "$orig")" "$d/real/{tool}"
+if [ "$orig" = {wrapper} ]; then mv {wrapper} "$d/{tool}.orig"; fi
+printf '%s' {shlex.quote(_COUNT_CALLS)} > {wrapper}; chmod 755 {wrapper}
+: > "$d/{tool}.log"; chmod 666 "$d/{tool}.log"; rm -f "$d/{tool}.hide"
+""")
+    try:
+        yield CallLog(cluster, tool)
+    finally:
+        root(cluster, f"""d=/tmp/kong-calls; rm -f {wrapper} "$d/{tool}.hide"
+if [ -e "$d/{tool}.orig" ] || [ -L "$d/{tool}.orig" ]; then mv "$d/{tool}.orig" {wrapper}; fi
+""")
 
 
 def create(state: State, n: int, command: Callable[[int], str], **kw: Any) -> list[Job]:

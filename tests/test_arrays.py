@@ -131,6 +131,23 @@ def _trips(state: State, action: Any) -> int:
     return int(stats.round_trips - before)
 
 
+def _status_trips(driver: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Count the round trips of the driver's forced status queries from now on; the
+    count so far, when called."""
+    count = [0]
+    real = driver.status_forced
+
+    def counted(jobs: Any) -> Any:
+        before = driver.transport.stats.round_trips
+        try:
+            return real(jobs)
+        finally:
+            count[0] += driver.transport.stats.round_trips - before
+
+    monkeypatch.setattr(driver, "status_forced", counted)
+    return lambda: count[0]
+
+
 def _root(cluster: Cluster, cmd: str) -> str:
     code, out = cluster.exec(cmd)
     assert code == 0, out
@@ -197,7 +214,8 @@ def test_kill_of_one_element_kills_only_it(kong: State, sched: ArrayCluster) -> 
     assert all(j.status == JobStatus.FAILED for j in jobs)
 
 
-def test_an_array_dir_goes_with_the_last_of_its_jobs(kong: State, sched: ArrayCluster) -> None:
+def test_an_array_dir_goes_with_the_last_of_its_jobs(kong: State, sched: ArrayCluster,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """rm of one element keeps the array's dir (the others' dispatcher and map); rm of
     the rest removes it, in the round trip that removes their job dirs."""
     jobs = [kong.create_job(command="sleep 300") for _ in range(3)]
@@ -212,8 +230,10 @@ def test_an_array_dir_goes_with_the_last_of_its_jobs(kong: State, sched: ArrayCl
     assert exists()
     kong.rm(jobs[0].job_id)
     assert exists()
-    # one kill of both elements, one removal of their dirs and the array's
-    assert _trips(kong, lambda: kong.rm([j.job_id for j in jobs[1:]])) == 2
+    # one kill of both elements, one removal of their dirs and the array's (and between
+    # them, status queries until the scheduler shows the elements ended)
+    polls = _status_trips(driver, monkeypatch)
+    assert _trips(kong, lambda: kong.rm([j.job_id for j in jobs[1:]])) - polls() == 2
     assert not exists()
     await_condition(lambda: not any(s in sched.live for s in sched.states().values()), 60,
                     "the array to leave the queue")

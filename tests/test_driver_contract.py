@@ -29,9 +29,11 @@ import pytest
 import yaml
 
 from kong import db
+from kong.drivers.base import KillOutcome
 from kong.errors import NoSuchFolder
 from kong.model.job import Job, JobStatus
 from kong.state import State
+from tests.batchtests import counted_calls
 from tests.faultsched import await_condition
 from tests.kongcmd import KONG
 
@@ -53,6 +55,8 @@ class Backend:
     #: batch ids of this kong's jobs the scheduler still shows (elements: Slurm's
     #: 123_4, LSF's 123[4])
     ids_on_cluster: Callable[[], list[str]] | None = None
+    #: the test cluster (None for ``local``)
+    cluster: Any = None
 
     @property
     def driver(self) -> Any:
@@ -86,6 +90,7 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
     name = request.param
     profile: dict[str, Any] = {} if name in ("local", "local-ssh") else {"poll_interval": 0.3}
     names = live = ids = None
+    cluster = None
     if name == "local":
         profile.update(driver="local", max_parallel=8)
     else:
@@ -155,7 +160,7 @@ def backend(request: pytest.FixtureRequest, kong_home: Path) -> Iterator[Backend
     (kong_home / "config.yml").write_text(
         yaml.safe_dump({"default_profile": "c", "profiles": {"c": profile}}))
     state = State.get_instance()
-    yield Backend(name, state, names, live, ids)
+    yield Backend(name, state, names, live, ids, cluster)
     # nothing of this test may keep running on a shared cluster
     leftover = state.get_jobs("/", recursive=True)
     if leftover:
@@ -252,6 +257,99 @@ def test_kill_ends_the_jobs_on_the_cluster(backend: Backend) -> None:
     ended_on_cluster(b, jobs)
     b.state.refresh_jobs(jobs)
     assert all(j.status == JobStatus.FAILED for j in jobs)
+
+
+#: per batch scheduler: its kill command, the directive that holds a job in the queue
+#: (pending until released), and an id it has never given out
+_KILL = {"slurm": ("scancel", "--hold", "999999"), "lsf": ("bkill", "-H", "999999"),
+         "sge": ("qdel", "-h", "999999"), "htcondor": ("condor_rm", "hold = true", "999999.0")}
+
+
+def _mixed_jobs(b: Backend, running: int) -> tuple[list[Job], Job, Job, Job]:
+    """Submitted: ``running`` sleeping jobs (running once a slot is free), one that has
+    ended, one held in the queue, and a detached job of an id the scheduler never gave."""
+    _tool, hold, unknown_id = _KILL[b.name.partition("-")[0]]
+    sleeping = [b.state.create_job(command="sleep 300") for _ in range(running)]
+    done = b.state.create_job(command="true")
+    held = b.state.create_job(command="sleep 300", extra=[hold])
+    b.state.submit_job([j.job_id for j in (*sleeping, done, held)])
+    unknown = Job(job_id=10**6, batch_job_id=unknown_id, profile="c", command="true",
+                  cores=1, status=JobStatus.RUNNING, data={})
+
+    def settled() -> bool:
+        # the driver, not the State: kong's status query removes a held HTCondor job
+        results = b.driver.status([*sleeping, done])
+        ended = getattr(results.get(done.job_id), "status", None)
+        return (ended is not None and ended.finished and any(
+            getattr(results.get(j.job_id), "status", None) == JobStatus.RUNNING
+            for j in sleeping))
+
+    await_condition(settled, 120, "one job to end and one to run")
+    return sleeping, done, held, unknown
+
+
+def _nothing_live(b: Backend) -> None:
+    """Await the cluster's word that none of this kong's jobs is queued or running (a
+    held job deleted while pending leaves Grid Engine no record: its status stays
+    UNKNOWN, so the scheduler's queue is asked, not kong)."""
+    live = b.live_on_cluster
+    assert live is not None
+    await_condition(lambda: live() == [], 90, "the killed jobs to leave the queue")
+
+
+@pytest.mark.parametrize("backend", BATCH, indirect=True)
+def test_a_kill_of_many_jobs_is_one_scheduler_command_answered_per_job(
+    backend: Backend,
+) -> None:
+    """Running, pending, held, ended and never-known jobs: one kill command on the
+    cluster for all of them (a wrapper counts the scheduler's own command), one round
+    trip, and each job's own answer."""
+    b = backend
+    tool = _KILL[b.name.partition("-")[0]][0]
+    sleeping, done, held, unknown = _mixed_jobs(b, 3)
+    jobs = [*sleeping, done, held, unknown]
+    with counted_calls(b.cluster, tool) as log:
+        before = b.round_trips()
+        answers = b.driver.kill(jobs)
+        trips = b.round_trips() - before
+        calls = log.calls()
+    assert len(calls) == 1, calls
+    assert all(str(j.batch_job_id) in calls[0].split() for j in jobs), calls
+    assert trips == 1
+    outcomes = {j.job_id: answers[j.job_id].outcome for j in jobs}
+    assert [outcomes[j.job_id] for j in (*sleeping, held)] == [KillOutcome.KILLED] * 4, answers
+    # ended: "already finished", or no such job any more (its status then says how)
+    assert outcomes[done.job_id] in (KillOutcome.FINISHED, KillOutcome.UNKNOWN), answers
+    assert outcomes[unknown.job_id] == KillOutcome.UNKNOWN, answers
+    _nothing_live(b)
+
+
+@pytest.mark.parametrize("backend", BATCH, indirect=True)
+def test_a_job_the_kill_answer_says_nothing_of_gets_a_kill_of_its_own(
+    backend: Backend,
+) -> None:
+    """The fallback: a job the many-id kill's answer does not name is not taken for
+    killed; it gets its own kill command (a second round trip), whose answer counts.
+    (The wrapper leaves it out of the many-id command, as a scheduler skipping it
+    silently would.)"""
+    b = backend
+    tool = _KILL[b.name.partition("-")[0]][0]
+    sleeping, done, held, unknown = _mixed_jobs(b, 2)
+    jobs = [*sleeping, done, held, unknown]
+    with counted_calls(b.cluster, tool) as log:
+        log.hide(str(sleeping[0].batch_job_id))
+        before = b.round_trips()
+        answers = b.driver.kill(jobs)
+        trips = b.round_trips() - before
+        calls = log.calls()
+    assert len(calls) == 2, calls
+    assert str(sleeping[0].batch_job_id) in calls[1].split() and len(calls[1].split()) <= 2
+    assert trips == 2
+    assert answers[sleeping[0].job_id].outcome == KillOutcome.KILLED, answers
+    assert answers[sleeping[1].job_id].outcome == KillOutcome.KILLED, answers
+    assert answers[held.job_id].outcome == KillOutcome.KILLED, answers
+    assert answers[unknown.job_id].outcome == KillOutcome.UNKNOWN, answers
+    _nothing_live(b)
 
 
 def test_resubmit_of_a_running_job_reruns_clean(backend: Backend) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kong.drivers import lsf
+from kong.drivers import batch, lsf
 from kong.errors import DriverError, NoSuchFolder
 from kong.model.job import Job, JobStatus
 from kong.state import State
@@ -178,6 +178,26 @@ def test_kill_of_a_job_that_already_finished_keeps_completed(
     assert job.status == JobStatus.SUBMITTED
     state.kill_job(job)
     assert job.status == JobStatus.COMPLETED and job.data["exit_code"] == 0
+
+
+def test_a_kill_of_more_ids_than_a_chunk_is_one_scancel_per_chunk(
+    fault_slurm: FaultScheduler, state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill names at most KILL_CHUNK ids per scancel (here 2: 5 jobs, 3 scancels, one
+    round trip), each job answered by its chunk's words."""
+    monkeypatch.setattr(batch, "KILL_CHUNK", 2)
+    jobs = [state.create_job(command="sleep 60") for _ in range(5)]
+    state.submit_job(jobs)
+    log = fault_slurm.dir / "scancel.log"
+    before = log.read_text().splitlines() if log.exists() else []
+    driver = state.default_driver
+    trips = driver.transport.stats.round_trips
+    answers = driver.kill(jobs)
+    assert driver.transport.stats.round_trips - trips == 1
+    calls = log.read_text().splitlines()[len(before):]
+    assert [len(c.split()) for c in calls] == [3, 3, 2], calls  # -v and the ids
+    assert {a.outcome.value for a in answers.values()} == {"killed"}
+    assert len(answers) == 5
 
 
 def test_an_end_seen_before_its_exit_code_takes_the_code_from_the_job(

@@ -334,3 +334,19 @@ def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
 def test_bad_profile_options_are_refused_when_the_driver_starts() -> None:
     with pytest.raises(DriverError, match="should_transfer_files"):
         condor_driver(should_transfer_files="sometimes")
+
+
+# -- condor_rm of many ids: its line per id ----------------------------------------------
+
+
+def test_condor_rm_answers_per_id() -> None:
+    driver = condor_driver()
+    ids = ["2.0", "3.0", "4.0", "999999.0", "5.0"]
+    assert driver.kill_many_argv(ids) == ["condor_rm", *ids]
+    # what condor_rm (HTCondor of the test pool) printed, joined on one line: 4.0 had
+    # completed, 2.0 ran, 3.0 was held; exit 0. 5.0: no line, no answer.
+    said = driver.kill_many_answers(ids, 0, " Job 4.0 not found Job 999999.0 not found "
+                                    "Job 2.0 marked for removal Job 3.0 marked for removal")
+    outcomes = {i: driver.classify_kill(*a).outcome.value for i, a in said.items()}
+    assert outcomes == {"2.0": "killed", "3.0": "killed", "4.0": "unknown",
+                        "999999.0": "unknown"}

@@ -188,13 +188,16 @@ def test_array_elements_are_known_by_their_index() -> None:
 def test_bkill_of_elements_answers_per_element(lsf_state: State) -> None:
     driver = lsf_state.driver("lsf")
     assert isinstance(driver, LSFDriver)
-    assert driver.array_kill_argv(["300[1]", "300[4]"]) == ["bkill", "300[1]", "300[4]"]
-    # bkill's lines, joined on one by the kill loop
-    said = driver.array_kill_answers("Job <300[1]> is being terminated Job <300[4]>: Job "
-                                     "has already finished Job <300[5]>: No matching job "
-                                     "found")
+    ids = ["300[1]", "300[4]", "300[5]", "301", "302"]
+    assert driver.kill_many_argv(ids) == ["bkill", *ids]
+    # bkill's lines, joined on one by the kill loop; 302: no line, so no answer (it
+    # gets a bkill of its own)
+    said = driver.kill_many_answers(ids, 255, "Job <300[1]> is being terminated Job "
+                                    "<300[4]>: Job has already finished Job <300[5]>: No "
+                                    "matching job found Job <301> is being terminated")
     outcomes = {i: driver.classify_kill(*answer).outcome.value for i, answer in said.items()}
-    assert outcomes == {"300[1]": "killed", "300[4]": "finished", "300[5]": "unknown"}
+    assert outcomes == {"300[1]": "killed", "300[4]": "finished", "300[5]": "unknown",
+                        "301": "killed"}
     assert driver.split_element_id("300[4]") == ("300", 4)
     assert driver.split_element_id("300") is None
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from kong.config import Config
 from kong.drivers.sge import (
+    SGEDriver,
     directive_lines,
     h_rt,
     memory_mb,
@@ -26,6 +28,7 @@ from kong.drivers.sge import (
 )
 from kong.errors import DriverError
 from kong.model.job import JobStatus
+from kong.remote.local import LocalTransport
 
 DATA = Path(__file__).parent / "data" / "sge"
 
@@ -287,3 +290,22 @@ def test_memory_mb(value: str | int, mb: int) -> None:
 def test_memory_mb_refuses(value: str | int) -> None:
     with pytest.raises(DriverError, match="memory"):
         memory_mb(value)
+
+
+# -- qdel of many ids: its line per id ---------------------------------------------------
+
+
+def test_qdel_answers_per_id() -> None:
+    config = Config(data={"profiles": {"g": {"driver": "sge"}}})
+    driver = SGEDriver(config, config.profile("g"), "abc", transport=LocalTransport())
+    ids = ["2", "3", "4", "5", "999999", "6"]
+    assert driver.kill_many_argv(ids) == ["qdel", *ids]
+    # what qdel (Son of Grid Engine 8.1.9, the test cluster) printed, joined on one
+    # line: 2 ran, 3 was held, 4 had ended, 5 was being deleted; exit 1. 6: no line.
+    said = driver.kill_many_answers(ids, 1, "kong has registered the job 2 for deletion "
+                                    "kong has deleted job 3 denied: job \"4\" does not "
+                                    "exist job 5 is already in deletion denied: job "
+                                    "\"999999\" does not exist")
+    outcomes = {i: driver.classify_kill(*a).outcome.value for i, a in said.items()}
+    assert outcomes == {"2": "killed", "3": "killed", "4": "unknown", "5": "killed",
+                        "999999": "unknown"}

@@ -15,12 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def scripts() -> list[Path]:
     found = sorted((ROOT / "kong").rglob("*.sh"))
     found += sorted(p for p in (ROOT / "tests" / "faultsched").rglob("*") if p.is_file())
+    found += sorted((ROOT / "tests" / "data").glob("*.sh"))
     return found
 
 
 def test_there_are_scripts_to_check() -> None:
     names = {p.name for p in scripts()}
-    assert {"submit_loop.sh", "slurm_query.sh", "lsf_query.sh", "sbatch"} <= names
+    assert {"submit_loop.sh", "slurm_query.sh", "lsf_query.sh", "sbatch",
+            "count_calls.sh"} <= names
 
 
 @pytest.mark.parametrize("script", scripts(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -334,3 +334,44 @@ def test_sacct_end_reason(state: str, exit_code: str, reason: str | None) -> Non
 def test_a_live_job_has_no_end_reason() -> None:
     parsed = parse_squeue_line("5|kong-to|RUNNING|None|vm|2026-11-25T14:44:54|2026-11-25T14:44:55")
     assert parsed is not None and parsed[1].end_reason is None
+
+
+# -- scancel -v of many ids: its words per id --------------------------------------------
+
+
+# what scancel -v of Slurm 22.05 (the test cluster) printed, joined on one line by the
+# kill loop: 10 had completed, 11_7 was never an element, 11_0 was running
+SCANCEL_V = ("scancel: Terminating job 10 scancel: Terminating job 11_7 scancel: "
+             "Terminating job 11_0 scancel: error: Kill job error on job id 10: Job/step "
+             "already completing or completed scancel: error: Kill job error on job id "
+             "11_7: Invalid job id specified")
+
+
+def test_scancel_v_answers_per_id(driver: SlurmDriver) -> None:
+    ids = ["10", "11_7", "11_0", "12"]
+    assert driver.kill_many_argv(ids) == ["scancel", "-v", *ids]
+    said = driver.kill_many_answers(ids, 0, SCANCEL_V)
+    outcomes = {i: driver.classify_kill(*a).outcome.value for i, a in said.items()}
+    # 12: scancel did not name it, so no answer (it gets a scancel of its own)
+    assert outcomes == {"10": "finished", "11_7": "unknown", "11_0": "killed"}
+
+
+@pytest.mark.parametrize("rc, output", [
+    (0, SCANCEL_V + " scancel: error: Unable to contact slurm controller"),
+    (0, "slurm_load_jobs error: Socket timed out " + SCANCEL_V),
+    (137, SCANCEL_V),  # killed before it could say how the kill of 11_0 went
+])
+def test_scancel_v_terminating_counts_only_from_a_whole_answer(
+    driver: SlurmDriver, rc: int, output: str
+) -> None:
+    said = driver.kill_many_answers(["10", "11_7", "11_0"], rc, output)
+    assert "11_0" not in said  # not a guess: it gets a scancel of its own
+    assert said["11_7"][1].startswith("Invalid job id specified")
+
+
+def test_scancel_v_permission_denied_is_refused(driver: SlurmDriver) -> None:
+    said = driver.kill_many_answers(["5", "6"], 1, "scancel: Terminating job 5 scancel: "
+                                    "Terminating job 6 scancel: error: Kill job error on job "
+                                    "id 5: Access/permission denied")
+    assert driver.classify_kill(*said["5"]).outcome.value == "refused"
+    assert driver.classify_kill(*said["6"]).outcome.value == "killed"

@@ -29,9 +29,12 @@ import re
 import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kong.drivers.script import JobPaths
 from kong.drivers.sh import load
+
+T = TypeVar("T")
 
 #: what the profile option ``arrays`` turns off, and ``array_size`` caps
 ARRAY_OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -72,7 +75,7 @@ def parse_element_token(token: str) -> tuple[str, int] | None:
     return None if match is None else (match.group(1), int(match.group(2)))
 
 
-def chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     size = max(1, size)
     for start in range(0, len(items), size):
         yield items[start:start + size]

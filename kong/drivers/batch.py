@@ -15,7 +15,10 @@ status   one scheduler query (live queue plus history) for all jobs; for jobs
          the agent, once per interval for the jobs of every kong process.
 tokens   one scheduler query for the jobs that carry given tokens (job names),
          saying when a submit loop still runs and how long the history reaches.
-kill     one remote loop, one kill command per job, its answer per job.
+kill     one scheduler command for many jobs (``kill_many_argv``, chunked to
+         KILL_CHUNK ids), its words about each id parsed per driver
+         (``kill_many_answers``); an id those words leave unclear gets a kill
+         command of its own in a second round trip, never a guess.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ if TYPE_CHECKING:
     from kong.config import Config, Profile
     from kong.remote import Transport
     from kong.remote.base import Upload
+
+#: at most this many ids in one kill command (its argv stays far below ARG_MAX, and
+#: one command's answer stays small enough to read per id)
+KILL_CHUNK = 500
 
 #: options every batch driver accepts (profile-wide and per job)
 BATCH_OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -188,6 +195,18 @@ class BatchDriver(SharedStatus, DriverBase):
     @abstractmethod
     def kill_token_argv(self, token: str) -> list[str]:
         """The command that kills whatever job carries ``token``."""
+
+    @abstractmethod
+    def kill_many_argv(self, batch_ids: Sequence[str]) -> list[str]:
+        """One command that kills these jobs (plain jobs and array elements alike)."""
+
+    @abstractmethod
+    def kill_many_answers(self, batch_ids: Sequence[str], rc: int,
+                          output: str) -> dict[str, tuple[int, str]]:
+        """What ``kill_many_argv(batch_ids)``'s command (its exit code, its lines
+        joined on one) clearly said of each id: batch id -> (an exit code as for one
+        kill of that job, its words), for ``classify_kill``. An id left out is one the
+        answer says nothing clear about: it gets a kill command of its own."""
 
     # -- arrays (drivers with ARRAYS) ----------------------------------------------------
 
@@ -450,9 +469,26 @@ class BatchDriver(SharedStatus, DriverBase):
     # -- kill ---------------------------------------------------------------------------
 
     def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
-        commands = {str(j.job_id): self.kill_argv(str(j.batch_job_id))
-                    for j in jobs if j.batch_job_id}
-        return {int(key): result for key, result in self._each(commands).items()}
+        """One kill command per KILL_CHUNK ids, in one round trip; the ids its answer
+        leaves unclear, one kill command each in a second. A job without an answer
+        (the connection cut) has no entry: kong.lifecycle asks for its status."""
+        batch_ids = list(dict.fromkeys(str(j.batch_job_id) for j in jobs if j.batch_job_id))
+        groups = [list(group) for group in chunks(batch_ids, KILL_CHUNK)]
+        answers = self._each_raw({f"kill-{n}": self.kill_many_argv(group)
+                                  for n, group in enumerate(groups)})
+        said: dict[str, tuple[int, str]] = {}
+        unclear: list[str] = []
+        for n, group in enumerate(groups):
+            answer = answers.get(f"kill-{n}")
+            if answer is None:
+                continue  # cut short: no answer
+            words = self.kill_many_answers(group, *answer)
+            said.update((i, words[i]) for i in group if i in words)
+            unclear += [i for i in group if i not in words]
+        if unclear:
+            said.update(self._each_raw({i: self.kill_argv(i) for i in unclear}))
+        return {j.job_id: self.classify_kill(*said[str(j.batch_job_id)])
+                for j in jobs if j.batch_job_id and str(j.batch_job_id) in said}
 
     def kill_tokens(self, tokens: Sequence[str]) -> dict[str, KillResult]:
         return self._each({token: self.kill_token_argv(token) for token in tokens})

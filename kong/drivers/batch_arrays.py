@@ -1,8 +1,8 @@
 """What the batch drivers that submit job arrays share (``kong.drivers.arrays``): the
 cluster's array size limit, asked once per profile and kept in the data dir; element
-batch ids (Slurm ``123_4``, LSF ``123[4]``); element tokens in a reconcile; and the
-kill of many elements of one array in one command. ``SlurmArrays`` and ``LSFDriver``
-are this and their scheduler's words.
+batch ids (Slurm ``123_4``, LSF ``123[4]``); element tokens in a reconcile. (A kill
+of many elements is BatchDriver's, as of many plain jobs: one command for all ids.)
+``SlurmArrays`` and ``LSFDriver`` are this and their scheduler's words.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from kong.drivers.arrays import parse_element_token
-from kong.drivers.base import KillOutcome, KillResult
 from kong.drivers.batch import BatchDriver
 from kong.model.job import Job
 
@@ -35,15 +34,6 @@ class ArrayBatchDriver(BatchDriver):
     @abstractmethod
     def max_array_size_script(self) -> str:
         """A shell line that prints the cluster's array size limit (a number), if any."""
-
-    @abstractmethod
-    def array_kill_argv(self, batch_ids: Sequence[str]) -> list[str]:
-        """One command that kills these elements of one array."""
-
-    @abstractmethod
-    def array_kill_answers(self, output: str) -> dict[str, tuple[int, str]]:
-        """What ``array_kill_argv``'s command said of single elements: batch id ->
-        (an exit code as for one kill of it, its words)."""
 
     # -- element ids --------------------------------------------------------------------
 
@@ -112,40 +102,3 @@ class ArrayBatchDriver(BatchDriver):
         names = dict.fromkeys(t if (e := parse_element_token(t)) is None else e[0]
                               for t in tokens)
         return list(names)
-
-    # -- kill ---------------------------------------------------------------------------
-
-    def kill(self, jobs: Sequence[Job]) -> dict[int, KillResult]:
-        """As BatchDriver.kill, but the elements of one array in one command, whose
-        words about each element keep the answers per job."""
-        by_array: dict[str, list[Job]] = {}
-        plain: list[Job] = []
-        for job in jobs:
-            element = self.split_element_id(str(job.batch_job_id or ""))
-            if element is not None:
-                by_array.setdefault(element[0], []).append(job)
-            elif job.batch_job_id:
-                plain.append(job)
-        if not by_array:
-            return super().kill(jobs)
-        commands = {str(j.job_id): self.kill_argv(str(j.batch_job_id)) for j in plain}
-        commands.update({f"array-{a}": self.array_kill_argv([str(j.batch_job_id)
-                                                              for j in members])
-                         for a, members in by_array.items()})
-        answers = self._each_raw(commands)
-        results = {int(key): self.classify_kill(*answers[str(j.job_id)])
-                   for j in plain if (key := str(j.job_id)) in answers}
-        for array_id, members in by_array.items():
-            answer = answers.get(f"array-{array_id}")
-            if answer is None:
-                continue  # cut short: no answer (lifecycle asks for their status)
-            rc, output = answer
-            said = self.array_kill_answers(output)
-            for job in members:
-                if str(job.batch_job_id) in said:
-                    results[job.job_id] = self.classify_kill(*said[str(job.batch_job_id)])
-                elif rc == 0 or said:
-                    results[job.job_id] = KillResult(KillOutcome.KILLED, "")
-                else:  # failed without naming any element: the same answer for all
-                    results[job.job_id] = self.classify_kill(rc, output)
-        return results

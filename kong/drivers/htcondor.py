@@ -21,7 +21,7 @@ Held     a held job is reported FAILED with its HoldReason and, unless its
          after a ``condor_release`` while a resubmitted copy runs too.
 Walltime becomes a ``periodic_hold`` on the time the job has been running: the
          job is held when it runs longer, so it ends FAILED like any held job.
-Kill     one ``condor_rm`` with all ids; a killed job gets 5 s (job_max_vacate_time,
+Kill     one ``condor_rm`` with all ids, a line per id; a killed job gets 5 s (job_max_vacate_time,
          which ``extra`` may override) between SIGTERM and SIGKILL.
 
 Profile options (each also a per-job override through ``create_job``):
@@ -145,6 +145,8 @@ _SINCE_MARGIN = 3600
 
 _ID = re.compile(r"^(\d+)\.(\d+)$")
 _TERSE = re.compile(r"(\d+)\.(\d+)\s*-\s*(\d+)\.(\d+)")
+#: what condor_rm says of one id (its lines joined on one: the words run to the next)
+_CONDOR_RM_ANSWER = re.compile(r"Job (\d+\.\d+) (.*?)\s*(?=Job \d|$)")
 
 
 # -- parsers (pure; tests/test_htcondor_parsers.py) ---------------------------------------
@@ -511,6 +513,17 @@ class HTCondorDriver(BatchDriver):
 
     def kill_token_argv(self, token: str) -> list[str]:
         return ["condor_rm", "-constraint", f"KongToken == {classad_string(token)}"]
+
+    def kill_many_argv(self, batch_ids: Sequence[str]) -> list[str]:
+        return ["condor_rm", *batch_ids]
+
+    def kill_many_answers(self, batch_ids: Sequence[str], rc: int,
+                          output: str) -> dict[str, tuple[int, str]]:
+        """condor_rm's line about each id (its lines joined on one): "Job 12.0 marked
+        for removal", "Job 12.0 not found" (gone to the history, or never there); it
+        exits 0 when one of many was removed, so each line decides for its own id."""
+        return {m.group(1): (0 if "marked for removal" in m.group(2) else 1, m.group(0))
+                for m in _CONDOR_RM_ANSWER.finditer(output)}
 
     # -- options ------------------------------------------------------------------------
 

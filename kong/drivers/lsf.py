@@ -10,7 +10,8 @@ Job arrays. The jobs of one submit with equal directives go as ``bsub -J
 "name[1-N]"`` (at most the cluster's MAX_JOB_ARRAY_SIZE, from ``bparams -a``); an
 element's batch id is LSF's own ``123[4]``. bjobs lists an array's elements under its
 id (JOBID 123, JOBINDEX 4, JOB_NAME ``name[4]``), so the status query asks for the
-arrays' ids; ``bkill "123[4]" "123[7]"`` kills those elements only, in one command.
+arrays' ids; ``bkill "123[4]" "123[7]"`` kills those elements only, in one command
+(as ``bkill 12 13`` does plain jobs: a kill is one bkill, a line per id).
 
 Mostly data on top of :class:`~kong.drivers.batch.BatchDriver`: the directives, the
 submit command, and (in ``kong.drivers.lsf_parsers``) the state table and parsers for
@@ -205,11 +206,14 @@ class LSFDriver(ArrayBatchDriver):
         # an element's token, name[4], names that element of array "name" alone
         return ["bkill", "-J", token, "0"]
 
-    def array_kill_argv(self, batch_ids: Sequence[str]) -> list[str]:
+    def kill_many_argv(self, batch_ids: Sequence[str]) -> list[str]:
         return ["bkill", *batch_ids]
 
-    def array_kill_answers(self, output: str) -> dict[str, tuple[int, str]]:
-        """bkill's line about each element (its lines joined on one)."""
+    def kill_many_answers(self, batch_ids: Sequence[str], rc: int,
+                          output: str) -> dict[str, tuple[int, str]]:
+        """bkill's line about each job or element (its lines joined on one): "Job <12>
+        is being terminated", "Job <12>: Job has already finished", "Job <12>: No
+        matching job found", ... whatever its exit code (255 when one was not killed)."""
         return {m.group(1): (0 if "being terminated" in m.group(2) else 1,
                              f"Job <{m.group(1)}>: {m.group(2)}")
                 for m in _BKILL_ANSWER.finditer(output)}

@@ -46,6 +46,12 @@ _warned: set[str] = set()
 _warned_lock = threading.Lock()
 
 _QUERY = load("sge_query.sh")
+
+#: what qdel says of one id (see SGEDriver.kill_many_answers)
+_QDEL_ANSWER = re.compile(r"has registered the job (\d+) for deletion"
+                          r"|has deleted job (\d+)"
+                          r"|job (\d+) is already in deletion"
+                          r'|denied: job "(\d+)" does not exist')
 _FIND = load("wait_for_submits.sh", "sge_query.sh")
 
 #: Grid Engine's state letters (qstat's ``state``), tested in this order: the first
@@ -171,6 +177,22 @@ class SGEDriver(BatchDriver):
     def kill_token_argv(self, token: str) -> list[str]:
         # by name, the user's own jobs only ("The job NAME of user(s) kong does not exist")
         return ["qdel", token]
+
+    def kill_many_argv(self, batch_ids: Sequence[str]) -> list[str]:
+        # qdel takes many ids (and deletes them in that order), as words or a comma list
+        return ["qdel", *batch_ids]
+
+    def kill_many_answers(self, batch_ids: Sequence[str], rc: int,
+                          output: str) -> dict[str, tuple[int, str]]:
+        """qdel's line about each id (its lines joined on one): "kong has registered the
+        job 12 for deletion" (running), "kong has deleted job 12" (pending), "job 12 is
+        already in deletion", 'denied: job "12" does not exist'; exit 1 when one was
+        not deleted, so each line decides for its own id."""
+        said: dict[str, tuple[int, str]] = {}
+        for m in _QDEL_ANSWER.finditer(output):
+            batch_id = next(g for g in m.groups() if g is not None)
+            said[batch_id] = (1 if m.group(0).startswith("denied") else 0, m.group(0))
+        return said
 
     def query(self, jobs: Sequence[Job]) -> dict[str, SchedulerInfo]:
         ids = [str(j.batch_job_id) for j in jobs if j.batch_job_id]

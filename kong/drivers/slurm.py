@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: what ``scancel -v`` says of each id it cancels, and of each it could not (its
+#: lines joined on one: the words run to the next "scancel: ")
+_SCANCEL_TERMINATING = re.compile(r"scancel: Terminating job (\S+)")
+_SCANCEL_ERROR = re.compile(
+    r"scancel: error: Kill job error on job id (\S+?):\s*(.*?)\s*(?=scancel: |$)")
+
 #: Slurm's job states (squeue %T, sacct State, scontrol JobState) -> kong's.
 #: A job that will still run (queued, requeued, held for a reservation) is SUBMITTED;
 #: one that started and is not over is RUNNING; every end but success is FAILED.
@@ -166,7 +172,27 @@ class SlurmDriver(SlurmArrays):
         return parse_sbatch(output)
 
     def kill_argv(self, batch_id: str) -> list[str]:
-        return ["scancel", batch_id]
+        # -v: without it, scancel (22.05) says nothing of a job that had ended or that
+        # it does not know, and exits 0 as for a kill
+        return ["scancel", "-v", batch_id]
+
+    def kill_many_argv(self, batch_ids: Sequence[str]) -> list[str]:
+        return ["scancel", "-v", *batch_ids]
+
+    def kill_many_answers(self, batch_ids: Sequence[str], rc: int,
+                          output: str) -> dict[str, tuple[int, str]]:
+        """``scancel -v``'s lines (joined on one): "scancel: Terminating job 12" for
+        each id it asks slurmctld to cancel, then "scancel: error: Kill job error on
+        job id 12: Invalid job id specified" (or "Job/step already completing or
+        completed", "Access/permission denied") for each it could not. An id named
+        only as terminating was cancelled, as long as scancel ran to its end (exit 0
+        or 1) and said nothing else kong cannot read."""
+        said = {m.group(1): (1, m.group(2)) for m in _SCANCEL_ERROR.finditer(output)}
+        rest = _SCANCEL_ERROR.sub(" ", _SCANCEL_TERMINATING.sub(" ", output)).strip()
+        if rc in (0, 1) and not rest:
+            for m in _SCANCEL_TERMINATING.finditer(output):
+                said.setdefault(m.group(1), (0, m.group(0)))
+        return said
 
     def kill_token_argv(self, token: str) -> list[str]:
         element = parse_element_token(token)

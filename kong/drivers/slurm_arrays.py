@@ -1,12 +1,10 @@
 """Slurm job arrays (``kong.drivers.arrays``, ``kong.drivers.batch_arrays``): the
 ``--array`` directives, the cluster's MaxArraySize (``scontrol show config``), and
-kills of many elements in one ``scancel``. ``SlurmDriver`` (``kong.drivers.slurm``)
+the kill of one element by its array's name. ``SlurmDriver`` (``kong.drivers.slurm``)
 is this and the rest of the driver."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from typing import Any
 
 from kong.drivers.batch_arrays import ArrayBatchDriver
@@ -17,9 +15,6 @@ from kong.model.job import Job
 # (its comments dropped: each.sh reads one command per line)
 _KILL_ELEMENT = "".join(line for line in load("slurm_kill_element.sh").splitlines()
                         if not line.startswith("#"))
-# kill elements of one array in one scancel, naming those that had ended (as above)
-_KILL_ARRAY = "".join(line for line in load("slurm_kill_array.sh").splitlines()
-                      if not line.startswith("#"))
 
 #: Slurm's default MaxArraySize: indices 0..1000
 DEFAULT_MAX_ARRAY_SIZE = 1001
@@ -31,13 +26,6 @@ class SlurmArrays(ArrayBatchDriver):
     ARRAY_FIRST_INDEX = 0
     ARRAY_INDEX_VARIABLE = "SLURM_ARRAY_TASK_ID"
     DEFAULT_MAX_ARRAY_SIZE = DEFAULT_MAX_ARRAY_SIZE
-
-    def array_kill_argv(self, batch_ids: Sequence[str]) -> list[str]:
-        # scancel says nothing of an element that had ended: the script names those
-        return ["sh", "-c", _KILL_ARRAY, "sh", *batch_ids]
-
-    def array_kill_answers(self, output: str) -> dict[str, tuple[int, str]]:
-        return {batch_id: (1, words) for batch_id, words in _scancel_errors(output).items()}
 
     def max_array_size_script(self) -> str:
         return "scontrol show config | awk '$1 == \"MaxArraySize\" { print $3 }'"
@@ -57,16 +45,6 @@ class SlurmArrays(ArrayBatchDriver):
 
     def array_submit_argv(self, dispatcher: str) -> list[str]:
         return ["sbatch", "--parsable", dispatcher]
-
-
-_SCANCEL_ERROR = re.compile(r"error on job id (\S+?):\s*(.*?)\s*(?=scancel: |$)")
-
-
-def _scancel_errors(output: str) -> dict[str, str]:
-    """What ``scancel`` of many ids said of each id it could not kill, by id, from
-    lines like ``scancel: error: Kill job error on job id 123_4: Invalid job id
-    specified`` (joined on one line)."""
-    return {m.group(1): m.group(2) for m in _SCANCEL_ERROR.finditer(output)}
 
 
 def sbatch_path(path: str) -> str:

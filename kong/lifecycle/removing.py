@@ -31,7 +31,7 @@ from kong.lifecycle.attempt import (
     reload_rows,
     removal_mark,
 )
-from kong.lifecycle.stopping import may_rerun, stop
+from kong.lifecycle.stopping import KILL_CONFIRM_TIMEOUT, await_end, may_rerun, stop
 from kong.model.job import Job
 
 if TYPE_CHECKING:
@@ -66,6 +66,11 @@ def _remove(driver: DriverBase, jobs: Sequence[Job], mark: dict[str, Any],
         problems.extend(stop_problems)
         stopped = {j.job_id for j in [*killed, *check]}
         gone = [j for j in claimed if j.job_id in stopped or may_rerun(j)]
+        # A kill is asynchronous: a job the scheduler is still starting or stopping
+        # (Grid Engine's shepherd, HTCondor's starter, the job's own mkdir) writes
+        # into its dirs after they are deleted, so the files go once the scheduler
+        # shows it ended (as for resubmit; after the timeout they go anyway).
+        await_end(driver, [*killed, *check], KILL_CONFIRM_TIMEOUT)
     else:  # nobody to ask or to stop: the rows go, the driver says where the files stay
         gone = list(claimed)
     ending = attempts_of(gone)

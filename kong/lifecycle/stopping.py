@@ -97,7 +97,7 @@ def kill(driver: DriverBase, jobs: Sequence[Job]) -> None:
     raise_problems(problems, "could not be killed", len(jobs))
 
 
-def _await_end(driver: DriverBase, jobs: Sequence[Job], timeout: float) -> list[Job]:
+def await_end(driver: DriverBase, jobs: Sequence[Job], timeout: float) -> list[Job]:
     """Poll until the scheduler shows each job ended (or gone); the ones that did not."""
     waiting = [j for j in jobs if j.batch_job_id]
     deadline = time.monotonic() + timeout
@@ -154,7 +154,7 @@ def resubmit(
     stopped = attempts_of(jobs)  # what ends here; another kong may run it again meanwhile
     blocked = {j.job_id for j in jobs} - {j.job_id for j in jobs if may_rerun(j)}
     blocked -= {j.job_id for j in [*killed, *check]}
-    stuck = _await_end(driver, [*killed, *check], KILL_CONFIRM_TIMEOUT)
+    stuck = await_end(driver, [*killed, *check], KILL_CONFIRM_TIMEOUT)
     for job in stuck:
         problems.append(f"job {job.job_id}: still running {KILL_CONFIRM_TIMEOUT:.0f} s "
                         "after the kill; not resubmitted")
